@@ -1,0 +1,1 @@
+//! Debezium JSON and other formats (being written).

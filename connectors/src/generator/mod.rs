@@ -1,0 +1,1 @@
+//! Built-in deterministic data generators (being written).
