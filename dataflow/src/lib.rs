@@ -1,1 +1,46 @@
-//! placeholder
+//! tidewater: streaming CDC into epoch-consistent Delta Lake tables on timely dataflow.
+//!
+//! This crate wires the generic operators (`tidewater-operators`) and the connectors
+//! (`tidewater-connectors`) into a dataflow per pipeline file, and holds the CLI.
+//! See `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod commit;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod run;
+pub mod source;
+pub mod table;
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use tidewater_connectors::types::Datum;
+
+pub use config::PipelineConfig;
+pub use error::TidewaterError;
+pub use run::{run, RunOptions, RunSummary};
+
+/// A key: the canonical encoding of the key columns' datums (equal keys, equal bytes).
+pub type Key = Vec<u8>;
+
+/// A sequence value, totally ordered (see [`Datum::total_cmp`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Seq(pub Datum);
+
+impl PartialEq for Seq {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Seq {}
+impl PartialOrd for Seq {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Seq {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}

@@ -1,1 +1,390 @@
-//! The files source (being written).
+//! The files source: a single file, or a directory whose files are read exactly once each, in
+//! name order, including files that appear while running.
+//!
+//! The input is cut into *blocks*: byte ranges that start and end at line boundaries. Blocks
+//! are cut by one reader (it reads only a small window at each block end, or the whole block
+//! when records must be counted) and parsed by any worker, which reads the bytes itself with
+//! positioned reads. A block is identified by `(path, start, end)`, which is also what an
+//! epoch records as its input position, so an epoch can be replayed exactly.
+//!
+//! Conventions for directories: files must appear complete (write elsewhere, then rename in);
+//! names starting with `.` or `_` and names ending in `.tmp` are ignored.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConnectorError;
+
+/// A byte range of one input file, starting and ending at line boundaries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileBlock {
+    /// The file.
+    pub path: String,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte (just after a newline, or the end of the file).
+    pub end: u64,
+}
+
+impl FileBlock {
+    /// Reads the block's bytes into `buf` (replacing its contents).
+    pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), ConnectorError> {
+        let file = File::open(&self.path).map_err(|e| ConnectorError::io(&self.path, e))?;
+        buf.clear();
+        buf.resize((self.end - self.start) as usize, 0);
+        file.read_exact_at(buf, self.start)
+            .map_err(|e| ConnectorError::io(&self.path, e))
+    }
+}
+
+fn is_ignored(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_') || name.ends_with(".tmp")
+}
+
+/// Lists the input files under `path` (itself if it is a file), sorted by name.
+pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, ConnectorError> {
+    let meta = std::fs::metadata(path).map_err(|e| ConnectorError::io(path.display(), e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| ConnectorError::io(path.display(), e))? {
+        let entry = entry.map_err(|e| ConnectorError::io(path.display(), e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if is_ignored(&name) {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Where the reader stands in one file.
+struct Current {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    offset: u64,
+}
+
+/// Cuts a file or directory into blocks, in order. Not thread-safe; used by one reader.
+pub struct FileCutter {
+    root: PathBuf,
+    is_dir: bool,
+    /// Files already fully read (or skipped as already consumed by an earlier run).
+    done: BTreeSet<PathBuf>,
+    current: Option<Current>,
+    scratch: Vec<u8>,
+}
+
+impl FileCutter {
+    /// A cutter over `path` (a file or a directory). Fails if the path does not exist.
+    pub fn new(path: &Path) -> Result<Self, ConnectorError> {
+        let meta = std::fs::metadata(path).map_err(|e| ConnectorError::io(path.display(), e))?;
+        Ok(FileCutter {
+            root: path.to_path_buf(),
+            is_dir: meta.is_dir(),
+            done: BTreeSet::new(),
+            current: None,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Whether the source is a directory (unbounded: new files may appear).
+    pub fn is_dir(&self) -> bool {
+        self.is_dir
+    }
+
+    /// Resumes after `path` has been read up to byte `offset` and all files before it in name
+    /// order are done.
+    pub fn resume_at(&mut self, path: &Path, offset: u64) -> Result<(), ConnectorError> {
+        for f in list_files(&self.root)? {
+            if f.as_path() < path {
+                self.done.insert(f);
+            }
+        }
+        let file = File::open(path).map_err(|e| ConnectorError::io(path.display(), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ConnectorError::io(path.display(), e))?
+            .len();
+        self.current = Some(Current {
+            path: path.to_path_buf(),
+            file,
+            len,
+            offset,
+        });
+        Ok(())
+    }
+
+    /// Opens the next unread file in name order, if any.
+    fn open_next(&mut self) -> Result<bool, ConnectorError> {
+        let next = list_files(&self.root)?
+            .into_iter()
+            .find(|f| !self.done.contains(f));
+        let Some(path) = next else { return Ok(false) };
+        let file = File::open(&path).map_err(|e| ConnectorError::io(path.display(), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ConnectorError::io(path.display(), e))?
+            .len();
+        self.current = Some(Current {
+            path,
+            file,
+            len,
+            offset: 0,
+        });
+        Ok(true)
+    }
+
+    /// The next block: at most about `max_bytes` (always at least one whole line), or — when
+    /// `max_lines` is given — at most that many lines. Returns the block and, when `max_lines`
+    /// was given, the number of lines in it. `None` when no unread input is available now.
+    pub fn next_block(
+        &mut self,
+        max_bytes: u64,
+        max_lines: Option<u64>,
+    ) -> Result<Option<(FileBlock, Option<u64>)>, ConnectorError> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
+            }
+            let cur = self.current.as_mut().expect("opened");
+            if cur.offset >= cur.len {
+                let done = self.current.take().expect("current");
+                self.done.insert(done.path);
+                continue;
+            }
+            let start = cur.offset;
+            let (end, lines) = match max_lines {
+                None => (find_line_end(&cur.file, cur.len, start + max_bytes.max(1) - 1, &mut self.scratch, &cur.path)?, None),
+                Some(n) => {
+                    let limit = (cur.len - start).min(max_bytes.max(1)) as usize;
+                    self.scratch.resize(limit, 0);
+                    cur.file
+                        .read_exact_at(&mut self.scratch[..limit], start)
+                        .map_err(|e| ConnectorError::io(cur.path.display(), e))?;
+                    let mut count = 0u64;
+                    let mut end = None;
+                    for pos in memchr::memchr_iter(b'\n', &self.scratch[..limit]) {
+                        count += 1;
+                        if count == n {
+                            end = Some(start + pos as u64 + 1);
+                            break;
+                        }
+                    }
+                    match end {
+                        Some(e) => (e, Some(count)),
+                        None if start + limit as u64 == cur.len => {
+                            // The file ends within the window: the rest is the block (a last
+                            // line without a newline counts as a line).
+                            let tail = if self.scratch[..limit].last() == Some(&b'\n') { 0 } else { 1 };
+                            (cur.len, Some(count + tail))
+                        }
+                        None => {
+                            // Fewer than n lines in the window: cut at the last newline.
+                            match memchr::memrchr(b'\n', &self.scratch[..limit]) {
+                                Some(p) => (start + p as u64 + 1, Some(count)),
+                                None => {
+                                    let e = find_line_end(&cur.file, cur.len, start, &mut self.scratch, &cur.path)?;
+                                    (e, Some(1))
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            cur.offset = end;
+            return Ok(Some((
+                FileBlock {
+                    path: cur.path.display().to_string(),
+                    start,
+                    end,
+                },
+                lines,
+            )));
+        }
+    }
+
+    /// If the line just before the current position and the line at it carry the same
+    /// transaction id (as told by `tx_of`), returns the block of following lines that belong
+    /// to that transaction (so that a cut placed here would not split it), and advances past
+    /// it. `None` when the current position is already a transaction boundary.
+    pub fn finish_transaction(
+        &mut self,
+        tx_of: impl Fn(&[u8]) -> Option<String>,
+    ) -> Result<Option<(FileBlock, u64)>, ConnectorError> {
+        let Some(cur) = self.current.as_mut() else { return Ok(None) };
+        if cur.offset == 0 || cur.offset >= cur.len {
+            return Ok(None);
+        }
+        let prev = read_line_before(&cur.file, cur.offset, &cur.path)?;
+        let Some(tx) = tx_of(&prev) else { return Ok(None) };
+        let start = cur.offset;
+        let mut lines = 0u64;
+        while cur.offset < cur.len {
+            let end = find_line_end(&cur.file, cur.len, cur.offset, &mut self.scratch, &cur.path)?;
+            let mut line = vec![0u8; (end - cur.offset) as usize];
+            cur.file
+                .read_exact_at(&mut line, cur.offset)
+                .map_err(|e| ConnectorError::io(cur.path.display(), e))?;
+            if tx_of(&line).as_deref() != Some(tx.as_str()) {
+                break;
+            }
+            cur.offset = end;
+            lines += 1;
+        }
+        if lines == 0 {
+            return Ok(None);
+        }
+        Ok(Some((
+            FileBlock {
+                path: cur.path.display().to_string(),
+                start,
+                end: cur.offset,
+            },
+            lines,
+        )))
+    }
+
+    /// Whether there is nothing left to read now (for a single file: it is fully read).
+    pub fn is_exhausted(&mut self) -> Result<bool, ConnectorError> {
+        if let Some(cur) = &self.current {
+            if cur.offset < cur.len {
+                return Ok(false);
+            }
+        }
+        Ok(list_files(&self.root)?
+            .into_iter()
+            .filter(|f| Some(f) != self.current.as_ref().map(|c| &c.path))
+            .all(|f| self.done.contains(&f)))
+    }
+}
+
+/// The end (exclusive) of the line containing byte `from`: just past the next newline at or
+/// after `from`, or the end of the file.
+fn find_line_end(
+    file: &File,
+    len: u64,
+    from: u64,
+    scratch: &mut Vec<u8>,
+    path: &Path,
+) -> Result<u64, ConnectorError> {
+    const WINDOW: usize = 64 * 1024;
+    let mut pos = from;
+    while pos < len {
+        let n = ((len - pos) as usize).min(WINDOW);
+        scratch.resize(n, 0);
+        file.read_exact_at(&mut scratch[..n], pos)
+            .map_err(|e| ConnectorError::io(path.display(), e))?;
+        if let Some(i) = memchr::memchr(b'\n', &scratch[..n]) {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += n as u64;
+    }
+    Ok(len)
+}
+
+/// The line that ends just before `offset` (which is a line start > 0), without its newline.
+fn read_line_before(file: &File, offset: u64, path: &Path) -> Result<Vec<u8>, ConnectorError> {
+    const WINDOW: u64 = 64 * 1024;
+    let end = offset - 1; // the newline ending the previous line
+    let mut start = end;
+    let mut buf = Vec::new();
+    loop {
+        let from = start.saturating_sub(WINDOW);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        file.read_exact_at(&mut chunk, from)
+            .map_err(|e| ConnectorError::io(path.display(), e))?;
+        if let Some(i) = memchr::memrchr(b'\n', &chunk) {
+            start = from + i as u64 + 1;
+            break;
+        }
+        start = from;
+        if from == 0 {
+            break;
+        }
+    }
+    buf.resize((end - start) as usize, 0);
+    file.read_exact_at(&mut buf, start)
+        .map_err(|e| ConnectorError::io(path.display(), e))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(cutter: &mut FileCutter, max_bytes: u64, max_lines: Option<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while let Some((b, _)) = cutter.next_block(max_bytes, max_lines).unwrap() {
+            b.read_into(&mut buf).unwrap();
+            out.push(String::from_utf8(buf.clone()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn blocks_end_at_line_boundaries_and_cover_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(dir.path().join("a.json"), &text).unwrap();
+        let mut c = FileCutter::new(&dir.path().join("a.json")).unwrap();
+        let blocks = lines_of(&mut c, 50, None);
+        assert!(blocks.len() > 5);
+        assert!(blocks.iter().all(|b| b.ends_with('\n')));
+        assert_eq!(blocks.concat(), text);
+        assert!(c.is_exhausted().unwrap());
+    }
+
+    #[test]
+    fn counted_blocks_hold_exactly_n_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (0..10).map(|i| format!("{i}\n")).collect::<String>() + "last";
+        std::fs::write(dir.path().join("a.json"), &text).unwrap();
+        let mut c = FileCutter::new(&dir.path().join("a.json")).unwrap();
+        let mut counts = Vec::new();
+        while let Some((_, n)) = c.next_block(1 << 20, Some(4)).unwrap() {
+            counts.push(n.unwrap());
+        }
+        assert_eq!(counts, vec![4, 4, 3]);
+    }
+
+    #[test]
+    fn directory_files_in_name_order_and_new_files_picked_up_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.json"), "b1\n").unwrap();
+        std::fs::write(dir.path().join("a.json"), "a1\na2\n").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "x\n").unwrap();
+        let mut c = FileCutter::new(dir.path()).unwrap();
+        assert_eq!(lines_of(&mut c, 1 << 20, None), vec!["a1\na2\n", "b1\n"]);
+        assert!(c.is_exhausted().unwrap());
+        std::fs::write(dir.path().join("c.json"), "c1\n").unwrap();
+        assert!(!c.is_exhausted().unwrap());
+        assert_eq!(lines_of(&mut c, 1 << 20, None), vec!["c1\n"]);
+        assert_eq!(lines_of(&mut c, 1 << 20, None), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_cut_is_moved_to_the_end_of_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "t1 a\nt2 a\nt2 b\nt2 c\nt3 a\n").unwrap();
+        let mut c = FileCutter::new(&dir.path().join("a")).unwrap();
+        let tx = |l: &[u8]| Some(String::from_utf8_lossy(&l[..2]).to_string());
+        let (b, _) = c.next_block(1 << 20, Some(2)).unwrap().unwrap();
+        assert_eq!(b.end, 10);
+        let (tail, n) = c.finish_transaction(tx).unwrap().unwrap();
+        assert_eq!((tail.start, tail.end, n), (10, 20, 2));
+        assert!(c.finish_transaction(tx).unwrap().is_none());
+        let (b, _) = c.next_block(1 << 20, Some(2)).unwrap().unwrap();
+        assert_eq!((b.start, b.end), (20, 25));
+    }
+}

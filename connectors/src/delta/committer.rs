@@ -1,0 +1,383 @@
+//! The committer: one Delta commit per table per epoch, carrying a `txn` action, then the
+//! epoch manifest. Exactly one committer runs per pipeline (on worker 0 of process 0).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::IntoFuture;
+use std::path::{Path, PathBuf};
+
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Remove, Transaction};
+use deltalake::operations::create::CreateBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, TableProperty};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use url::Url;
+
+use super::parquet::{delta_fields, AddFile};
+use crate::types::Column;
+use crate::ConnectorError;
+
+/// One file action of a table for an epoch, produced by a worker and sent to the committer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileAction {
+    /// A new data file.
+    Add(AddFile),
+    /// A data file that no longer belongs to the table (its bucket was rewritten or emptied).
+    Remove {
+        /// Path relative to the table root.
+        path: String,
+        /// Size in bytes.
+        size: i64,
+    },
+}
+
+/// What the committer reports about a table commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// A new Delta version was written.
+    Committed(i64),
+    /// The table's log already holds a `txn` version ≥ this epoch (a replay after a crash).
+    AlreadyCommitted(i64),
+}
+
+/// The epoch manifest: `<lakehouse>/_tidewater/epochs/<epoch>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochManifest {
+    /// The pipeline name.
+    pub pipeline: String,
+    /// The epoch.
+    pub epoch: u64,
+    /// The Delta version of every table of the pipeline that exists, as of this epoch.
+    pub tables: BTreeMap<String, i64>,
+    /// Source positions covered up to and including this epoch, per source.
+    pub positions: Value,
+}
+
+/// Path of the manifest directory of a lakehouse.
+pub fn manifest_dir(lakehouse: &Path) -> PathBuf {
+    lakehouse.join("_tidewater").join("epochs")
+}
+
+/// Reads all epoch manifests of a lakehouse, by epoch.
+pub fn read_manifests(lakehouse: &Path) -> Result<BTreeMap<u64, EpochManifest>, ConnectorError> {
+    let dir = manifest_dir(lakehouse);
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(ConnectorError::io(dir.display(), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| ConnectorError::io(dir.display(), e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(epoch) = name.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(entry.path())
+            .map_err(|e| ConnectorError::io(entry.path().display(), e))?;
+        let m: EpochManifest = serde_json::from_str(&text).map_err(|e| ConnectorError::Delta {
+            table: "_tidewater/epochs".into(),
+            message: format!("manifest {name} is not valid: {e}"),
+        })?;
+        out.insert(epoch, m);
+    }
+    Ok(out)
+}
+
+/// Settings of the committer.
+#[derive(Clone, Debug)]
+pub struct CommitterConfig {
+    /// The lakehouse directory (tables live at `<lakehouse>/<table>`).
+    pub lakehouse: PathBuf,
+    /// The pipeline name (the `txn` app id is `<pipeline>/<table>`).
+    pub pipeline: String,
+    /// Write a Delta checkpoint every this many commits of a table.
+    pub checkpoint_interval: u64,
+}
+
+/// Commits epochs to Delta tables. Holds its own single-threaded tokio runtime.
+pub struct Committer {
+    config: CommitterConfig,
+    rt: tokio::runtime::Runtime,
+    tables: HashMap<String, DeltaTable>,
+}
+
+fn delta_err(table: &str, e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Delta {
+        table: table.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Committer {
+    /// Creates a committer for a lakehouse (the directory is created if missing).
+    pub fn new(config: CommitterConfig) -> Result<Self, ConnectorError> {
+        std::fs::create_dir_all(&config.lakehouse)
+            .map_err(|e| ConnectorError::io(config.lakehouse.display(), e))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectorError::io("tokio runtime", e))?;
+        Ok(Committer {
+            config,
+            rt,
+            tables: HashMap::new(),
+        })
+    }
+
+    /// The `txn` app id of a table.
+    pub fn app_id(&self, table: &str) -> String {
+        format!("{}/{}", self.config.pipeline, table)
+    }
+
+    fn table_dir(&self, table: &str) -> PathBuf {
+        self.config.lakehouse.join(table)
+    }
+
+    fn table_url(&self, table: &str) -> Result<Url, ConnectorError> {
+        let dir = self.table_dir(table);
+        std::fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(dir.display(), e))?;
+        let abs = dir
+            .canonicalize()
+            .map_err(|e| ConnectorError::io(dir.display(), e))?;
+        Url::from_directory_path(&abs)
+            .map_err(|_| delta_err(table, format!("cannot make a URL of {}", abs.display())))
+    }
+
+    /// Loads a table if it exists on disk (has a `_delta_log` with a commit).
+    fn load(&mut self, table: &str) -> Result<Option<&mut DeltaTable>, ConnectorError> {
+        if !self.tables.contains_key(table) {
+            let log = self.table_dir(table).join("_delta_log");
+            let exists = std::fs::read_dir(&log)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if !exists {
+                return Ok(None);
+            }
+            let url = self.table_url(table)?;
+            let t = self
+                .rt
+                .block_on(deltalake::open_table(url))
+                .map_err(|e| delta_err(table, e))?;
+            self.tables.insert(table.to_string(), t);
+        }
+        Ok(self.tables.get_mut(table))
+    }
+
+    /// The current Delta version of a table, if it exists.
+    pub fn version(&mut self, table: &str) -> Result<Option<i64>, ConnectorError> {
+        Ok(self.load(table)?.and_then(|t| t.version()).map(|v| v as i64))
+    }
+
+    /// The last epoch committed to a table by this pipeline (its `txn` version), if any.
+    pub fn last_epoch(&mut self, table: &str) -> Result<Option<u64>, ConnectorError> {
+        let app_id = self.app_id(table);
+        if self.load(table)?.is_none() {
+            return Ok(None);
+        }
+        let t = &self.tables[table];
+        let log_store = t.log_store();
+        let snapshot = t.snapshot().map_err(|e| delta_err(table, e))?;
+        let v = self
+            .rt
+            .block_on(snapshot.transaction_version(log_store.as_ref(), app_id))
+            .map_err(|e| delta_err(table, e))?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    /// Commits the file actions of one table for `epoch` as one Delta commit with a `txn`
+    /// action `{appId: <pipeline>/<table>, version: epoch}` and `commitInfo.tidewater` =
+    /// `metadata`. Creates the table with `columns` on its first commit. Skips the commit when
+    /// the log already holds this epoch.
+    pub fn commit(
+        &mut self,
+        epoch: u64,
+        table: &str,
+        columns: &[Column],
+        actions: Vec<FileAction>,
+        metadata: Value,
+    ) -> Result<CommitOutcome, ConnectorError> {
+        if let Some(done) = self.last_epoch(table)? {
+            if done >= epoch {
+                let v = self.version(table)?.unwrap_or(0);
+                return Ok(CommitOutcome::AlreadyCommitted(v));
+            }
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let delta_actions: Vec<Action> = actions
+            .into_iter()
+            .map(|a| match a {
+                FileAction::Add(f) => Action::Add(Add {
+                    path: f.path,
+                    size: f.size,
+                    modification_time: now,
+                    data_change: true,
+                    stats: Some(f.stats),
+                    ..Default::default()
+                }),
+                FileAction::Remove { path, size } => Action::Remove(Remove {
+                    path,
+                    data_change: true,
+                    deletion_timestamp: Some(now),
+                    extended_file_metadata: Some(true),
+                    partition_values: Some(HashMap::new()),
+                    size: Some(size),
+                    ..Default::default()
+                }),
+            })
+            .collect();
+        let app_id = self.app_id(table);
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(&app_id, epoch as i64))
+            .with_metadata([("tidewater".to_string(), metadata)]);
+
+        let version = if self.load(table)?.is_none() {
+            let url = self.table_url(table)?;
+            let created = self
+                .rt
+                .block_on(
+                    CreateBuilder::new()
+                        .with_location(url.to_string())
+                        .with_table_name(table)
+                        .with_columns(delta_fields(columns))
+                        .with_save_mode(SaveMode::ErrorIfExists)
+                        .with_configuration_property(
+                            TableProperty::CheckpointInterval,
+                            Some(self.config.checkpoint_interval.to_string()),
+                        )
+                        .with_actions(delta_actions)
+                        .with_commit_properties(props)
+                        .into_future(),
+                )
+                .map_err(|e| delta_err(table, e))?;
+            let v = created.version().unwrap_or(0) as i64;
+            self.tables.insert(table.to_string(), created);
+            v
+        } else {
+            let t = self.tables.get_mut(table).expect("loaded");
+            let log_store = t.log_store();
+            let snapshot = t.snapshot().map_err(|e| delta_err(table, e))?;
+            let op = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            };
+            let finalized = self
+                .rt
+                .block_on(
+                    CommitBuilder::from(props)
+                        .with_actions(delta_actions)
+                        .build(Some(snapshot), log_store, op)
+                        .into_future(),
+                )
+                .map_err(|e| delta_err(table, e))?;
+            let v = finalized.version();
+            self.rt
+                .block_on(t.update_incremental(Some(v)))
+                .map_err(|e| delta_err(table, e))?;
+            v as i64
+        };
+        Ok(CommitOutcome::Committed(version))
+    }
+
+    /// Writes the manifest of `epoch` (atomically: temporary file, then rename), mapping every
+    /// table in `tables` that exists to its current Delta version.
+    pub fn write_manifest(
+        &mut self,
+        epoch: u64,
+        tables: &[String],
+        positions: Value,
+    ) -> Result<EpochManifest, ConnectorError> {
+        let mut versions = BTreeMap::new();
+        for t in tables {
+            if let Some(v) = self.version(t)? {
+                versions.insert(t.clone(), v);
+            }
+        }
+        let manifest = EpochManifest {
+            pipeline: self.config.pipeline.clone(),
+            epoch,
+            tables: versions,
+            positions,
+        };
+        let dir = manifest_dir(&self.config.lakehouse);
+        std::fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(dir.display(), e))?;
+        let tmp = dir.join(format!(".{epoch}.json.tmp"));
+        let path = dir.join(format!("{epoch}.json"));
+        let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
+        std::fs::write(&tmp, text).map_err(|e| ConnectorError::io(tmp.display(), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| ConnectorError::io(path.display(), e))?;
+        Ok(manifest)
+    }
+
+    /// Commit metadata for an epoch: `{"pipeline", "table", "epoch", "positions", ...extra}`.
+    pub fn metadata(&self, epoch: u64, table: &str, positions: &Value, extra: Value) -> Value {
+        let mut m = json!({
+            "pipeline": self.config.pipeline,
+            "table": table,
+            "epoch": epoch,
+            "positions": positions,
+        });
+        if let (Some(obj), Value::Object(extra)) = (m.as_object_mut(), extra) {
+            obj.extend(extra);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::parquet::write_parquet;
+    use crate::types::{ColumnType, Datum};
+
+    #[test]
+    fn commits_create_append_and_skip_replayed_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Committer::new(CommitterConfig {
+            lakehouse: dir.path().to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval: 2,
+        })
+        .unwrap();
+        let cols = vec![Column { name: "id".into(), ty: ColumnType::Int64 }];
+        let tdir = dir.path().join("t");
+        let r = vec![Datum::Int(1)];
+        let f1 = write_parquet(&tdir, "a.parquet", &cols, &[&r]).unwrap();
+        let out = c
+            .commit(1, "t", &cols, vec![FileAction::Add(f1.clone())], json!({"epoch": 1}))
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed(0));
+        let f2 = write_parquet(&tdir, "b.parquet", &cols, &[&r]).unwrap();
+        let out = c
+            .commit(
+                2,
+                "t",
+                &cols,
+                vec![
+                    FileAction::Add(f2),
+                    FileAction::Remove { path: f1.path.clone(), size: f1.size },
+                ],
+                json!({}),
+            )
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed(1));
+        assert_eq!(c.last_epoch("t").unwrap(), Some(2));
+        // A replay of epoch 2 is skipped.
+        let out = c.commit(2, "t", &cols, vec![], json!({})).unwrap();
+        assert_eq!(out, CommitOutcome::AlreadyCommitted(1));
+        // A fresh committer (a restart) finds the txn version in the log.
+        let mut c2 = Committer::new(CommitterConfig {
+            lakehouse: dir.path().to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval: 2,
+        })
+        .unwrap();
+        assert_eq!(c2.last_epoch("t").unwrap(), Some(2));
+        assert_eq!(c2.last_epoch("other").unwrap(), None);
+        let m = c2.write_manifest(2, &["t".into(), "other".into()], json!({})).unwrap();
+        assert_eq!(m.tables.get("t"), Some(&1));
+        assert_eq!(read_manifests(dir.path()).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,1071 @@
+//! Debezium JSON change records: schema resolution and the fast line parser.
+//!
+//! A line is one Debezium envelope, either wrapped by the Kafka Connect JSON converter
+//! (`{"schema": {...}, "payload": {...}}`) or the payload object alone. [`DebeziumParser`]
+//! flattens it into a [`Row`] of the source's fixed [`Schema`]: the `after` image (or `before`
+//! for deletes) followed by the metadata columns (`__op`, `__lsn`, `__source_ts_ms`,
+//! `__ts_ms`, `__tx_id`).
+//!
+//! The parser is the engine's hot loop. It walks the line once with serde_json's borrowed
+//! deserializer and never builds a `serde_json::Value`: values are typed straight into a
+//! preallocated row (column found by name, with a "next expected column" hint since fields
+//! usually arrive in schema order), unused parts are skipped with `IgnoredAny`, the image
+//! that is not needed is kept as a borrowed `&RawValue` (or skipped once the op is known),
+//! and the schema block is compared byte-wise against the last one seen and only re-read
+//! when it changes.
+
+use super::connect::block_columns;
+use super::convert::{convert_raw, convert_scalar, describe, ColMode, Scalar};
+use crate::error::ConnectorError;
+use crate::types::{Column, ColumnType, Datum, Op, Row, Schema, META_COLUMNS};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Outcome of parsing one line that is not bad.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parsed {
+    /// A change record: its op and its row (one Datum per schema column, schema order,
+    /// meta columns filled).
+    Record {
+        /// The change the record makes.
+        op: Op,
+        /// The flattened row (`after`, or `before` for deletes, then the meta columns).
+        row: Row,
+    },
+    /// Nothing to apply: an empty/whitespace-only line, the literal `null`, or an envelope
+    /// whose payload is null (Kafka tombstone).
+    Skip,
+}
+
+/// A line that cannot be applied; `reason` is a short human sentence naming the problem
+/// (goes into the `_quarantine` table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecord {
+    /// What is wrong with the line, e.g. ``column `customer_id`: expected int64, found string "abc"``.
+    pub reason: String,
+}
+
+impl BadRecord {
+    fn new(reason: impl Into<String>) -> Self {
+        BadRecord {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for BadRecord {}
+
+/// Data columns of the fixed schema, laid out for fast lookup.
+#[derive(Debug)]
+struct Cols {
+    names: Vec<Box<str>>,
+    types: Vec<ColumnType>,
+    by_name: HashMap<Box<str>, usize>,
+    /// Total row width (data + meta columns).
+    width: usize,
+    /// Positions of `__op`, `__lsn`, `__source_ts_ms`, `__ts_ms`, `__tx_id`.
+    meta: [Option<usize>; 5],
+}
+
+impl Cols {
+    fn new(schema: &Schema) -> Cols {
+        let data = schema.data();
+        let names: Vec<Box<str>> = data.iter().map(|c| c.name.as_str().into()).collect();
+        let mut by_name = HashMap::with_capacity(names.len());
+        for (i, n) in names.iter().enumerate() {
+            by_name.entry(n.clone()).or_insert(i);
+        }
+        let meta = META_COLUMNS.map(|(name, _)| {
+            schema.columns[schema.data_columns..]
+                .iter()
+                .position(|c| c.name == name)
+                .map(|p| p + schema.data_columns)
+        });
+        Cols {
+            types: data.iter().map(|c| c.ty).collect(),
+            names,
+            by_name,
+            width: schema.columns.len(),
+            meta,
+        }
+    }
+
+    /// The data column called `key`; `hint` is the column expected next.
+    #[inline]
+    fn find(&self, key: &str, hint: usize) -> Option<usize> {
+        match self.names.get(hint) {
+            Some(n) if **n == *key => Some(hint),
+            _ => self.by_name.get(key).copied(),
+        }
+    }
+}
+
+/// The last schema block seen, and what it means for the fixed schema.
+#[derive(Debug)]
+struct BlockCache {
+    raw: Box<[u8]>,
+    /// Per-data-column encodings (`None`: the block names no row struct), or why the block
+    /// does not fit the fixed schema.
+    result: Result<Option<Arc<[ColMode]>>, String>,
+}
+
+/// Checks a schema block against the fixed schema and extracts per-column encodings.
+fn block_modes(raw: &str, cols: &Cols) -> Result<Option<Arc<[ColMode]>>, String> {
+    let Some(block) = block_columns(raw) else {
+        return Ok(None);
+    };
+    let mut modes = vec![ColMode::default(); cols.names.len()];
+    for c in block {
+        let Some(i) = cols.find(&c.name, 0) else {
+            return Err(format!("column `{}` is not in the schema", c.name));
+        };
+        if cols.types[i] != c.ty {
+            return Err(format!(
+                "column `{}` changed type from {} to {}",
+                c.name,
+                cols.types[i].name(),
+                c.ty.name()
+            ));
+        }
+        modes[i] = c.mode;
+    }
+    Ok(Some(modes.into()))
+}
+
+/// Parser of Debezium JSON lines into rows of a fixed schema.
+#[derive(Debug)]
+pub struct DebeziumParser {
+    schema: Arc<Schema>,
+    cols: Cols,
+    block_cache: Option<BlockCache>,
+}
+
+impl DebeziumParser {
+    /// Fixes the schema of a source from the first lines of its stream (`sample`, up to ~1000
+    /// lines, may include bad lines which are ignored).
+    ///
+    /// Order of precedence: (1) the Debezium `schema` block of the first envelope that has
+    /// one (field types of the `after` struct, or `before`); (2) else the declared columns:
+    /// declared types override inferred ones, declared columns missing from the sample are
+    /// appended in the given order; (3) else inference from the sample. Data column order is
+    /// the order of first appearance in the sample's `before`/`after` objects.
+    ///
+    /// Inference: the first non-null JSON value decides: integer → `int64`, number with
+    /// fraction/exponent → `double` (a column seen as both → `double`), string → `string`,
+    /// bool → `boolean`, object/array → `string` (JSON text); always-null → `string`.
+    ///
+    /// Fails only if no line of the sample is a usable envelope and nothing is declared.
+    pub fn resolve_schema(
+        source_name: &str,
+        declared: &[(String, ColumnType)],
+        sample: &[&[u8]],
+    ) -> Result<Schema, ConnectorError> {
+        let mut inferred = Inference::default();
+        let mut usable = 0usize;
+        for line in sample {
+            let Some(env) = loose_envelope(trim_line(line)) else {
+                continue;
+            };
+            if let Some(block) = env.schema.and_then(|b| block_columns(b.get())) {
+                let data = block
+                    .into_iter()
+                    .map(|c| Column {
+                        name: c.name,
+                        ty: c.ty,
+                    })
+                    .collect();
+                return Ok(Schema::with_meta(data));
+            }
+            if env.usable() {
+                usable += 1;
+                for image in [env.before, env.after].into_iter().flatten() {
+                    if let Ok(fields) = serde_json::from_str::<Ordered>(image.get()) {
+                        for (name, raw) in fields.0 {
+                            inferred.observe(name, raw.get());
+                        }
+                    }
+                }
+            }
+        }
+        if usable == 0 && declared.is_empty() {
+            return Err(ConnectorError::Schema {
+                source_name: source_name.to_string(),
+                message: format!(
+                    "no usable Debezium record among the first {} lines and no declared columns",
+                    sample.len()
+                ),
+            });
+        }
+        for (name, ty) in declared {
+            inferred.declare(name, *ty);
+        }
+        Ok(Schema::with_meta(inferred.into_columns()))
+    }
+
+    /// A parser of lines into rows of `schema` (data columns followed by the meta columns,
+    /// as built by [`Schema::with_meta`]).
+    pub fn new(schema: Arc<Schema>) -> Self {
+        DebeziumParser {
+            cols: Cols::new(&schema),
+            schema,
+            block_cache: None,
+        }
+    }
+
+    /// The fixed schema rows are parsed into.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// Parses one line (without the trailing newline; a trailing `\r` is tolerated).
+    pub fn parse(&mut self, line: &[u8]) -> Result<Parsed, BadRecord> {
+        let line = trim_line(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Parsed::Skip);
+        }
+        let mut run = Run::new(&self.cols, &mut self.block_cache);
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let res = PayloadSeed {
+            run: &mut run,
+            top: true,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        if let Err(e) = res {
+            return Err(run.error(e));
+        }
+        if let Some(raw) = run.pending_payload.take() {
+            // `payload` came before `schema`: read it now that the block is known.
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let res = PayloadSeed {
+                run: &mut run,
+                top: false,
+            }
+            .deserialize(&mut de);
+            if let Err(e) = res {
+                return Err(run.error(e));
+            }
+        }
+        run.finish()
+    }
+
+    /// Cheaply extracts the source transaction id of a line: `payload.transaction.id`
+    /// (string), else `payload.source.txId` (number → decimal string, or string). `None` if
+    /// absent or the line is not well-formed JSON of the expected shape.
+    pub fn transaction_id(line: &[u8]) -> Option<String> {
+        let mut out = TxOnly::default();
+        let mut de = serde_json::Deserializer::from_slice(trim_line(line));
+        TxOnlySeed {
+            out: &mut out,
+            top: true,
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        de.end().ok()?;
+        out.tx.or(out.src)
+    }
+}
+
+/// Strips one trailing `\r`.
+fn trim_line(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+/// The envelope keys we care about (any nesting level); everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Before,
+    After,
+    Source,
+    Op,
+    TsMs,
+    Transaction,
+    Schema,
+    Payload,
+    Lsn,
+    TxId,
+    Id,
+    Other,
+}
+
+struct KeyVisitor;
+
+impl Visitor<'_> for KeyVisitor {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    #[inline]
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        Ok(match v {
+            "before" => Key::Before,
+            "after" => Key::After,
+            "source" => Key::Source,
+            "op" => Key::Op,
+            "ts_ms" => Key::TsMs,
+            "transaction" => Key::Transaction,
+            "schema" => Key::Schema,
+            "payload" => Key::Payload,
+            "lsn" => Key::Lsn,
+            "txId" => Key::TxId,
+            "id" => Key::Id,
+            _ => Key::Other,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    #[inline]
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-line state
+
+#[derive(Debug, Default)]
+enum OpState {
+    #[default]
+    Missing,
+    Known(Op),
+    Unknown(String),
+}
+
+/// What became of the `before` or `after` image while walking the payload.
+#[derive(Clone, Copy, Debug, Default)]
+enum Side<'de> {
+    #[default]
+    Missing,
+    Null,
+    /// Kept unparsed (the op was not known yet when it went by).
+    Raw(&'de RawValue),
+    /// Parsed into `Run::row`.
+    Parsed,
+    /// Skipped (not needed by the op).
+    Skipped,
+}
+
+/// Metadata read from `payload.source`.
+#[derive(Debug, Default)]
+struct SourceMeta {
+    lsn: Option<i64>,
+    ts_ms: Option<i64>,
+    tx_id: Option<String>,
+    err: Option<String>,
+}
+
+/// Everything learnt about one line while walking it.
+struct Run<'c, 'de> {
+    cols: &'c Cols,
+    cache: &'c mut Option<BlockCache>,
+    /// Encodings from this line's schema block (`None`: defaults).
+    modes: Option<Arc<[ColMode]>>,
+    block_err: Option<String>,
+    /// A reason to report instead of the deserializer's error.
+    fatal: Option<String>,
+    schema_seen: bool,
+    top_null: bool,
+    saw_payload: bool,
+    payload_null: bool,
+    pending_payload: Option<&'de RawValue>,
+    op: OpState,
+    before: Side<'de>,
+    after: Side<'de>,
+    row: Vec<Datum>,
+    row_err: Option<String>,
+    source: SourceMeta,
+    ts_ms: Option<i64>,
+    tx_id: Option<String>,
+    meta_err: Option<String>,
+}
+
+impl<'c, 'de> Run<'c, 'de> {
+    fn new(cols: &'c Cols, cache: &'c mut Option<BlockCache>) -> Self {
+        Run {
+            cols,
+            cache,
+            modes: None,
+            block_err: None,
+            fatal: None,
+            schema_seen: false,
+            top_null: false,
+            saw_payload: false,
+            payload_null: false,
+            pending_payload: None,
+            op: OpState::Missing,
+            before: Side::Missing,
+            after: Side::Missing,
+            row: Vec::new(),
+            row_err: None,
+            source: SourceMeta::default(),
+            ts_ms: None,
+            tx_id: None,
+            meta_err: None,
+        }
+    }
+
+    /// The bad-record reason for a deserialization error.
+    fn error(&mut self, e: serde_json::Error) -> BadRecord {
+        if let Some(f) = self.fatal.take() {
+            return BadRecord::new(f);
+        }
+        match e.classify() {
+            serde_json::error::Category::Data => BadRecord::new(format!("invalid record: {e}")),
+            _ => BadRecord::new(format!("malformed JSON: {e}")),
+        }
+    }
+
+    fn meta_error(&mut self, e: String) {
+        self.meta_err.get_or_insert(e);
+    }
+
+    /// Takes note of the line's schema block (cached by its bytes).
+    fn apply_block(&mut self, raw: &str) {
+        self.schema_seen = true;
+        if raw == "null" {
+            return;
+        }
+        let hit = matches!(&*self.cache, Some(c) if *c.raw == *raw.as_bytes());
+        if !hit {
+            *self.cache = Some(BlockCache {
+                raw: raw.as_bytes().into(),
+                result: block_modes(raw, self.cols),
+            });
+        }
+        if let Some(c) = &*self.cache {
+            match &c.result {
+                Ok(m) => self.modes = m.clone(),
+                Err(e) => self.block_err = Some(e.clone()),
+            }
+        }
+    }
+
+    fn row_seed(&self, side: &'static str) -> RowSeed<'_> {
+        RowSeed {
+            cols: self.cols,
+            modes: self.modes.as_deref(),
+            side,
+        }
+    }
+
+    /// Stores a parsed image; returns the new state of its side.
+    fn store_row(&mut self, parsed: Option<(Row, Option<String>)>) -> Side<'de> {
+        match parsed {
+            Some((row, err)) => {
+                self.row = row;
+                self.row_err = err;
+                Side::Parsed
+            }
+            None => Side::Null,
+        }
+    }
+
+    /// Builds the outcome once the whole line has been walked.
+    fn finish(mut self) -> Result<Parsed, BadRecord> {
+        if self.top_null || (self.saw_payload && self.payload_null) {
+            return Ok(Parsed::Skip);
+        }
+        let op = match std::mem::take(&mut self.op) {
+            OpState::Known(op) => op,
+            OpState::Missing => return Err(BadRecord::new("missing `op`")),
+            OpState::Unknown(s) => return Err(BadRecord::new(format!("unknown op `{s}`"))),
+        };
+        if let Some(e) = self.block_err.take() {
+            return Err(BadRecord::new(e));
+        }
+        let (side, name) = match op {
+            Op::Delete => (self.before, "before"),
+            _ => (self.after, "after"),
+        };
+        let missing = || {
+            BadRecord::new(match op {
+                Op::Delete => "delete without `before`".to_string(),
+                _ => format!("op `{}` without `after`", op.letter()),
+            })
+        };
+        match side {
+            Side::Parsed => {}
+            Side::Raw(raw) => {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                let parsed = match self.row_seed(name).deserialize(&mut de) {
+                    Ok(p) => p,
+                    Err(e) => return Err(self.error(e)),
+                };
+                if let Side::Null = self.store_row(parsed) {
+                    return Err(missing());
+                }
+            }
+            Side::Missing | Side::Null | Side::Skipped => return Err(missing()),
+        }
+        if let Some(e) = self.row_err.take() {
+            return Err(BadRecord::new(e));
+        }
+        if let Some(e) = self.meta_err.take() {
+            return Err(BadRecord::new(e));
+        }
+        let mut row = std::mem::take(&mut self.row);
+        let tx = self.tx_id.take().or_else(|| self.source.tx_id.take());
+        let meta = [
+            Datum::Str(op.letter().to_string()),
+            self.source.lsn.map_or(Datum::Null, Datum::Int),
+            self.source.ts_ms.map_or(Datum::Null, Datum::Int),
+            self.ts_ms.map_or(Datum::Null, Datum::Int),
+            tx.map_or(Datum::Null, Datum::Str),
+        ];
+        for (pos, value) in self.cols.meta.iter().zip(meta) {
+            if let Some(slot) = pos.and_then(|p| row.get_mut(p)) {
+                *slot = value;
+            }
+        }
+        Ok(Parsed::Record { op, row })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Envelope / payload
+
+/// Walks the top-level object (`top`) or the `payload` object.
+struct PayloadSeed<'r, 'c, 'de> {
+    run: &'r mut Run<'c, 'de>,
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PayloadSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.top {
+            f.write_str("a Debezium JSON object")
+        } else {
+            f.write_str("`payload` to be an object or null")
+        }
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        if self.top {
+            self.run.top_null = true;
+        } else {
+            self.run.payload_null = true;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let run = self.run;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Schema if self.top => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    run.apply_block(raw.get());
+                }
+                Key::Payload if self.top => {
+                    run.saw_payload = true;
+                    if run.schema_seen {
+                        map.next_value_seed(PayloadSeed {
+                            run: &mut *run,
+                            top: false,
+                        })?;
+                    } else {
+                        run.pending_payload = Some(map.next_value()?);
+                    }
+                }
+                Key::Before => {
+                    run.before = match run.op {
+                        OpState::Known(Op::Delete) => {
+                            let parsed = map.next_value_seed(run.row_seed("before"))?;
+                            run.store_row(parsed)
+                        }
+                        OpState::Known(_) => {
+                            map.next_value::<IgnoredAny>()?;
+                            Side::Skipped
+                        }
+                        _ => {
+                            let raw: &'de RawValue = map.next_value()?;
+                            if raw.get() == "null" {
+                                Side::Null
+                            } else {
+                                Side::Raw(raw)
+                            }
+                        }
+                    };
+                }
+                Key::After => {
+                    run.after = match run.op {
+                        OpState::Known(Op::Delete) => {
+                            map.next_value::<IgnoredAny>()?;
+                            Side::Skipped
+                        }
+                        // Known c/u/r, or not known yet: c/u/r are the common case, so
+                        // parse optimistically (errors are only reported if it is needed).
+                        _ => {
+                            // (`before` cannot be `Parsed` here: it only is when the op
+                            // is a known delete, and then `after` is skipped.)
+                            let parsed = map.next_value_seed(run.row_seed("after"))?;
+                            run.store_row(parsed)
+                        }
+                    };
+                }
+                Key::Op => {
+                    if !matches!(run.op, OpState::Missing) {
+                        run.fatal = Some("duplicate `op`".into());
+                        return Err(de::Error::custom("duplicate `op`"));
+                    }
+                    run.op = op_state(map.next_value()?);
+                }
+                Key::Source => {
+                    run.source = map.next_value_seed(SourceSeed)?;
+                    if let Some(e) = run.source.err.take() {
+                        run.meta_error(e);
+                    }
+                }
+                Key::TsMs => match meta_int(map.next_value()?, "ts_ms") {
+                    Ok(v) => run.ts_ms = v,
+                    Err(e) => run.meta_error(e),
+                },
+                Key::Transaction => match map.next_value_seed(TxSeed)? {
+                    Ok(id) => run.tx_id = id,
+                    Err(e) => run.meta_error(e),
+                },
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the op letter.
+fn op_state(v: Scalar<'_>) -> OpState {
+    match v {
+        Scalar::Null => OpState::Missing,
+        Scalar::Str(s) => match &*s {
+            "c" => OpState::Known(Op::Create),
+            "u" => OpState::Known(Op::Update),
+            "d" => OpState::Known(Op::Delete),
+            "r" => OpState::Known(Op::Read),
+            other => OpState::Unknown(other.to_string()),
+        },
+        Scalar::Bool(b) => OpState::Unknown(b.to_string()),
+        Scalar::I64(i) => OpState::Unknown(i.to_string()),
+        Scalar::U64(u) => OpState::Unknown(u.to_string()),
+        Scalar::F64(f) => OpState::Unknown(format!("{f:?}")),
+        Scalar::Object => OpState::Unknown("{…}".into()),
+        Scalar::Array => OpState::Unknown("[…]".into()),
+    }
+}
+
+/// An optional integer metadata field.
+fn meta_int(v: Scalar<'_>, what: &str) -> Result<Option<i64>, String> {
+    match v {
+        Scalar::Null => Ok(None),
+        Scalar::I64(i) => Ok(Some(i)),
+        Scalar::U64(u) if u <= i64::MAX as u64 => Ok(Some(u as i64)),
+        other => Err(format!(
+            "`{what}`: expected int64, found {}",
+            describe(&other)
+        )),
+    }
+}
+
+/// An optional transaction id: a string, or an integer rendered in decimal.
+fn meta_tx(v: Scalar<'_>, what: &str) -> Result<Option<String>, String> {
+    match v {
+        Scalar::Null => Ok(None),
+        Scalar::Str(s) => Ok(Some(s.into_owned())),
+        Scalar::I64(i) => Ok(Some(i.to_string())),
+        Scalar::U64(u) => Ok(Some(u.to_string())),
+        other => Err(format!(
+            "`{what}`: expected a string or an integer, found {}",
+            describe(&other)
+        )),
+    }
+}
+
+/// Reads `lsn`, `ts_ms` and `txId` of `payload.source`, skipping the rest.
+struct SourceSeed;
+
+impl<'de> DeserializeSeed<'de> for SourceSeed {
+    type Value = SourceMeta;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<SourceMeta, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SourceSeed {
+    type Value = SourceMeta;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`source` to be an object or null")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<SourceMeta, E> {
+        Ok(SourceMeta::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SourceMeta, A::Error> {
+        let mut m = SourceMeta::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            let res = match key {
+                Key::Lsn => meta_int(map.next_value()?, "source.lsn").map(|v| m.lsn = v),
+                Key::TsMs => meta_int(map.next_value()?, "source.ts_ms").map(|v| m.ts_ms = v),
+                Key::TxId => meta_tx(map.next_value()?, "source.txId").map(|v| m.tx_id = v),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    Ok(())
+                }
+            };
+            if let Err(e) = res {
+                m.err.get_or_insert(e);
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Reads `payload.transaction.id`.
+struct TxSeed;
+
+impl<'de> DeserializeSeed<'de> for TxSeed {
+    type Value = Result<Option<String>, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TxSeed {
+    type Value = Result<Option<String>, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`transaction` to be an object or null")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut id = Ok(None);
+        while let Some(key) = map.next_key::<Key>()? {
+            if key == Key::Id {
+                id = meta_tx(map.next_value()?, "transaction.id");
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(id)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Row images
+
+/// Types the fields of a `before`/`after` object into a fresh row. The value is `None` for
+/// JSON null; type errors do not abort the walk (the image may turn out not to be needed)
+/// but are returned beside the row (the first one only).
+struct RowSeed<'a> {
+    cols: &'a Cols,
+    modes: Option<&'a [ColMode]>,
+    side: &'static str,
+}
+
+type RowResult = Option<(Row, Option<String>)>;
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = RowResult;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RowResult, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = RowResult;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "`{}` to be an object or null", self.side)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<RowResult, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RowResult, A::Error> {
+        let cols = self.cols;
+        let mut row = vec![Datum::Null; cols.width];
+        let mut err: Option<String> = None;
+        let mut hint = 0;
+        while let Some(key) = map.next_key_seed(ColKey { cols, hint })? {
+            match key {
+                Ok(i) => {
+                    hint = i + 1;
+                    let ty = cols.types[i];
+                    let mode = self.modes.and_then(|m| m.get(i).copied()).unwrap_or_default();
+                    match map.next_value_seed(ValueSeed { ty, mode })? {
+                        Ok(d) => row[i] = d,
+                        Err(e) => {
+                            err.get_or_insert_with(|| format!("column `{}`: {e}", cols.names[i]));
+                        }
+                    }
+                }
+                Err(name) => {
+                    map.next_value::<IgnoredAny>()?;
+                    err.get_or_insert_with(|| format!("column `{name}` is not in the schema"));
+                }
+            }
+        }
+        Ok(Some((row, err)))
+    }
+}
+
+/// Looks a field name up among the data columns (`Err(name)` if it is not one).
+struct ColKey<'a> {
+    cols: &'a Cols,
+    hint: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ColKey<'_> {
+    type Value = Result<usize, String>;
+
+    #[inline]
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for ColKey<'_> {
+    type Value = Result<usize, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a column name")
+    }
+
+    #[inline]
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.cols.find(v, self.hint).ok_or_else(|| v.to_string()))
+    }
+}
+
+/// Types one field value for its column.
+struct ValueSeed {
+    ty: ColumnType,
+    mode: ColMode,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Result<Datum, String>;
+
+    #[inline]
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        match self.ty {
+            // Raw text: nested JSON is kept verbatim, decimal numbers are read exactly.
+            ColumnType::String | ColumnType::Decimal { .. } => {
+                let raw = <&'de RawValue>::deserialize(d)?;
+                Ok(convert_raw(raw.get(), self.ty, self.mode))
+            }
+            _ => Ok(convert_scalar(Scalar::deserialize(d)?, self.ty, self.mode)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// transaction_id
+
+#[derive(Default)]
+struct TxOnly {
+    tx: Option<String>,
+    src: Option<String>,
+}
+
+/// Walks a line for `transaction.id` and `source.txId` only.
+struct TxOnlySeed<'a> {
+    out: &'a mut TxOnly,
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for TxOnlySeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TxOnlySeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Debezium JSON object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Payload if self.top => map.next_value_seed(TxOnlySeed {
+                    out: &mut *self.out,
+                    top: false,
+                })?,
+                Key::Source => self.out.src = map.next_value_seed(SourceSeed)?.tx_id,
+                Key::Transaction => self.out.tx = map.next_value_seed(TxSeed)?.ok().flatten(),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema resolution
+
+/// The parts of an envelope schema resolution looks at.
+#[derive(Deserialize)]
+struct Loose<'a> {
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    after: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    op: Option<&'a RawValue>,
+}
+
+impl Loose<'_> {
+    /// Whether the envelope has a known op and the image it needs is an object.
+    fn usable(&self) -> bool {
+        let is_object = |v: Option<&RawValue>| v.is_some_and(|v| v.get().starts_with('{'));
+        match self.op.map(RawValue::get) {
+            Some(r#""c""# | r#""u""# | r#""r""#) => is_object(self.after),
+            Some(r#""d""#) => is_object(self.before),
+            _ => false,
+        }
+    }
+}
+
+/// Reads a sample line loosely: the schema block of the envelope, and the images and op of
+/// its payload (nested or at top level). `None` if the line is not a JSON object.
+fn loose_envelope(line: &[u8]) -> Option<Loose<'_>> {
+    let top: Loose = serde_json::from_slice(line).ok()?;
+    match top.payload {
+        Some(p) => {
+            let inner: Loose = serde_json::from_str(p.get()).ok()?;
+            Some(Loose {
+                schema: top.schema,
+                ..inner
+            })
+        }
+        None => Some(top),
+    }
+}
+
+/// The fields of a JSON object, in order.
+struct Ordered<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Ordered<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered<'de>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    v.push(entry);
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Column types inferred from a sample, in order of first appearance.
+#[derive(Default)]
+struct Inference {
+    cols: Vec<(String, Option<ColumnType>)>,
+    index: HashMap<String, usize>,
+}
+
+impl Inference {
+    fn slot(&mut self, name: &str) -> &mut Option<ColumnType> {
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.cols.push((name.to_string(), None));
+                self.index.insert(name.to_string(), self.cols.len() - 1);
+                self.cols.len() - 1
+            }
+        };
+        &mut self.cols[i].1
+    }
+
+    fn observe(&mut self, name: String, raw: &str) {
+        let kind = match raw.as_bytes().first() {
+            Some(b'n') | None => None,
+            Some(b'"' | b'{' | b'[') => Some(ColumnType::String),
+            Some(b't' | b'f') => Some(ColumnType::Boolean),
+            _ if raw.contains(['.', 'e', 'E']) => Some(ColumnType::Float64),
+            _ => Some(ColumnType::Int64),
+        };
+        let slot = self.slot(&name);
+        match (*slot, kind) {
+            (None, k) => *slot = k,
+            (Some(ColumnType::Int64), Some(ColumnType::Float64)) => *slot = kind,
+            _ => {}
+        }
+    }
+
+    fn declare(&mut self, name: &str, ty: ColumnType) {
+        *self.slot(name) = Some(ty);
+    }
+
+    fn into_columns(self) -> Vec<Column> {
+        self.cols
+            .into_iter()
+            .map(|(name, ty)| Column {
+                name,
+                ty: ty.unwrap_or(ColumnType::String),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "debezium_tests.rs"]
+mod tests;

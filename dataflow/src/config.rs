@@ -1,0 +1,428 @@
+//! The pipeline file (TOML): `[pipeline]`, `[[source]]`, `[[table]]`.
+//!
+//! Every field is documented with its default. [`PipelineConfig::load`] parses and validates;
+//! a problem is reported as [`TidewaterError::Config`] naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tidewater_connectors::generator::BankGenConfig;
+use tidewater_connectors::types::ColumnType;
+
+use crate::error::TidewaterError;
+
+/// The whole pipeline file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// `[pipeline]`: name, lakehouse, epochs.
+    pub pipeline: PipelineSection,
+    /// `[[source]]`: where records come from.
+    #[serde(default)]
+    pub source: Vec<SourceConfig>,
+    /// `[[table]]`: CDC tables (APPLY CHANGES by keys and sequence).
+    #[serde(default)]
+    pub table: Vec<TableConfig>,
+    /// `[[view]]`: SQL views — not implemented yet; a pipeline that declares one is rejected.
+    #[serde(default)]
+    pub view: Vec<toml::Value>,
+}
+
+/// `[pipeline]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Pipeline name (required); the Delta `txn` app id of a table is `<name>/<table>`.
+    pub name: String,
+    /// Lakehouse directory (required); tables live at `<lakehouse>/<table>`. A relative path
+    /// is relative to the directory of the pipeline file.
+    pub lakehouse: PathBuf,
+    /// Close an epoch every this many milliseconds (default 1000).
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// Also close an epoch every this many input records of a source (default: unset). With
+    /// it, epochs are a pure function of the input (deterministic tests).
+    #[serde(default)]
+    pub commit_every_records: Option<u64>,
+    /// Close an epoch at the latest after this many input bytes of a source (default 256 MiB),
+    /// so that a large backlog is committed in steps.
+    #[serde(default = "default_max_epoch_bytes")]
+    pub max_epoch_bytes: u64,
+    /// Hash buckets of a keyed table: each bucket is one Parquet file, rewritten only when its
+    /// content changes (default 16).
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+    /// Write a Delta checkpoint every this many commits of a table (default 10).
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
+    /// How long a delete's tombstone is kept so that older upserts arriving later do not
+    /// resurrect the row, as a duration (`"7d"`, `"1h"`; default `"7d"`). Counted in epochs:
+    /// retention / commit_interval_ms.
+    #[serde(default = "default_tombstone_retention")]
+    pub tombstone_retention: String,
+    /// Size of the blocks a file source is cut into for parallel parsing (default 4 MiB).
+    #[serde(default = "default_block_bytes")]
+    pub block_bytes: u64,
+}
+
+fn default_commit_interval_ms() -> u64 {
+    1000
+}
+fn default_max_epoch_bytes() -> u64 {
+    256 << 20
+}
+fn default_buckets() -> u32 {
+    16
+}
+fn default_checkpoint_interval() -> u64 {
+    10
+}
+fn default_tombstone_retention() -> String {
+    "7d".into()
+}
+fn default_block_bytes() -> u64 {
+    4 << 20
+}
+
+/// The kind of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A file, or a directory of files read in name order.
+    Files,
+    /// The built-in bank-customers CDC generator.
+    Generator,
+    /// Kafka topics — not implemented yet.
+    Kafka,
+}
+
+/// `[[source]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Source name (required, unique).
+    pub name: String,
+    /// `files` | `generator` (`kafka` is not implemented yet).
+    pub kind: SourceKind,
+    /// `files`: a file or a directory (required). Relative to the pipeline file's directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Record format (default `debezium-json`, the only one so far).
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// `generator`: seed (default 42).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// `generator`: number of events (default 100000).
+    #[serde(default)]
+    pub events: Option<u64>,
+    /// `generator`: number of distinct keys (default 10000).
+    #[serde(default)]
+    pub keys: Option<u64>,
+    /// `generator`: events per second, 0 = as fast as possible (default 0).
+    #[serde(default)]
+    pub rate: Option<u64>,
+    /// `generator`: include the Debezium `schema` block in every record (default false).
+    #[serde(default)]
+    pub with_schema: Option<bool>,
+    /// `kafka` keys, accepted so that the error can say Kafka is not implemented yet.
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// `kafka` topics (see `brokers`).
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+}
+
+fn default_format() -> String {
+    "debezium-json".into()
+}
+
+/// `[[table]]`: APPLY CHANGES INTO `name` FROM `from` KEYS (`keys`) SEQUENCE BY `sequence_by`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Table name (required, unique); the Delta table is `<lakehouse>/<name>`.
+    pub name: String,
+    /// The source feeding the table (required).
+    pub from: String,
+    /// Key columns (required, non-empty).
+    pub keys: Vec<String>,
+    /// The sequence column of the flattened record (required), e.g. `__lsn`.
+    pub sequence_by: String,
+    /// SCD type: 1 (latest row). Type 2 is not implemented yet (default 1).
+    #[serde(default = "default_scd")]
+    pub scd: u8,
+    /// Declared column types, used when records carry no Debezium schema block
+    /// (default: none; types are inferred from the first records).
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+fn default_scd() -> u8 {
+    1
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> TidewaterError {
+    TidewaterError::Config {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Names reserved for tidewater's own tables.
+pub const RESERVED_TABLES: [&str; 3] = ["_quarantine", "_late", "_event_log"];
+
+impl PipelineConfig {
+    /// Reads, parses and validates a pipeline file; relative paths are resolved against the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<PipelineConfig, TidewaterError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
+        let mut cfg = Self::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation, no path resolution).
+    pub fn parse(text: &str) -> Result<PipelineConfig, TidewaterError> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "<file>".into());
+            err(key, message)
+        })
+    }
+
+    /// Makes relative paths absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.pipeline.lakehouse.is_relative() {
+            self.pipeline.lakehouse = base.join(&self.pipeline.lakehouse);
+        }
+        for s in &mut self.source {
+            if let Some(p) = &s.path {
+                if p.is_relative() {
+                    s.path = Some(base.join(p));
+                }
+            }
+        }
+    }
+
+    /// Checks the configuration; the error names the offending key.
+    pub fn validate(&self) -> Result<(), TidewaterError> {
+        let p = &self.pipeline;
+        if p.name.trim().is_empty() || p.name.contains('/') {
+            return Err(err("pipeline.name", "must be a non-empty name without '/'"));
+        }
+        if p.commit_interval_ms == 0 {
+            return Err(err("pipeline.commit_interval_ms", "must be at least 1"));
+        }
+        if p.commit_every_records == Some(0) {
+            return Err(err("pipeline.commit_every_records", "must be at least 1"));
+        }
+        if p.buckets == 0 || p.buckets > 65_536 {
+            return Err(err("pipeline.buckets", "must be between 1 and 65536"));
+        }
+        if p.checkpoint_interval == 0 {
+            return Err(err("pipeline.checkpoint_interval", "must be at least 1"));
+        }
+        if p.block_bytes < 1024 {
+            return Err(err("pipeline.block_bytes", "must be at least 1024"));
+        }
+        self.tombstone_retention()?;
+        if !self.view.is_empty() {
+            return Err(err(
+                "view",
+                "[[view]] (SQL views) is not implemented yet; remove the [[view]] sections",
+            ));
+        }
+        if self.table.is_empty() {
+            return Err(err("table", "the pipeline declares no [[table]]"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.source {
+            let key = format!("source `{}`", s.name);
+            if !names.insert(s.name.clone()) {
+                return Err(err(key, "duplicate source name"));
+            }
+            if s.format != "debezium-json" {
+                return Err(err(
+                    format!("{key}.format"),
+                    format!("unknown format `{}` (supported: debezium-json)", s.format),
+                ));
+            }
+            match s.kind {
+                SourceKind::Files => {
+                    let Some(path) = &s.path else {
+                        return Err(err(format!("{key}.path"), "required for kind = \"files\""));
+                    };
+                    if !path.exists() {
+                        return Err(err(
+                            format!("{key}.path"),
+                            format!("{} does not exist", path.display()),
+                        ));
+                    }
+                }
+                SourceKind::Generator => {
+                    if s.keys == Some(0) {
+                        return Err(err(format!("{key}.keys"), "must be at least 1"));
+                    }
+                }
+                SourceKind::Kafka => {
+                    return Err(err(
+                        format!("{key}.kind"),
+                        "kind = \"kafka\" is not implemented yet (supported: files, generator)",
+                    ))
+                }
+            }
+        }
+        let mut tables = std::collections::BTreeSet::new();
+        let mut used_sources = std::collections::BTreeSet::new();
+        for t in &self.table {
+            let key = format!("table `{}`", t.name);
+            if t.name.is_empty() || t.name.contains('/') || t.name.starts_with('.') {
+                return Err(err(key, "table names must be non-empty, without '/' and not start with '.'"));
+            }
+            if RESERVED_TABLES.contains(&t.name.as_str()) {
+                return Err(err(key, "this table name is reserved by tidewater"));
+            }
+            if !tables.insert(t.name.clone()) {
+                return Err(err(key, "duplicate table name"));
+            }
+            if !names.contains(&t.from) {
+                return Err(err(format!("{key}.from"), format!("unknown source `{}`", t.from)));
+            }
+            if !used_sources.insert(t.from.clone()) {
+                return Err(err(
+                    format!("{key}.from"),
+                    format!("source `{}` already feeds another table (one table per source)", t.from),
+                ));
+            }
+            if t.keys.is_empty() {
+                return Err(err(format!("{key}.keys"), "at least one key column is required"));
+            }
+            if t.sequence_by.is_empty() {
+                return Err(err(format!("{key}.sequence_by"), "required"));
+            }
+            if t.scd != 1 {
+                return Err(err(
+                    format!("{key}.scd"),
+                    format!("scd = {} is not implemented yet (supported: 1)", t.scd),
+                ));
+            }
+            for (c, ty) in &t.columns {
+                if ColumnType::parse(ty).is_none() {
+                    return Err(err(
+                        format!("{key}.columns.{c}"),
+                        format!("unknown type `{ty}` (int8..int64, float, double, boolean, string, bytes, timestamp, decimal(p,s))"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tombstone retention in epochs.
+    pub fn tombstone_retention(&self) -> Result<u64, TidewaterError> {
+        let d: Duration = humantime::parse_duration(&self.pipeline.tombstone_retention).map_err(|e| {
+            err("pipeline.tombstone_retention", format!("not a duration: {e}"))
+        })?;
+        Ok((d.as_millis() as u64).div_ceil(self.pipeline.commit_interval_ms))
+    }
+
+    /// The source feeding a table.
+    pub fn source_of(&self, table: &TableConfig) -> &SourceConfig {
+        self.source
+            .iter()
+            .find(|s| s.name == table.from)
+            .expect("validated")
+    }
+}
+
+impl TableConfig {
+    /// The declared columns with parsed types.
+    pub fn declared_columns(&self) -> Vec<(String, ColumnType)> {
+        self.columns
+            .iter()
+            .map(|(n, t)| (n.clone(), ColumnType::parse(t).expect("validated")))
+            .collect()
+    }
+}
+
+impl SourceConfig {
+    /// The generator settings of a `generator` source.
+    pub fn generator_config(&self) -> BankGenConfig {
+        let mut g = BankGenConfig::default();
+        if let Some(v) = self.seed {
+            g.seed = v;
+        }
+        if let Some(v) = self.events {
+            g.events = v;
+        }
+        if let Some(v) = self.keys {
+            g.keys = v;
+        }
+        if let Some(v) = self.with_schema {
+            g.with_schema = v;
+        }
+        g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[pipeline]
+name = "bank"
+lakehouse = "/tmp/lh"
+commit_interval_ms = 1000
+
+[[source]]
+name = "customers_cdc"
+kind = "generator"
+
+[[table]]
+name = "customers"
+from = "customers_cdc"
+keys = ["customer_id"]
+sequence_by = "__lsn"
+scd = 1
+"#;
+
+    #[test]
+    fn minimal_file_parses_with_defaults() {
+        let c = PipelineConfig::parse(MINIMAL).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.pipeline.buckets, 16);
+        assert_eq!(c.tombstone_retention().unwrap(), 7 * 24 * 3600);
+    }
+
+    fn error_of(text: &str) -> String {
+        let r = PipelineConfig::parse(text).and_then(|c| c.validate());
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(error_of(&MINIMAL.replace("from = \"customers_cdc\"", "from = \"nope\""))
+            .contains("table `customers`.from"));
+        assert!(error_of(&MINIMAL.replace("scd = 1", "scd = 2")).contains("scd = 2 is not implemented"));
+        assert!(error_of(&MINIMAL.replace("kind = \"generator\"", "kind = \"kafka\""))
+            .contains("not implemented yet"));
+        assert!(error_of(&MINIMAL.replace("keys = [\"customer_id\"]", "keys = []")).contains("keys"));
+        assert!(error_of(&MINIMAL.replace("commit_interval_ms = 1000", "commit_intervall_ms = 5"))
+            .contains("unknown field `commit_intervall_ms`"));
+        assert!(error_of(&format!("{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\n"))
+            .contains("[[view]]"));
+    }
+}

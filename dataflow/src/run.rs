@@ -1,0 +1,212 @@
+//! Running a pipeline on a timely cluster: resolve schemas, build the dataflow on every
+//! worker, step it until done (or until a fatal error), and report.
+//!
+//! Dataflow of a pipeline with one table `t` fed by source `s`:
+//!
+//! ```text
+//! Cutter(s) ──blocks──▶ Parse(t) ──changes──▶ ApplyChanges ──▶ TableSink(t) ──┐
+//!   (worker 0)          (all workers)  └─bad──▶ QuarantineSink ────────────────┼─▶ Committer ─▶ probe
+//!                                                                               (worker 0)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::communication::initialize::Config as CommConfig;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::{Concatenate, Probe};
+use timely::dataflow::ProbeHandle;
+use timely::WorkerConfig;
+use tidewater_connectors::delta::CommitterConfig;
+use tidewater_connectors::formats::DebeziumParser;
+use tidewater_connectors::types::{Column, Schema};
+use tidewater_operators::ApplyChanges;
+
+use crate::commit::committer;
+use crate::config::PipelineConfig;
+use crate::metrics::{spawn_progress, Metrics};
+use crate::source::{cutter, parse, sample_lines, settings_of, SharedPositions};
+use crate::table::{quarantine_columns, quarantine_sink, table_sink, TablePlan, QUARANTINE};
+use crate::TidewaterError;
+
+/// How to run: workers, processes, and when to stop.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Number of processes in the cluster (1: no networking).
+    pub processes: usize,
+    /// This process's index (0-based).
+    pub process_id: usize,
+    /// Addresses (`host:port`) of all processes, one per process, when `processes > 1`.
+    pub addresses: Vec<String>,
+    /// Stop once every bounded source is exhausted and committed (directories: once no
+    /// unread file is left).
+    pub exit_when_idle: bool,
+    /// Show the progress line / periodic progress logs.
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: 1,
+            processes: 1,
+            process_id: 0,
+            addresses: Vec::new(),
+            exit_when_idle: true,
+            progress: false,
+        }
+    }
+}
+
+/// What a finished run reports (numbers of this process).
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Records parsed by this process.
+    pub records: u64,
+    /// Records quarantined by this process.
+    pub quarantined: u64,
+    /// Epochs committed (non-zero only on process 0).
+    pub epochs_committed: u64,
+    /// The last committed epoch.
+    pub last_epoch: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// The lakehouse directory.
+    pub lakehouse: PathBuf,
+}
+
+/// Fixes the schema of every table's source from its first records (every process does the
+/// same, so all agree), and plans the tables.
+pub fn plan_tables(cfg: &PipelineConfig) -> Result<Vec<(Arc<TablePlan>, Arc<Schema>)>, TidewaterError> {
+    let mut out = Vec::new();
+    for t in &cfg.table {
+        let src = cfg.source_of(t);
+        let sample = sample_lines(src, 1000)?;
+        let refs: Vec<&[u8]> = sample.iter().map(|l| l.as_slice()).collect();
+        let schema = DebeziumParser::resolve_schema(&src.name, &t.declared_columns(), &refs)?;
+        let plan = TablePlan::new(cfg, t, &schema)?;
+        out.push((Arc::new(plan), Arc::new(schema)));
+    }
+    Ok(out)
+}
+
+/// Runs a pipeline to completion (or forever, for unbounded sources without
+/// `exit_when_idle`).
+pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, TidewaterError> {
+    cfg.validate()?;
+    std::fs::create_dir_all(&cfg.pipeline.lakehouse)
+        .map_err(|e| tidewater_connectors::ConnectorError::io(cfg.pipeline.lakehouse.display(), e))?;
+    let plans = plan_tables(&cfg)?;
+    let retention = cfg.tombstone_retention()?;
+    let metrics = Arc::new(Metrics::default());
+    let started = Instant::now();
+
+    let communication = if opts.processes > 1 {
+        if opts.addresses.len() != opts.processes {
+            return Err(TidewaterError::Config {
+                key: "--hostfile".into(),
+                message: format!(
+                    "names {} addresses for {} processes",
+                    opts.addresses.len(),
+                    opts.processes
+                ),
+            });
+        }
+        CommConfig::Cluster {
+            threads: opts.workers,
+            process: opts.process_id,
+            addresses: opts.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        }
+    } else if opts.workers > 1 {
+        CommConfig::Process(opts.workers)
+    } else {
+        CommConfig::Thread
+    };
+    let config = timely::Config {
+        communication,
+        worker: WorkerConfig::default(),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = opts.progress.then(|| spawn_progress(metrics.clone(), stop.clone()));
+
+    let lakehouse = cfg.pipeline.lakehouse.clone();
+    let cfg = Arc::new(cfg);
+    let plans = Arc::new(plans);
+    let m = metrics.clone();
+    let exit_when_idle = opts.exit_when_idle;
+    let guards = timely::execute(config, move |worker| {
+        let cfg = cfg.clone();
+        let metrics = m.clone();
+        let committed: ProbeHandle<u64> = ProbeHandle::new();
+        let positions: SharedPositions = Default::default();
+        let index = worker.index();
+        let built = worker.dataflow::<u64, _, _>(|scope| -> Result<(), TidewaterError> {
+            let mut to_commit = Vec::new();
+            let mut bad_streams = Vec::new();
+            let mut columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+            for (plan, schema) in plans.iter() {
+                let src = cfg.source_of(cfg.table.iter().find(|t| t.name == plan.name).expect("planned"));
+                let settings = settings_of(&cfg, src, exit_when_idle);
+                let blocks = cutter(scope, src, settings, committed.clone(), positions.clone(), metrics.clone())?;
+                let parsed = parse(blocks, plan.clone(), schema.clone(), metrics.clone());
+                let (changes, bad) = parsed.ok_err(|r| r);
+                let route_plan = plan.clone();
+                let applied = changes.apply_changes(move |k| route_plan.bucket(k) as u64, retention);
+                to_commit.push(table_sink(applied, plan.clone(), metrics.clone()));
+                bad_streams.push(bad);
+                columns.insert(plan.name.clone(), plan.stored.clone());
+            }
+            columns.insert(QUARANTINE.into(), quarantine_columns());
+            let bad = scope.concatenate(bad_streams);
+            to_commit.push(quarantine_sink(bad, cfg.pipeline.lakehouse.clone(), index, metrics.clone()));
+            let msgs = scope.concatenate(to_commit);
+            let committer_config = CommitterConfig {
+                lakehouse: cfg.pipeline.lakehouse.clone(),
+                pipeline: cfg.pipeline.name.clone(),
+                checkpoint_interval: cfg.pipeline.checkpoint_interval,
+            };
+            committer(msgs, committer_config, columns, positions.clone(), metrics.clone()).probe_with(&committed);
+            Ok(())
+        });
+        if let Err(e) = built {
+            metrics.fail(e.to_string());
+            return;
+        }
+        while !committed.done() {
+            if metrics.failed() {
+                return;
+            }
+            worker.step_or_park(Some(Duration::from_millis(20)));
+        }
+    })
+    .map_err(TidewaterError::Runtime)?;
+    let results = guards.join();
+    stop.store(true, Ordering::SeqCst);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    for r in results {
+        if let Err(e) = r {
+            metrics.fail(format!("a worker panicked: {e}"));
+        }
+    }
+    if let Some(e) = metrics.error() {
+        return Err(TidewaterError::Runtime(e));
+    }
+    Ok(RunSummary {
+        records: metrics.records_parsed.load(Ordering::Relaxed),
+        quarantined: metrics.quarantined.load(Ordering::Relaxed),
+        epochs_committed: metrics.epochs_committed.load(Ordering::Relaxed),
+        last_epoch: metrics.last_epoch.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        lakehouse,
+    })
+}

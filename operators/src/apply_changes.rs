@@ -1,0 +1,301 @@
+//! `apply_changes`: APPLY CHANGES by key and sequence (SCD type 1) on a stream of change records.
+//!
+//! Per key, the change with the highest sequence value wins: an upsert sets the row, a delete
+//! removes it and leaves a tombstone, so that an older upsert that arrives later cannot
+//! resurrect the row. Changes with a lower sequence than the key's current one are stale and
+//! ignored; so are exact duplicates. At equal sequence values a delete beats an upsert, and
+//! between two upserts the one with the larger `fingerprint` wins, so the result never
+//! depends on arrival order, duplication or the number of workers.
+//!
+//! The operator keeps per key only the winning sequence value, whether it is a tombstone, and
+//! the fingerprint — never the rows or the events — so its memory is proportional to the number
+//! of live keys plus tombstones. The rows themselves are the output: when the input frontier
+//! passes epoch `e`, the operator emits for every key whose visible state changed in `e` one
+//! record `(key, Some(row))` (upserted) or `(key, None)` (deleted). Events of the open epoch are
+//! applied as they arrive; events of later epochs wait until it closes.
+//!
+//! # Example
+//! ```
+//! use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+//! use tidewater_operators::{ApplyChanges, Change};
+//!
+//! let captured = timely::example(|scope| {
+//!     vec![
+//!         Change { key: 1u64, seq: 2u64, fingerprint: 0, value: Some("new") },
+//!         Change { key: 1u64, seq: 1u64, fingerprint: 0, value: Some("old") }, // stale
+//!         Change { key: 2u64, seq: 5u64, fingerprint: 0, value: None },        // delete of nothing
+//!     ]
+//!     .to_stream(scope)
+//!     .apply_changes(|k: &u64| *k, u64::MAX)
+//!     .capture()
+//! });
+//! let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+//! assert_eq!(out, vec![(1, Some("new"))]);
+//! ```
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Stream, StreamVec};
+use timely::ExchangeData;
+
+/// One change to apply: `value = Some(row)` upserts, `None` deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change<K, S, V> {
+    /// The key of the target row.
+    pub key: K,
+    /// The sequence value (`SEQUENCE BY`); higher wins.
+    pub seq: S,
+    /// A deterministic fingerprint of `value`, used only to break ties between different
+    /// upserts with the same sequence value.
+    pub fingerprint: u64,
+    /// The new row, or `None` for a delete.
+    pub value: Option<V>,
+}
+
+/// What the operator remembers about one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState<S> {
+    /// The winning sequence value.
+    pub seq: S,
+    /// Whether the winner is a delete (the key is a tombstone).
+    pub deleted: bool,
+    /// The winner's fingerprint (tie-break).
+    pub fingerprint: u64,
+    /// The epoch in which the key became a tombstone (for retention).
+    pub deleted_at: u64,
+}
+
+impl<S: Ord> KeyState<S> {
+    /// Whether a change with `(seq, deleted, fingerprint)` beats this state.
+    fn is_beaten_by(&self, seq: &S, deleted: bool, fingerprint: u64) -> bool {
+        (seq, deleted, fingerprint) > (&self.seq, self.deleted, self.fingerprint)
+    }
+}
+
+/// The state of the operator on one worker; public so that checkpoints can save and restore it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApplyState<K: Eq + Hash, S> {
+    /// Per key: winning sequence, tombstone flag, fingerprint.
+    pub keys: HashMap<K, KeyState<S>>,
+    /// Tombstones in the order they were created: `(epoch, key)`.
+    pub tombstones: VecDeque<(u64, K)>,
+}
+
+impl<K: Eq + Hash, S> Default for ApplyState<K, S> {
+    fn default() -> Self {
+        ApplyState {
+            keys: HashMap::new(),
+            tombstones: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
+    /// Applies one change at epoch `epoch`; returns whether it changed the key's visible state
+    /// (in which case the caller records the change's value as the key's new value).
+    pub fn apply(&mut self, epoch: u64, key: &K, seq: &S, fingerprint: u64, delete: bool) -> bool {
+        match self.keys.entry(key.clone()) {
+            Entry::Occupied(mut e) => {
+                let st = e.get_mut();
+                if !st.is_beaten_by(seq, delete, fingerprint) {
+                    return false;
+                }
+                let was_deleted = st.deleted;
+                st.seq = seq.clone();
+                st.fingerprint = fingerprint;
+                st.deleted = delete;
+                if delete {
+                    st.deleted_at = epoch;
+                    self.tombstones.push_back((epoch, key.clone()));
+                }
+                // A delete of a tombstone changes nothing visible.
+                !(was_deleted && delete)
+            }
+            Entry::Vacant(e) => {
+                e.insert(KeyState {
+                    seq: seq.clone(),
+                    deleted: delete,
+                    fingerprint,
+                    deleted_at: epoch,
+                });
+                if delete {
+                    self.tombstones.push_back((epoch, key.clone()));
+                }
+                // A delete of an unknown key only leaves a tombstone.
+                !delete
+            }
+        }
+    }
+
+    /// Forgets tombstones created at or before `epoch - retention`.
+    pub fn expire_tombstones(&mut self, epoch: u64, retention: u64) {
+        while let Some((at, _)) = self.tombstones.front() {
+            if at.saturating_add(retention) >= epoch {
+                break;
+            }
+            let (at, key) = self.tombstones.pop_front().expect("front exists");
+            if let Entry::Occupied(e) = self.keys.entry(key) {
+                if e.get().deleted && e.get().deleted_at == at {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Number of live keys (not tombstones).
+    pub fn live_keys(&self) -> usize {
+        self.keys.values().filter(|s| !s.deleted).count()
+    }
+}
+
+/// Extension trait: APPLY CHANGES (SCD type 1) on a stream of [`Change`]s.
+pub trait ApplyChanges<'scope, K, S, V> {
+    /// Applies changes by key and sequence. `route` maps a key to a number that decides the
+    /// worker owning it (the same number must be used by downstream operators that want the
+    /// key's rows on the same worker). Tombstones are forgotten `retention_epochs` epochs after
+    /// the delete. The output, at each epoch, holds one `(key, Some(row) | None)` per key whose
+    /// visible state changed in that epoch.
+    fn apply_changes<R>(self, route: R, retention_epochs: u64) -> StreamVec<'scope, u64, (K, Option<V>)>
+    where
+        R: Fn(&K) -> u64 + 'static;
+
+    /// Like [`apply_changes`](ApplyChanges::apply_changes), starting from `initial` state (a
+    /// restored checkpoint of this worker's keys) and reporting the state after each closed
+    /// epoch to `on_epoch_closed(epoch, &state)` (for checkpoints and metrics).
+    fn apply_changes_with<R, F>(
+        self,
+        route: R,
+        retention_epochs: u64,
+        initial: ApplyState<K, S>,
+        on_epoch_closed: F,
+    ) -> StreamVec<'scope, u64, (K, Option<V>)>
+    where
+        K: Eq + Hash,
+        R: Fn(&K) -> u64 + 'static,
+        F: FnMut(u64, &ApplyState<K, S>) + 'static;
+}
+
+impl<'scope, K, S, V> ApplyChanges<'scope, K, S, V> for Stream<'scope, u64, Vec<Change<K, S, V>>>
+where
+    K: ExchangeData + Eq + Hash + Clone,
+    S: ExchangeData + Ord + Clone,
+    V: ExchangeData,
+{
+    fn apply_changes<R>(self, route: R, retention_epochs: u64) -> StreamVec<'scope, u64, (K, Option<V>)>
+    where
+        R: Fn(&K) -> u64 + 'static,
+    {
+        self.apply_changes_with(route, retention_epochs, ApplyState::default(), |_, _| {})
+    }
+
+    fn apply_changes_with<R, F>(
+        self,
+        route: R,
+        retention_epochs: u64,
+        initial: ApplyState<K, S>,
+        mut on_epoch_closed: F,
+    ) -> StreamVec<'scope, u64, (K, Option<V>)>
+    where
+        R: Fn(&K) -> u64 + 'static,
+        F: FnMut(u64, &ApplyState<K, S>) + 'static,
+    {
+        let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
+        self.unary_frontier(pact, "ApplyChanges", move |_cap, _info| {
+            let mut state = initial;
+            // Epochs not yet closed: capability, changes not yet applied, and (for the
+            // epochs already being applied) the changed keys with their new values.
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Change<K, S, V>>)> =
+                BTreeMap::new();
+            let mut dirty: HashMap<K, Option<V>> = HashMap::new();
+
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    if let Some(cap) = cap.retain_least(output.output_index()) {
+                        let epoch = *cap.time();
+                        let entry = pending.entry(epoch).or_insert_with(|| (cap, Vec::new()));
+                        for batch in data {
+                            entry.1.append(batch);
+                        }
+                    }
+                });
+
+                // The least epoch that may still receive data (None: input finished).
+                let open = frontier.frontier().first().copied();
+                while let Some((&epoch, _)) = pending.iter().next() {
+                    if matches!(open, Some(o) if epoch > o) {
+                        break; // a later epoch: waits until the open one closes
+                    }
+                    // Apply what arrived for this epoch (it is the open or a complete one).
+                    let changes = std::mem::take(&mut pending.get_mut(&epoch).expect("present").1);
+                    for c in changes {
+                        let delete = c.value.is_none();
+                        if state.apply(epoch, &c.key, &c.seq, c.fingerprint, delete) {
+                            dirty.insert(c.key, c.value);
+                        }
+                    }
+                    if open == Some(epoch) {
+                        break; // still open: more may come
+                    }
+                    // Complete: emit the epoch's changes and close it.
+                    let (cap, _) = pending.remove(&epoch).expect("present");
+                    if !dirty.is_empty() {
+                        output.session(&cap).give_iterator(dirty.drain());
+                    }
+                    state.expire_tombstones(epoch, retention_epochs);
+                    on_epoch_closed(epoch, &state);
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_applies_highest_sequence_and_keeps_tombstones() {
+        let mut st: ApplyState<u32, u32> = ApplyState::default();
+        assert!(st.apply(1, &7, &5, 0, false)); // insert
+        assert!(!st.apply(1, &7, &4, 0, false)); // stale
+        assert!(!st.apply(1, &7, &5, 0, false)); // duplicate
+        assert!(st.apply(2, &7, &6, 0, true)); // delete
+        assert!(!st.apply(2, &7, &5, 9, false)); // late upsert: no resurrection
+        assert!(!st.apply(2, &7, &6, 0, true)); // duplicate delete
+        assert_eq!(st.live_keys(), 0);
+        assert!(st.apply(3, &7, &8, 0, false)); // newer upsert re-creates
+        assert_eq!(st.live_keys(), 1);
+    }
+
+    #[test]
+    fn equal_sequence_ties_are_deterministic() {
+        let mut a: ApplyState<u32, u32> = ApplyState::default();
+        let mut b: ApplyState<u32, u32> = ApplyState::default();
+        a.apply(1, &1, &3, 10, false);
+        assert!(a.apply(1, &1, &3, 20, false));
+        b.apply(1, &1, &3, 20, false);
+        assert!(!b.apply(1, &1, &3, 10, false));
+        assert_eq!(a.keys, b.keys);
+        // A delete beats an upsert at the same sequence, whatever the order.
+        assert!(a.apply(1, &1, &3, 0, true));
+        assert!(!a.apply(1, &1, &3, 99, false));
+    }
+
+    #[test]
+    fn tombstones_expire_after_retention() {
+        let mut st: ApplyState<u32, u32> = ApplyState::default();
+        st.apply(1, &1, &1, 0, true);
+        st.apply(3, &2, &1, 0, true);
+        st.expire_tombstones(5, 3); // tombstone of epoch 1 is older than 5 - 3
+        assert!(!st.keys.contains_key(&1));
+        assert!(st.keys.contains_key(&2));
+        // After expiry an old upsert is accepted again (the documented cost of retention).
+        assert!(st.apply(6, &1, &0, 0, false));
+    }
+}
