@@ -1,1 +1,152 @@
+//! Shared helpers of the end-to-end tests: run the `tidewater` binary, read Delta tables back
+//! with two independent readers (Python/pyarrow replaying `_delta_log`, and delta-rs), and
+//! compute expected tables with the plain reference model.
 
+pub mod python_reader;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context};
+use deltalake::arrow::json::ArrayWriter;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value};
+use tidewater_connectors::generator::ReferenceState;
+
+/// A row as JSON.
+pub type JsonRow = Map<String, Value>;
+
+/// The `tidewater` binary built beside this test binary (`scripts/test` builds it first).
+pub fn tidewater_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let bin = dir.join("tidewater");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (scripts/test does: cargo build --bin tidewater)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `tidewater ARGS` and returns its output (not asserting success).
+pub fn tidewater(args: &[&str]) -> Output {
+    Command::new(tidewater_bin())
+        .args(args)
+        .env("TIDEWATER_LOG", "warn")
+        .output()
+        .expect("run tidewater")
+}
+
+/// Runs `tidewater ARGS` and fails with its stderr unless it exits 0.
+pub fn tidewater_ok(args: &[&str]) -> Output {
+    let out = tidewater(args);
+    assert!(
+        out.status.success(),
+        "tidewater {:?} failed ({}):\n{}",
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a pipeline file for one CDC table `customers` keyed by `customer_id`, sequenced by
+/// `__lsn`, fed by a files source at `input`; `extra` is added to `[pipeline]`.
+pub fn bank_pipeline(dir: &Path, input: &Path, lakehouse: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[pipeline]
+name = "bank"
+lakehouse = "{}"
+commit_interval_ms = 1000
+{extra}
+
+[[source]]
+name = "customers_cdc"
+kind = "files"
+path = "{}"
+format = "debezium-json"
+
+[[table]]
+name = "customers"
+from = "customers_cdc"
+keys = ["customer_id"]
+sequence_by = "__lsn"
+scd = 1
+"#,
+        lakehouse.display(),
+        input.display()
+    );
+    let path = dir.join("bank.toml");
+    std::fs::write(&path, text).expect("write pipeline");
+    path
+}
+
+/// Sorts rows by their canonical JSON text (keys sorted).
+pub fn canonical(rows: &[JsonRow]) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let sorted: std::collections::BTreeMap<_, _> = r.iter().collect();
+            serde_json::to_string(&sorted).expect("json")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The rows of a reference state.
+pub fn reference_rows(state: &ReferenceState) -> Vec<JsonRow> {
+    state.rows.values().cloned().collect()
+}
+
+/// Reads a Delta table with delta-rs at a version (default newest) into JSON rows.
+pub fn deltalake_rows(table_dir: &Path, version: Option<i64>) -> anyhow::Result<Vec<JsonRow>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let url = url::Url::from_directory_path(table_dir.canonicalize()?)
+        .map_err(|_| anyhow::anyhow!("bad table path {}", table_dir.display()))?;
+    let mut table = rt.block_on(deltalake::open_table(url))?;
+    if let Some(v) = version {
+        rt.block_on(table.load_version(v as _))?;
+    }
+    let mut rows = Vec::new();
+    for uri in table.get_file_uris()? {
+        let path = url::Url::parse(&uri)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .unwrap_or_else(|| PathBuf::from(&uri));
+        let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+            let batch = batch?;
+            let mut w = ArrayWriter::new(Vec::new());
+            w.write(&batch)?;
+            w.finish()?;
+            let text = w.into_inner();
+            if text.is_empty() {
+                continue;
+            }
+            let Value::Array(items) = serde_json::from_slice(&text)? else {
+                bail!("arrow json writer returned no array");
+            };
+            for item in items {
+                let Value::Object(mut m) = item else { bail!("row is not an object") };
+                // The arrow JSON writer omits nulls; make them explicit like the other readers.
+                for f in batch.schema().fields() {
+                    m.entry(f.name().clone()).or_insert(Value::Null);
+                }
+                rows.push(m);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Splits a file into its lines (without newlines, ignoring a final empty piece).
+pub fn file_lines(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).expect("read input");
+    let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(|l| l.to_vec()).collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    lines
+}

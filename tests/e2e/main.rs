@@ -1,1 +1,7 @@
+//! End-to-end tests: whole pipelines through the `tidewater` binary against real Delta tables
+//! on local disk, read back by two independent readers. One scenario per file.
 
+mod bad_input;
+mod cdc_file;
+mod config_errors;
+mod epochs;
