@@ -1,1 +1,82 @@
-fn main() {}
+//! `tidewater-bench`: the benchmark harness of tidewater.
+//!
+//! One module per workload (like DataFusion's `benchmarks/`), plus shared code to run a
+//! measurement in a child process and to report:
+//!
+//! - [`cdc_apply`]: `APPLY CHANGES` (SCD type 1) of a generated bank-customers Debezium file
+//!   into a Delta table, against a plain single-threaded Rust baseline and, optionally, DuckDB.
+//! - [`common`]: peak RSS, medians, child processes, the result table and the JSON summary.
+//!
+//! Every measurement runs in its own process (the binary re-executes itself with the hidden
+//! `run-one` subcommand), so each reported peak RSS belongs to exactly one run.
+
+mod cdc_apply;
+mod common;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Parser)]
+#[command(name = "tidewater-bench", version, about = "Benchmarks of tidewater")]
+struct Cli {
+    /// The workload to run.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Workloads (and the hidden single-measurement command).
+#[derive(Subcommand)]
+enum Command {
+    /// APPLY CHANGES (SCD type 1) of a generated Debezium CDC file into a Delta table:
+    /// tidewater at each worker count vs. a plain single-threaded Rust loop (and DuckDB).
+    CdcApply(cdc_apply::CdcApplyArgs),
+    /// Run one measurement in this process and print one JSON line (used by the workloads,
+    /// which re-execute the binary so that peak RSS is per run; also handy under a profiler).
+    #[command(hide = true)]
+    RunOne {
+        /// What to run.
+        #[command(subcommand)]
+        what: RunOne,
+    },
+}
+
+/// A single measurement, run by `run-one`.
+#[derive(Subcommand)]
+enum RunOne {
+    /// The tidewater engine on a pipeline file.
+    Tidewater {
+        /// The pipeline file (TOML).
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// The plain single-threaded Rust baseline of `cdc-apply` on a Debezium JSON-lines file.
+    Baseline {
+        /// The input file.
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::CdcApply(args) => cdc_apply::run(&args),
+        Command::RunOne { what } => match what {
+            RunOne::Tidewater { pipeline, workers } => cdc_apply::engine::run_one(&pipeline, workers),
+            RunOne::Baseline { input } => cdc_apply::baseline::run_one(&input),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidewater-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -11,8 +11,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tidewater_operators::{ApplyChanges, Change};
-use timely::dataflow::operators::{Input, Inspect, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle};
+use timely::dataflow::operators::vec::Input;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 type C = Change<u32, u64, u64>;
 type Table = BTreeMap<u32, u64>;
@@ -84,14 +85,20 @@ fn run_dataflow(stream: &[C], workers: usize, per_epoch: usize) -> Vec<Table> {
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
-        let mut input: InputHandle<u64, Vec<C>> = InputHandle::new();
+        let mut input: InputHandleVec<u64, C> = InputHandleVec::new();
         let probe = ProbeHandle::new();
         let sink = o2.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
                 .apply_changes(|k: &u32| *k as u64, u64::MAX)
-                .inspect_time(move |t, (k, v)| sink.lock().unwrap().push((*t, *k, *v)))
+                .inspect_core(move |event| {
+                    if let Ok((stamp, data)) = event {
+                        let t = *stamp.expect_singleton();
+                        let mut sink = sink.lock().unwrap();
+                        sink.extend(data.iter().map(|(k, v)| (t, *k, *v)));
+                    }
+                })
                 .probe_with(&probe);
         });
         for (e, batch) in e2.iter().enumerate() {
@@ -158,7 +165,7 @@ fn one_epoch_for_everything_and_one_change_per_epoch() {
 fn documented_apply_changes_example() {
     // The DLT documentation example (SCD type 1): user 123 deleted at 6, its update at 5
     // arrives later and must not resurrect it; 125's update at 5 arrives after 6 and is stale.
-    let fp = |s: &str| s.bytes().fold(0u64, |a, b| a * 31 + b as u64);
+    let fp = |s: &str| s.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
     let rows = [
         (124, "Raul Oaxaca", 1, false),
         (123, "Isabel Monterrey", 1, false),
