@@ -21,8 +21,8 @@
 //!
 //! let captured = timely::example(|scope| {
 //!     vec![
-//!         Change { key: 1u64, seq: 2u64, fingerprint: 0, value: Some("new") },
-//!         Change { key: 1u64, seq: 1u64, fingerprint: 0, value: Some("old") }, // stale
+//!         Change { key: 1u64, seq: 2u64, fingerprint: 0, value: Some(20u64) },
+//!         Change { key: 1u64, seq: 1u64, fingerprint: 0, value: Some(10u64) }, // stale
 //!         Change { key: 2u64, seq: 5u64, fingerprint: 0, value: None },        // delete of nothing
 //!     ]
 //!     .to_stream(scope)
@@ -30,7 +30,7 @@
 //!     .capture()
 //! });
 //! let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
-//! assert_eq!(out, vec![(1, Some("new"))]);
+//! assert_eq!(out, vec![(1, Some(20))]);
 //! ```
 
 use std::collections::hash_map::Entry;
