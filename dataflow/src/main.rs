@@ -248,6 +248,7 @@ scd = 1
         keys = (events / 10).max(1),
     );
     let cfg = PipelineConfig::parse(&text)?;
+    clear_previous_demo(&lakehouse)?;
     eprintln!("tidewater demo: {events} generated bank-customer CDC events → {}", lakehouse.display());
     let summary = run(
         cfg,
@@ -264,6 +265,28 @@ scd = 1
     println!("Read them with any Delta reader, e.g. Python:");
     println!("  python -c \"import deltalake; print(deltalake.DeltaTable('{}/customers').to_pandas())\"", lakehouse.display());
     println!("  duckdb -c \"SELECT count(*) FROM delta_scan('{}/customers')\"", lakehouse.display());
+    Ok(())
+}
+
+/// Removes the tables of an earlier demo run (only tables whose log holds epochs of the
+/// `bank-demo` pipeline), so that `tidewater demo` can be run again in the same directory.
+fn clear_previous_demo(lakehouse: &Path) -> anyhow::Result<()> {
+    use tidewater_connectors::delta::{manifest_dir, Committer, CommitterConfig};
+    let mut committer = Committer::new(CommitterConfig {
+        lakehouse: lakehouse.to_path_buf(),
+        pipeline: "bank-demo".into(),
+        checkpoint_interval: 10,
+    })?;
+    let mut cleared = false;
+    for table in ["customers", "_quarantine"] {
+        if committer.last_epoch(table)?.is_some() {
+            std::fs::remove_dir_all(lakehouse.join(table))?;
+            cleared = true;
+        }
+    }
+    if cleared && manifest_dir(lakehouse).exists() {
+        std::fs::remove_dir_all(manifest_dir(lakehouse))?;
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::WorkerConfig;
-use tidewater_connectors::delta::CommitterConfig;
+use tidewater_connectors::delta::{Committer, CommitterConfig};
 use tidewater_connectors::formats::DebeziumParser;
 use tidewater_connectors::types::{Column, Schema};
 use tidewater_operators::ApplyChanges;
@@ -95,6 +95,29 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<Vec<(Arc<TablePlan>, Arc<Sche
     Ok(out)
 }
 
+/// Resuming a pipeline from its committed state is not implemented yet (issue 4): starting
+/// over on tables that already hold epochs of this pipeline would add bucket files beside the
+/// old ones. Refuse, naming the table, instead of writing a wrong table.
+fn refuse_existing_state(cfg: &PipelineConfig) -> Result<(), TidewaterError> {
+    let mut committer = Committer::new(CommitterConfig {
+        lakehouse: cfg.pipeline.lakehouse.clone(),
+        pipeline: cfg.pipeline.name.clone(),
+        checkpoint_interval: cfg.pipeline.checkpoint_interval,
+    })?;
+    for t in &cfg.table {
+        if let Some(epoch) = committer.last_epoch(&t.name)? {
+            return Err(TidewaterError::Runtime(format!(
+                "table `{}` in {} already holds epoch {epoch} of pipeline `{}`; resuming a pipeline \
+                 is not implemented yet — use a fresh lakehouse directory",
+                t.name,
+                cfg.pipeline.lakehouse.display(),
+                cfg.pipeline.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a pipeline to completion (or forever, for unbounded sources without
 /// `exit_when_idle`).
 pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, TidewaterError> {
@@ -102,6 +125,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     std::fs::create_dir_all(&cfg.pipeline.lakehouse)
         .map_err(|e| tidewater_connectors::ConnectorError::io(cfg.pipeline.lakehouse.display(), e))?;
     let plans = plan_tables(&cfg)?;
+    refuse_existing_state(&cfg)?;
     let retention = cfg.tombstone_retention()?;
     let metrics = Arc::new(Metrics::default());
     let started = Instant::now();
