@@ -19,7 +19,10 @@ pub type JsonRow = Map<String, Value>;
 /// The `tidewater` binary built beside this test binary (`scripts/test` builds it first).
 pub fn tidewater_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     let bin = dir.join("tidewater");
     assert!(
         bin.exists(),
@@ -102,7 +105,9 @@ pub fn reference_rows(state: &ReferenceState) -> Vec<JsonRow> {
 
 /// Reads a Delta table with delta-rs at a version (default newest) into JSON rows.
 pub fn deltalake_rows(table_dir: &Path, version: Option<i64>) -> anyhow::Result<Vec<JsonRow>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let url = url::Url::from_directory_path(table_dir.canonicalize()?)
         .map_err(|_| anyhow::anyhow!("bad table path {}", table_dir.display()))?;
     let mut table = rt.block_on(deltalake::open_table(url))?;
@@ -115,7 +120,8 @@ pub fn deltalake_rows(table_dir: &Path, version: Option<i64>) -> anyhow::Result<
             .ok()
             .and_then(|u| u.to_file_path().ok())
             .unwrap_or_else(|| PathBuf::from(&uri));
-        let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        let file =
+            std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
         for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
             let batch = batch?;
             let mut w = ArrayWriter::new(Vec::new());
@@ -129,7 +135,9 @@ pub fn deltalake_rows(table_dir: &Path, version: Option<i64>) -> anyhow::Result<
                 bail!("arrow json writer returned no array");
             };
             for item in items {
-                let Value::Object(mut m) = item else { bail!("row is not an object") };
+                let Value::Object(mut m) = item else {
+                    bail!("row is not an object")
+                };
                 // The arrow JSON writer omits nulls; make them explicit like the other readers.
                 for f in batch.schema().fields() {
                     m.entry(f.name().clone()).or_insert(Value::Null);

@@ -55,13 +55,23 @@ pub fn run_child<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
         .with_context(|| format!("cannot run {}", exe.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("`{} {}` failed ({}); stdout:\n{stdout}", exe.display(), args.join(" "), out.status);
+        bail!(
+            "`{} {}` failed ({}); stdout:\n{stdout}",
+            exe.display(),
+            args.join(" "),
+            out.status
+        );
     }
     let line = stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("`{}` printed no JSON report; stdout:\n{stdout}", args.join(" ")))?;
+        .with_context(|| {
+            format!(
+                "`{}` printed no JSON report; stdout:\n{stdout}",
+                args.join(" ")
+            )
+        })?;
     serde_json::from_str(line).with_context(|| format!("bad report line: {line}"))
 }
 

@@ -68,7 +68,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CdcApply(args) => cdc_apply::run(&args),
         Command::RunOne { what } => match what {
-            RunOne::Tidewater { pipeline, workers } => cdc_apply::engine::run_one(&pipeline, workers),
+            RunOne::Tidewater { pipeline, workers } => {
+                cdc_apply::engine::run_one(&pipeline, workers)
+            }
             RunOne::Baseline { input } => cdc_apply::baseline::run_one(&input),
         },
     };

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
+use tidewater_connectors::delta::{CommitOutcome, Committer, CommitterConfig};
+use tidewater_connectors::types::Column;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
-use tidewater_connectors::delta::{CommitOutcome, Committer, CommitterConfig};
-use tidewater_connectors::types::Column;
 use tracing::info;
 
 use crate::metrics::Metrics;

@@ -289,7 +289,10 @@ impl PipelineConfig {
         for t in &self.table {
             let key = format!("table `{}`", t.name);
             if t.name.is_empty() || t.name.contains('/') || t.name.starts_with('.') {
-                return Err(err(key, "table names must be non-empty, without '/' and not start with '.'"));
+                return Err(err(
+                    key,
+                    "table names must be non-empty, without '/' and not start with '.'",
+                ));
             }
             if RESERVED_TABLES.contains(&t.name.as_str()) {
                 return Err(err(key, "this table name is reserved by tidewater"));
@@ -298,16 +301,25 @@ impl PipelineConfig {
                 return Err(err(key, "duplicate table name"));
             }
             if !names.contains(&t.from) {
-                return Err(err(format!("{key}.from"), format!("unknown source `{}`", t.from)));
+                return Err(err(
+                    format!("{key}.from"),
+                    format!("unknown source `{}`", t.from),
+                ));
             }
             if !used_sources.insert(t.from.clone()) {
                 return Err(err(
                     format!("{key}.from"),
-                    format!("source `{}` already feeds another table (one table per source)", t.from),
+                    format!(
+                        "source `{}` already feeds another table (one table per source)",
+                        t.from
+                    ),
                 ));
             }
             if t.keys.is_empty() {
-                return Err(err(format!("{key}.keys"), "at least one key column is required"));
+                return Err(err(
+                    format!("{key}.keys"),
+                    "at least one key column is required",
+                ));
             }
             if t.sequence_by.is_empty() {
                 return Err(err(format!("{key}.sequence_by"), "required"));
@@ -332,9 +344,13 @@ impl PipelineConfig {
 
     /// The tombstone retention in epochs.
     pub fn tombstone_retention(&self) -> Result<u64, TidewaterError> {
-        let d: Duration = humantime::parse_duration(&self.pipeline.tombstone_retention).map_err(|e| {
-            err("pipeline.tombstone_retention", format!("not a duration: {e}"))
-        })?;
+        let d: Duration =
+            humantime::parse_duration(&self.pipeline.tombstone_retention).map_err(|e| {
+                err(
+                    "pipeline.tombstone_retention",
+                    format!("not a duration: {e}"),
+                )
+            })?;
         Ok((d.as_millis() as u64).div_ceil(self.pipeline.commit_interval_ms))
     }
 
@@ -414,15 +430,27 @@ scd = 1
 
     #[test]
     fn errors_name_the_key() {
-        assert!(error_of(&MINIMAL.replace("from = \"customers_cdc\"", "from = \"nope\""))
-            .contains("table `customers`.from"));
-        assert!(error_of(&MINIMAL.replace("scd = 1", "scd = 2")).contains("scd = 2 is not implemented"));
-        assert!(error_of(&MINIMAL.replace("kind = \"generator\"", "kind = \"kafka\""))
-            .contains("not implemented yet"));
-        assert!(error_of(&MINIMAL.replace("keys = [\"customer_id\"]", "keys = []")).contains("keys"));
-        assert!(error_of(&MINIMAL.replace("commit_interval_ms = 1000", "commit_intervall_ms = 5"))
-            .contains("unknown field `commit_intervall_ms`"));
-        assert!(error_of(&format!("{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\n"))
-            .contains("[[view]]"));
+        assert!(
+            error_of(&MINIMAL.replace("from = \"customers_cdc\"", "from = \"nope\""))
+                .contains("table `customers`.from")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("scd = 1", "scd = 2")).contains("scd = 2 is not implemented")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("kind = \"generator\"", "kind = \"kafka\""))
+                .contains("not implemented yet")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("keys = [\"customer_id\"]", "keys = []")).contains("keys")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("commit_interval_ms = 1000", "commit_intervall_ms = 5"))
+                .contains("unknown field `commit_intervall_ms`")
+        );
+        assert!(error_of(&format!(
+            "{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\n"
+        ))
+        .contains("[[view]]"));
     }
 }

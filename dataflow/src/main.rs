@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use tidewater::{run, PipelineConfig, RunOptions, TidewaterError};
 
 #[derive(Parser)]
-#[command(name = "tidewater", version, about = "Streaming CDC into epoch-consistent Delta Lake tables")]
+#[command(
+    name = "tidewater",
+    version,
+    about = "Streaming CDC into epoch-consistent Delta Lake tables"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -83,8 +87,10 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let tty = std::io::stderr().is_terminal();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEWATER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if tty { "warn" } else { "warn,tidewater=info" }));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TIDEWATER_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if tty { "warn" } else { "warn,tidewater=info" })
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -105,7 +111,13 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Run { pipeline, run: args, processes, process_id, hostfile } => {
+        Cmd::Run {
+            pipeline,
+            run: args,
+            processes,
+            process_id,
+            hostfile,
+        } => {
             let cfg = PipelineConfig::load(&pipeline)?;
             let addresses = match (&hostfile, processes) {
                 (_, 1) => Vec::new(),
@@ -138,18 +150,31 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             )?;
             eprintln!(
                 "done: {} events parsed, {} quarantined, {} epochs committed (last {}) in {:.2?}",
-                summary.records, summary.quarantined, summary.epochs_committed, summary.last_epoch, summary.elapsed
+                summary.records,
+                summary.quarantined,
+                summary.epochs_committed,
+                summary.last_epoch,
+                summary.elapsed
             );
             Ok(())
         }
-        Cmd::Cluster { pipeline, run: args, processes } => cluster(&pipeline, &args, processes),
-        Cmd::Demo { lakehouse, events, workers } => demo(&lakehouse, events, workers),
+        Cmd::Cluster {
+            pipeline,
+            run: args,
+            processes,
+        } => cluster(&pipeline, &args, processes),
+        Cmd::Demo {
+            lakehouse,
+            events,
+            workers,
+        } => demo(&lakehouse, events, workers),
         Cmd::Snapshot { lakehouse, epoch } => snapshot(&lakehouse, epoch),
     }
 }
 
 fn read_hostfile(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading hostfile {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading hostfile {}", path.display()))?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -162,11 +187,18 @@ fn read_hostfile(path: &Path) -> anyhow::Result<Vec<String>> {
 /// if one fails, the others are stopped.
 fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<()> {
     if processes == 0 {
-        bail!(TidewaterError::Config { key: "--processes".into(), message: "must be at least 1".into() });
+        bail!(TidewaterError::Config {
+            key: "--processes".into(),
+            message: "must be at least 1".into()
+        });
     }
     PipelineConfig::load(pipeline)?; // report config errors once, before starting anything
     let ports: Vec<u16> = (0..processes)
-        .map(|_| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()))
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+        })
         .collect::<Result<_, _>>()
         .context("picking free loopback ports")?;
     let dir = tempfile::tempdir().context("creating a temporary directory for the hostfile")?;
@@ -187,7 +219,10 @@ fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<
         if args.exit_when_idle {
             cmd.arg("--exit-when-idle");
         }
-        children.push(cmd.spawn().with_context(|| format!("starting process {i}"))?);
+        children.push(
+            cmd.spawn()
+                .with_context(|| format!("starting process {i}"))?,
+        );
     }
     let mut failed = None;
     let mut remaining: Vec<(usize, Child)> = children.into_iter().enumerate().collect();
@@ -249,22 +284,45 @@ scd = 1
     );
     let cfg = PipelineConfig::parse(&text)?;
     clear_previous_demo(&lakehouse)?;
-    eprintln!("tidewater demo: {events} generated bank-customer CDC events → {}", lakehouse.display());
+    eprintln!(
+        "tidewater demo: {events} generated bank-customer CDC events → {}",
+        lakehouse.display()
+    );
     let summary = run(
         cfg,
-        RunOptions { workers, exit_when_idle: true, progress: true, ..RunOptions::default() },
+        RunOptions {
+            workers,
+            exit_when_idle: true,
+            progress: true,
+            ..RunOptions::default()
+        },
     )?;
     eprintln!(
         "done: {} events, {} quarantined, {} epochs committed in {:.2?}",
         summary.records, summary.quarantined, summary.epochs_committed, summary.elapsed
     );
     println!("Delta tables:");
-    println!("  {}/customers     (SCD type 1 customer state, keyed by customer_id)", lakehouse.display());
-    println!("  {}/_quarantine   (bad input, if any)", lakehouse.display());
-    println!("Epoch manifests: {}/_tidewater/epochs/<epoch>.json", lakehouse.display());
+    println!(
+        "  {}/customers     (SCD type 1 customer state, keyed by customer_id)",
+        lakehouse.display()
+    );
+    println!(
+        "  {}/_quarantine   (bad input, if any)",
+        lakehouse.display()
+    );
+    println!(
+        "Epoch manifests: {}/_tidewater/epochs/<epoch>.json",
+        lakehouse.display()
+    );
     println!("Read them with any Delta reader, e.g. Python:");
-    println!("  python -c \"import deltalake; print(deltalake.DeltaTable('{}/customers').to_pandas())\"", lakehouse.display());
-    println!("  duckdb -c \"SELECT count(*) FROM delta_scan('{}/customers')\"", lakehouse.display());
+    println!(
+        "  python -c \"import deltalake; print(deltalake.DeltaTable('{}/customers').to_pandas())\"",
+        lakehouse.display()
+    );
+    println!(
+        "  duckdb -c \"SELECT count(*) FROM delta_scan('{}/customers')\"",
+        lakehouse.display()
+    );
     Ok(())
 }
 

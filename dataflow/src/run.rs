@@ -15,15 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tidewater_connectors::delta::{Committer, CommitterConfig};
+use tidewater_connectors::formats::DebeziumParser;
+use tidewater_connectors::types::{Column, Schema};
+use tidewater_operators::ApplyChanges;
 use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::WorkerConfig;
-use tidewater_connectors::delta::{Committer, CommitterConfig};
-use tidewater_connectors::formats::DebeziumParser;
-use tidewater_connectors::types::{Column, Schema};
-use tidewater_operators::ApplyChanges;
 
 use crate::commit::committer;
 use crate::config::PipelineConfig;
@@ -82,7 +82,9 @@ pub struct RunSummary {
 
 /// Fixes the schema of every table's source from its first records (every process does the
 /// same, so all agree), and plans the tables.
-pub fn plan_tables(cfg: &PipelineConfig) -> Result<Vec<(Arc<TablePlan>, Arc<Schema>)>, TidewaterError> {
+pub fn plan_tables(
+    cfg: &PipelineConfig,
+) -> Result<Vec<(Arc<TablePlan>, Arc<Schema>)>, TidewaterError> {
     let mut out = Vec::new();
     for t in &cfg.table {
         let src = cfg.source_of(t);
@@ -122,8 +124,9 @@ fn refuse_existing_state(cfg: &PipelineConfig) -> Result<(), TidewaterError> {
 /// `exit_when_idle`).
 pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, TidewaterError> {
     cfg.validate()?;
-    std::fs::create_dir_all(&cfg.pipeline.lakehouse)
-        .map_err(|e| tidewater_connectors::ConnectorError::io(cfg.pipeline.lakehouse.display(), e))?;
+    std::fs::create_dir_all(&cfg.pipeline.lakehouse).map_err(|e| {
+        tidewater_connectors::ConnectorError::io(cfg.pipeline.lakehouse.display(), e)
+    })?;
     let plans = plan_tables(&cfg)?;
     refuse_existing_state(&cfg)?;
     let retention = cfg.tombstone_retention()?;
@@ -159,7 +162,9 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    let progress = opts.progress.then(|| spawn_progress(metrics.clone(), stop.clone()));
+    let progress = opts
+        .progress
+        .then(|| spawn_progress(metrics.clone(), stop.clone()));
 
     let lakehouse = cfg.pipeline.lakehouse.clone();
     let cfg = Arc::new(cfg);
@@ -177,27 +182,52 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             let mut bad_streams = Vec::new();
             let mut columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
             for (plan, schema) in plans.iter() {
-                let src = cfg.source_of(cfg.table.iter().find(|t| t.name == plan.name).expect("planned"));
+                let src = cfg.source_of(
+                    cfg.table
+                        .iter()
+                        .find(|t| t.name == plan.name)
+                        .expect("planned"),
+                );
                 let settings = settings_of(&cfg, src, exit_when_idle);
-                let blocks = cutter(scope, src, settings, committed.clone(), positions.clone(), metrics.clone())?;
+                let blocks = cutter(
+                    scope,
+                    src,
+                    settings,
+                    committed.clone(),
+                    positions.clone(),
+                    metrics.clone(),
+                )?;
                 let parsed = parse(blocks, plan.clone(), schema.clone(), metrics.clone());
                 let (changes, bad) = parsed.ok_err(|r| r);
                 let route_plan = plan.clone();
-                let applied = changes.apply_changes(move |k| route_plan.bucket(k) as u64, retention);
+                let applied =
+                    changes.apply_changes(move |k| route_plan.bucket(k) as u64, retention);
                 to_commit.push(table_sink(applied, plan.clone(), metrics.clone()));
                 bad_streams.push(bad);
                 columns.insert(plan.name.clone(), plan.stored.clone());
             }
             columns.insert(QUARANTINE.into(), quarantine_columns());
             let bad = scope.concatenate(bad_streams);
-            to_commit.push(quarantine_sink(bad, cfg.pipeline.lakehouse.clone(), index, metrics.clone()));
+            to_commit.push(quarantine_sink(
+                bad,
+                cfg.pipeline.lakehouse.clone(),
+                index,
+                metrics.clone(),
+            ));
             let msgs = scope.concatenate(to_commit);
             let committer_config = CommitterConfig {
                 lakehouse: cfg.pipeline.lakehouse.clone(),
                 pipeline: cfg.pipeline.name.clone(),
                 checkpoint_interval: cfg.pipeline.checkpoint_interval,
             };
-            committer(msgs, committer_config, columns, positions.clone(), metrics.clone()).probe_with(&committed);
+            committer(
+                msgs,
+                committer_config,
+                columns,
+                positions.clone(),
+                metrics.clone(),
+            )
+            .probe_with(&committed);
             Ok(())
         });
         if let Err(e) = built {

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
-use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use tidewater_connectors::files::{FileBlock, FileCutter};
 use tidewater_connectors::formats::{DebeziumParser, Parsed};
 use tidewater_connectors::generator::BankGenerator;
 use tidewater_connectors::types::{Row, Schema};
 use tidewater_operators::Change;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::config::{PipelineConfig, SourceConfig, SourceKind};
 use crate::metrics::Metrics;
@@ -81,7 +81,11 @@ pub fn sample_lines(src: &SourceConfig, n: usize) -> Result<Vec<Vec<u8>>, crate:
             let mut buf = Vec::new();
             if let Some((block, _)) = cutter.next_block(4 << 20, Some(n as u64))? {
                 block.read_into(&mut buf)?;
-                out.extend(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| l.to_vec()));
+                out.extend(
+                    buf.split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| l.to_vec()),
+                );
             }
         }
         SourceKind::Generator => {
@@ -129,7 +133,9 @@ pub fn cutter<'scope>(
         None
     } else {
         Some(match src.kind {
-            SourceKind::Files => Input::Files(FileCutter::new(src.path.as_ref().expect("validated"))?),
+            SourceKind::Files => {
+                Input::Files(FileCutter::new(src.path.as_ref().expect("validated"))?)
+            }
             SourceKind::Generator => {
                 let cfg = src.generator_config();
                 Input::Generator {
@@ -146,135 +152,155 @@ pub fn cutter<'scope>(
         SourceKind::Files => "files",
         _ => "generator",
     };
-    let stream = source(scope, &format!("Cutter({})", settings.name), move |cap, info| {
-        let activator = scope.activator_for(info.address);
-        let mut cap: Option<Capability<u64>> = if active { Some(cap) } else { None };
-        let mut seq = 0u64;
-        let mut opened = Instant::now();
-        let mut epoch_records = 0u64;
-        let mut epoch_bytes = 0u64;
-        let mut ranges: Vec<Value> = Vec::new();
-        let mut line = Vec::new();
+    let stream = source(
+        scope,
+        &format!("Cutter({})", settings.name),
+        move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap: Option<Capability<u64>> = if active { Some(cap) } else { None };
+            let mut seq = 0u64;
+            let mut opened = Instant::now();
+            let mut epoch_records = 0u64;
+            let mut epoch_bytes = 0u64;
+            let mut ranges: Vec<Value> = Vec::new();
+            let mut line = Vec::new();
 
-        move |output| {
-            let Some(c) = cap.as_mut() else { return };
-            let input = input.as_mut().expect("active");
-            let epoch = *c.time();
-            // Pacing: at most two epochs ahead of the committed frontier.
-            if epoch >= 2 && committed.less_equal(&(epoch - 2)) {
-                activator.activate_after(Duration::from_millis(5));
-                return;
-            }
-            let mut close = false;
-            let mut exhausted = false;
-            let mut emitted = 0;
-            while emitted < 2 * peers.max(2) {
-                let want = settings.every_records.map(|n| n - epoch_records);
-                let block = match input {
-                    Input::Files(cutter) => match cutter.next_block(settings.block_bytes, want) {
-                        Ok(Some((b, lines))) => {
-                            let bytes = b.end - b.start;
-                            epoch_bytes += bytes;
-                            epoch_records += lines.unwrap_or(0);
-                            push_range(&mut ranges, &b);
-                            Some(BlockData::File(b))
+            move |output| {
+                let Some(c) = cap.as_mut() else { return };
+                let input = input.as_mut().expect("active");
+                let epoch = *c.time();
+                // Pacing: at most two epochs ahead of the committed frontier.
+                if epoch >= 2 && committed.less_equal(&(epoch - 2)) {
+                    activator.activate_after(Duration::from_millis(5));
+                    return;
+                }
+                let mut close = false;
+                let mut exhausted = false;
+                let mut emitted = 0;
+                while emitted < 2 * peers.max(2) {
+                    let want = settings.every_records.map(|n| n - epoch_records);
+                    let block = match input {
+                        Input::Files(cutter) => match cutter.next_block(settings.block_bytes, want)
+                        {
+                            Ok(Some((b, lines))) => {
+                                let bytes = b.end - b.start;
+                                epoch_bytes += bytes;
+                                epoch_records += lines.unwrap_or(0);
+                                push_range(&mut ranges, &b);
+                                Some(BlockData::File(b))
+                            }
+                            Ok(None) => None,
+                            Err(e) => {
+                                metrics.fail(format!("source `{}`: {e}", settings.name));
+                                cap = None;
+                                return;
+                            }
+                        },
+                        Input::Generator {
+                            gen,
+                            total,
+                            rate,
+                            started,
+                        } => {
+                            let first = gen.position();
+                            let mut allowed = want.unwrap_or(u64::MAX).min(*total - first);
+                            if *rate > 0 {
+                                let due = (started.elapsed().as_secs_f64() * *rate as f64) as u64;
+                                allowed = allowed.min(due.saturating_sub(first));
+                            }
+                            let mut bytes =
+                                Vec::with_capacity(settings.block_bytes as usize + 1024);
+                            let mut n = 0;
+                            while n < allowed
+                                && (bytes.len() as u64) < settings.block_bytes
+                                && gen.next_line(&mut line)
+                            {
+                                bytes.extend_from_slice(&line);
+                                bytes.push(b'\n');
+                                line.clear();
+                                n += 1;
+                            }
+                            if n == 0 {
+                                None
+                            } else {
+                                epoch_records += n;
+                                epoch_bytes += bytes.len() as u64;
+                                ranges.push(json!({"from": first, "to": first + n}));
+                                Some(BlockData::Inline { first, bytes })
+                            }
                         }
-                        Ok(None) => None,
-                        Err(e) => {
-                            metrics.fail(format!("source `{}`: {e}", settings.name));
-                            cap = None;
-                            return;
-                        }
-                    },
-                    Input::Generator { gen, total, rate, started } => {
-                        let first = gen.position();
-                        let mut allowed = want.unwrap_or(u64::MAX).min(*total - first);
-                        if *rate > 0 {
-                            let due = (started.elapsed().as_secs_f64() * *rate as f64) as u64;
-                            allowed = allowed.min(due.saturating_sub(first));
-                        }
-                        let mut bytes = Vec::with_capacity(settings.block_bytes as usize + 1024);
-                        let mut n = 0;
-                        while n < allowed && (bytes.len() as u64) < settings.block_bytes && gen.next_line(&mut line) {
-                            bytes.extend_from_slice(&line);
-                            bytes.push(b'\n');
-                            line.clear();
-                            n += 1;
-                        }
-                        if n == 0 {
-                            None
-                        } else {
-                            epoch_records += n;
-                            epoch_bytes += bytes.len() as u64;
-                            ranges.push(json!({"from": first, "to": first + n}));
-                            Some(BlockData::Inline { first, bytes })
-                        }
+                    };
+                    let Some(data) = block else {
+                        exhausted = true;
+                        break;
+                    };
+                    output.session(&*c).give(Block { seq, data });
+                    seq += 1;
+                    emitted += 1;
+                    if settings.every_records.is_some_and(|n| epoch_records >= n)
+                        || epoch_bytes >= settings.max_epoch_bytes
+                    {
+                        close = true;
+                        break;
                     }
-                };
-                let Some(data) = block else {
-                    exhausted = true;
-                    break;
-                };
-                output.session(&*c).give(Block { seq, data });
-                seq += 1;
-                emitted += 1;
-                if settings.every_records.is_some_and(|n| epoch_records >= n)
-                    || epoch_bytes >= settings.max_epoch_bytes
-                {
+                }
+                let has_data = !ranges.is_empty();
+                if has_data && opened.elapsed() >= settings.interval {
                     close = true;
-                    break;
                 }
-            }
-            let has_data = !ranges.is_empty();
-            if has_data && opened.elapsed() >= settings.interval {
-                close = true;
-            }
-            let finished = exhausted
-                && match input {
-                    Input::Files(cutter) => {
-                        (!cutter.is_dir() || settings.exit_when_idle) && cutter.is_exhausted().unwrap_or(false)
-                    }
-                    Input::Generator { gen, total, .. } => gen.position() >= *total,
-                };
-            if (close || finished) && has_data {
-                // Never split a source transaction: finish the last line's transaction here.
-                if let Input::Files(cutter) = input {
-                    match cutter.finish_transaction(DebeziumParser::transaction_id) {
-                        Ok(Some((b, lines))) => {
-                            epoch_records += lines;
-                            push_range(&mut ranges, &b);
-                            output.session(&*c).give(Block { seq, data: BlockData::File(b) });
-                            seq += 1;
+                let finished = exhausted
+                    && match input {
+                        Input::Files(cutter) => {
+                            (!cutter.is_dir() || settings.exit_when_idle)
+                                && cutter.is_exhausted().unwrap_or(false)
                         }
-                        Ok(None) => {}
-                        Err(e) => {
-                            metrics.fail(format!("source `{}`: {e}", settings.name));
-                            cap = None;
-                            return;
+                        Input::Generator { gen, total, .. } => gen.position() >= *total,
+                    };
+                if (close || finished) && has_data {
+                    // Never split a source transaction: finish the last line's transaction here.
+                    if let Input::Files(cutter) = input {
+                        match cutter.finish_transaction(DebeziumParser::transaction_id) {
+                            Ok(Some((b, lines))) => {
+                                epoch_records += lines;
+                                push_range(&mut ranges, &b);
+                                output.session(&*c).give(Block {
+                                    seq,
+                                    data: BlockData::File(b),
+                                });
+                                seq += 1;
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                metrics.fail(format!("source `{}`: {e}", settings.name));
+                                cap = None;
+                                return;
+                            }
                         }
                     }
-                }
-                metrics.records_cut.fetch_add(epoch_records, Ordering::Relaxed);
-                positions.borrow_mut().entry(epoch).or_default().insert(
+                    metrics
+                        .records_cut
+                        .fetch_add(epoch_records, Ordering::Relaxed);
+                    positions.borrow_mut().entry(epoch).or_default().insert(
                     settings.name.clone(),
                     json!({"kind": kind, "ranges": std::mem::take(&mut ranges), "records": epoch_records}),
                 );
-                epoch_records = 0;
-                epoch_bytes = 0;
-                opened = Instant::now();
-                c.downgrade(&(epoch + 1));
+                    epoch_records = 0;
+                    epoch_bytes = 0;
+                    opened = Instant::now();
+                    c.downgrade(&(epoch + 1));
+                }
+                if finished && ranges.is_empty() {
+                    cap = None; // the source is done: its frontier closes
+                    return;
+                }
+                if exhausted && !close {
+                    activator.activate_after(Duration::from_millis(20));
+                } else {
+                    activator.activate();
+                }
             }
-            if finished && ranges.is_empty() {
-                cap = None; // the source is done: its frontier closes
-                return;
-            }
-            if exhausted && !close {
-                activator.activate_after(Duration::from_millis(20));
-            } else {
-                activator.activate();
-            }
-        }
-    });
+        },
+    );
     Ok(stream)
 }
 
@@ -310,7 +336,9 @@ pub fn parse<'scope>(
         move |(input, _frontier), output| {
             input.for_each_stamp(|cap, data| {
                 if let Some(cap) = cap.retain_least(output.output_index()) {
-                    let e = queue.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                    let e = queue
+                        .entry(*cap.time())
+                        .or_insert_with(|| (cap, Vec::new()));
                     for batch in data {
                         e.1.append(batch);
                     }
@@ -319,7 +347,9 @@ pub fn parse<'scope>(
             // A few blocks per activation keeps the queues downstream short.
             let mut budget = 2;
             while budget > 0 {
-                let Some(mut entry) = queue.first_entry() else { break };
+                let Some(mut entry) = queue.first_entry() else {
+                    break;
+                };
                 let Some(block) = entry.get_mut().1.pop() else {
                     entry.remove();
                     continue;
@@ -355,10 +385,14 @@ pub fn parse<'scope>(
                     match parser.parse(line) {
                         Ok(Parsed::Record { op, row }) => match plan.change(op, row) {
                             Ok(change) => session.give(Ok(change)),
-                            Err(reason) => session.give(Err(plan.quarantine(position(), line, reason))),
+                            Err(reason) => {
+                                session.give(Err(plan.quarantine(position(), line, reason)))
+                            }
                         },
                         Ok(Parsed::Skip) => {}
-                        Err(bad) => session.give(Err(plan.quarantine(position(), line, bad.reason))),
+                        Err(bad) => {
+                            session.give(Err(plan.quarantine(position(), line, bad.reason)))
+                        }
                     }
                     pos = end + 1;
                     line_index += 1;
@@ -373,7 +407,11 @@ pub fn parse<'scope>(
 }
 
 /// The configured cutter settings of a source.
-pub fn settings_of(cfg: &PipelineConfig, src: &SourceConfig, exit_when_idle: bool) -> CutterSettings {
+pub fn settings_of(
+    cfg: &PipelineConfig,
+    src: &SourceConfig,
+    exit_when_idle: bool,
+) -> CutterSettings {
     CutterSettings {
         name: src.name.clone(),
         interval: Duration::from_millis(cfg.pipeline.commit_interval_ms),

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tidewater_connectors::delta::{write_parquet, FileAction};
+use tidewater_connectors::types::{Column, ColumnType, Datum, Op, Row, Schema};
+use tidewater_operators::Change;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
-use tidewater_connectors::delta::{write_parquet, FileAction};
-use tidewater_connectors::types::{Column, ColumnType, Datum, Op, Row, Schema};
-use tidewater_operators::Change;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::{PipelineConfig, TableConfig};
@@ -28,8 +28,14 @@ pub const QUARANTINE: &str = "_quarantine";
 pub fn quarantine_columns() -> Vec<Column> {
     ["table", "source", "position", "raw", "reason"]
         .iter()
-        .map(|n| Column { name: n.to_string(), ty: ColumnType::String })
-        .chain(std::iter::once(Column { name: "epoch".into(), ty: ColumnType::Int64 }))
+        .map(|n| Column {
+            name: n.to_string(),
+            ty: ColumnType::String,
+        })
+        .chain(std::iter::once(Column {
+            name: "epoch".into(),
+            ty: ColumnType::Int64,
+        }))
         .collect()
 }
 
@@ -79,24 +85,40 @@ pub struct TablePlan {
 
 impl TablePlan {
     /// Plans a table over its source's schema; names a missing key or sequence column.
-    pub fn new(cfg: &PipelineConfig, t: &TableConfig, schema: &Schema) -> Result<Self, TidewaterError> {
+    pub fn new(
+        cfg: &PipelineConfig,
+        t: &TableConfig,
+        schema: &Schema,
+    ) -> Result<Self, TidewaterError> {
         let col = |name: &str, key: &str| {
             schema.index_of(name).ok_or_else(|| TidewaterError::Config {
                 key: format!("table `{}`.{key}", t.name),
                 message: format!(
                     "column `{name}` is not in the records of source `{}` (columns: {})",
                     t.from,
-                    schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    schema
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
         };
-        let key_idx = t.keys.iter().map(|k| col(k, "keys")).collect::<Result<Vec<_>, _>>()?;
+        let key_idx = t
+            .keys
+            .iter()
+            .map(|k| col(k, "keys"))
+            .collect::<Result<Vec<_>, _>>()?;
         let seq_idx = col(&t.sequence_by, "sequence_by")?;
         let mut stored_idx: Vec<usize> = (0..schema.data_columns).collect();
         if seq_idx >= schema.data_columns {
             stored_idx.push(seq_idx);
         }
-        let stored = stored_idx.iter().map(|i| schema.columns[*i].clone()).collect();
+        let stored = stored_idx
+            .iter()
+            .map(|i| schema.columns[*i].clone())
+            .collect();
         Ok(TablePlan {
             name: t.name.clone(),
             source: t.from.clone(),
@@ -128,23 +150,39 @@ impl TablePlan {
         }
         let seq = &row[self.seq_idx];
         if seq.is_null() {
-            return Err(format!("sequence column `{}` is null or missing", self.seq_name));
+            return Err(format!(
+                "sequence column `{}` is null or missing",
+                self.seq_name
+            ));
         }
         let seq = Seq(seq.clone());
         if op == Op::Delete {
-            return Ok(Change { key, seq, fingerprint: 0, value: None });
+            return Ok(Change {
+                key,
+                seq,
+                fingerprint: 0,
+                value: None,
+            });
         }
         let mut row = row;
         let stored: Row = if self.stored_idx.len() == row.len() {
             row
         } else {
-            self.stored_idx.iter().map(|i| std::mem::replace(&mut row[*i], Datum::Null)).collect()
+            self.stored_idx
+                .iter()
+                .map(|i| std::mem::replace(&mut row[*i], Datum::Null))
+                .collect()
         };
         let mut enc = Vec::with_capacity(256);
         for d in &stored {
             d.encode_key(&mut enc);
         }
-        Ok(Change { key, seq, fingerprint: xxh3_64(&enc), value: Some(stored) })
+        Ok(Change {
+            key,
+            seq,
+            fingerprint: xxh3_64(&enc),
+            value: Some(stored),
+        })
     }
 
     /// A quarantine row for a bad record of this table.
@@ -187,76 +225,84 @@ pub fn table_sink<'scope>(
     plan: Arc<TablePlan>,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
-    changes.unary_frontier(Pipeline, &format!("TableSink({})", plan.name), move |_cap, _info| {
-        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Key, Option<Row>)>)> = BTreeMap::new();
-        let mut buckets: HashMap<u32, Bucket> = HashMap::new();
-        move |(input, frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    let e = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
-                    for batch in data {
-                        e.1.append(batch);
-                    }
-                }
-            });
-            while let Some(entry) = pending.first_entry() {
-                if frontier.frontier().less_equal(entry.key()) {
-                    break;
-                }
-                let (epoch, (cap, changes)) = entry.remove_entry();
-                let mut dirty = std::collections::BTreeSet::new();
-                let (mut upserted, mut deleted) = (0u64, 0u64);
-                for (key, value) in changes {
-                    let b = plan.bucket(&key);
-                    let bucket = buckets.entry(b).or_default();
-                    match value {
-                        Some(row) => {
-                            upserted += 1;
-                            if bucket.rows.insert(key, row).is_none() {
-                                metrics.table_rows.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        None => {
-                            deleted += 1;
-                            if bucket.rows.remove(&key).is_some() {
-                                metrics.table_rows.fetch_sub(1, Ordering::Relaxed);
-                            }
+    changes.unary_frontier(
+        Pipeline,
+        &format!("TableSink({})", plan.name),
+        move |_cap, _info| {
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Key, Option<Row>)>)> =
+                BTreeMap::new();
+            let mut buckets: HashMap<u32, Bucket> = HashMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    if let Some(cap) = cap.retain_least(output.output_index()) {
+                        let e = pending
+                            .entry(*cap.time())
+                            .or_insert_with(|| (cap, Vec::new()));
+                        for batch in data {
+                            e.1.append(batch);
                         }
                     }
-                    dirty.insert(b);
-                }
-                let mut actions = Vec::new();
-                for b in dirty {
-                    let bucket = buckets.get_mut(&b).expect("dirty bucket exists");
-                    if let Some((path, size)) = bucket.file.take() {
-                        actions.push(FileAction::Remove { path, size });
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.frontier().less_equal(entry.key()) {
+                        break;
                     }
-                    if !bucket.rows.is_empty() {
-                        let name = format!("part-{epoch:08}-b{b:05}-{}.parquet", uuid::Uuid::new_v4());
-                        let rows: Vec<&Row> = bucket.rows.values().collect();
-                        match write_parquet(&plan.dir, &name, &plan.stored, &rows) {
-                            Ok(add) => {
-                                bucket.file = Some((add.path.clone(), add.size));
-                                actions.push(FileAction::Add(add));
+                    let (epoch, (cap, changes)) = entry.remove_entry();
+                    let mut dirty = std::collections::BTreeSet::new();
+                    let (mut upserted, mut deleted) = (0u64, 0u64);
+                    for (key, value) in changes {
+                        let b = plan.bucket(&key);
+                        let bucket = buckets.entry(b).or_default();
+                        match value {
+                            Some(row) => {
+                                upserted += 1;
+                                if bucket.rows.insert(key, row).is_none() {
+                                    metrics.table_rows.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
-                            Err(e) => {
-                                metrics.fail(format!("table `{}`: {e}", plan.name));
-                                return;
+                            None => {
+                                deleted += 1;
+                                if bucket.rows.remove(&key).is_some() {
+                                    metrics.table_rows.fetch_sub(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        dirty.insert(b);
+                    }
+                    let mut actions = Vec::new();
+                    for b in dirty {
+                        let bucket = buckets.get_mut(&b).expect("dirty bucket exists");
+                        if let Some((path, size)) = bucket.file.take() {
+                            actions.push(FileAction::Remove { path, size });
+                        }
+                        if !bucket.rows.is_empty() {
+                            let name =
+                                format!("part-{epoch:08}-b{b:05}-{}.parquet", uuid::Uuid::new_v4());
+                            let rows: Vec<&Row> = bucket.rows.values().collect();
+                            match write_parquet(&plan.dir, &name, &plan.stored, &rows) {
+                                Ok(add) => {
+                                    bucket.file = Some((add.path.clone(), add.size));
+                                    actions.push(FileAction::Add(add));
+                                }
+                                Err(e) => {
+                                    metrics.fail(format!("table `{}`: {e}", plan.name));
+                                    return;
+                                }
                             }
                         }
                     }
-                }
-                if !actions.is_empty() {
-                    output.session(&cap).give(CommitMsg {
-                        table: plan.name.clone(),
-                        actions,
-                        upserted,
-                        deleted,
-                    });
+                    if !actions.is_empty() {
+                        output.session(&cap).give(CommitMsg {
+                            table: plan.name.clone(),
+                            actions,
+                            upserted,
+                            deleted,
+                        });
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 /// The quarantine sink: one Parquet file per worker per epoch with that epoch's bad records.
@@ -273,7 +319,9 @@ pub fn quarantine_sink<'scope>(
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, data| {
                 if let Some(cap) = cap.retain_least(output.output_index()) {
-                    let e = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                    let e = pending
+                        .entry(*cap.time())
+                        .or_insert_with(|| (cap, Vec::new()));
                     for batch in data {
                         e.1.append(batch);
                     }
@@ -288,7 +336,9 @@ pub fn quarantine_sink<'scope>(
                     continue;
                 }
                 rows.sort_by(|a, b| (&a.source, &a.position).cmp(&(&b.source, &b.position)));
-                metrics.quarantined.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                metrics
+                    .quarantined
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 let rows: Vec<Row> = rows
                     .into_iter()
                     .map(|q| {
@@ -303,7 +353,10 @@ pub fn quarantine_sink<'scope>(
                     })
                     .collect();
                 let refs: Vec<&Row> = rows.iter().collect();
-                let name = format!("part-{epoch:08}-w{worker:04}-{}.parquet", uuid::Uuid::new_v4());
+                let name = format!(
+                    "part-{epoch:08}-w{worker:04}-{}.parquet",
+                    uuid::Uuid::new_v4()
+                );
                 match write_parquet(&dir, &name, &columns, &refs) {
                     Ok(add) => output.session(&cap).give(CommitMsg {
                         table: QUARANTINE.into(),

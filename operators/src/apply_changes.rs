@@ -161,7 +161,11 @@ pub trait ApplyChanges<'scope, K, S, V> {
     /// key's rows on the same worker). Tombstones are forgotten `retention_epochs` epochs after
     /// the delete. The output, at each epoch, holds one `(key, Some(row) | None)` per key whose
     /// visible state changed in that epoch.
-    fn apply_changes<R>(self, route: R, retention_epochs: u64) -> StreamVec<'scope, u64, (K, Option<V>)>
+    fn apply_changes<R>(
+        self,
+        route: R,
+        retention_epochs: u64,
+    ) -> StreamVec<'scope, u64, (K, Option<V>)>
     where
         R: Fn(&K) -> u64 + 'static;
 
@@ -187,7 +191,11 @@ where
     S: ExchangeData + Ord + Clone,
     V: ExchangeData,
 {
-    fn apply_changes<R>(self, route: R, retention_epochs: u64) -> StreamVec<'scope, u64, (K, Option<V>)>
+    fn apply_changes<R>(
+        self,
+        route: R,
+        retention_epochs: u64,
+    ) -> StreamVec<'scope, u64, (K, Option<V>)>
     where
         R: Fn(&K) -> u64 + 'static,
     {

@@ -165,7 +165,10 @@ fn one_epoch_for_everything_and_one_change_per_epoch() {
 fn documented_apply_changes_example() {
     // The DLT documentation example (SCD type 1): user 123 deleted at 6, its update at 5
     // arrives later and must not resurrect it; 125's update at 5 arrives after 6 and is stale.
-    let fp = |s: &str| s.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
+    let fp = |s: &str| {
+        s.bytes()
+            .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64))
+    };
     let rows = [
         (124, "Raul Oaxaca", 1, false),
         (123, "Isabel Monterrey", 1, false),

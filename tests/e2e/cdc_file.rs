@@ -3,11 +3,18 @@
 
 use tidewater_connectors::generator::{reference_apply_file, write_file, BankGenConfig};
 use tidewater_e2e::python_reader::{py_read_log, py_read_table};
-use tidewater_e2e::{bank_pipeline, canonical, deltalake_rows, reference_rows, tidewater, tidewater_ok};
+use tidewater_e2e::{
+    bank_pipeline, canonical, deltalake_rows, reference_rows, tidewater, tidewater_ok,
+};
 
 fn generated_input(dir: &std::path::Path) -> std::path::PathBuf {
     let input = dir.join("customers.json");
-    let cfg = BankGenConfig { seed: 7, events: 30_000, keys: 3_000, ..Default::default() };
+    let cfg = BankGenConfig {
+        seed: 7,
+        events: 30_000,
+        keys: 3_000,
+        ..Default::default()
+    };
     write_file(&cfg, &input).unwrap();
     input
 }
@@ -25,15 +32,33 @@ fn check_run(run_args: &[&str]) {
     let expected = reference_apply_file(&input, &["customer_id"], "__lsn").unwrap();
     assert!(expected.bad.is_empty());
     let expected = canonical(&reference_rows(&expected));
-    assert!(expected.len() > 2_000, "the reference keeps most keys alive");
+    assert!(
+        expected.len() > 2_000,
+        "the reference keeps most keys alive"
+    );
 
     let table = lakehouse.join("customers");
     let py = py_read_table(&table, None).unwrap();
-    assert_eq!(canonical(&py.rows), expected, "pyarrow reader: table differs from the model");
-    assert!(py.num_files <= 8, "one file per bucket at most, got {}", py.num_files);
-    assert_eq!(py.txn.get("bank/customers").copied(), Some(py.txn["bank/customers"]));
+    assert_eq!(
+        canonical(&py.rows),
+        expected,
+        "pyarrow reader: table differs from the model"
+    );
+    assert!(
+        py.num_files <= 8,
+        "one file per bucket at most, got {}",
+        py.num_files
+    );
+    assert_eq!(
+        py.txn.get("bank/customers").copied(),
+        Some(py.txn["bank/customers"])
+    );
     let rs = deltalake_rows(&table, None).unwrap();
-    assert_eq!(canonical(&rs), expected, "delta-rs reader: table differs from the model");
+    assert_eq!(
+        canonical(&rs),
+        expected,
+        "delta-rs reader: table differs from the model"
+    );
 
     // Every commit carries the txn action of its epoch and its source positions; the last
     // manifest maps the table to the newest version.
@@ -63,9 +88,15 @@ fn a_second_run_on_the_same_lakehouse_is_refused_and_changes_nothing() {
     let out = tidewater(&["run", p, "--exit-when-idle"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("table `customers`") && stderr.contains("already holds epoch"), "{stderr}");
+    assert!(
+        stderr.contains("table `customers`") && stderr.contains("already holds epoch"),
+        "{stderr}"
+    );
     let after = py_read_table(&table, None).unwrap();
-    assert_eq!((after.version, canonical(&after.rows)), (before.version, canonical(&before.rows)));
+    assert_eq!(
+        (after.version, canonical(&after.rows)),
+        (before.version, canonical(&before.rows))
+    );
 }
 
 #[test]
@@ -80,5 +111,12 @@ fn four_workers() {
 
 #[test]
 fn two_process_cluster() {
-    check_run(&["cluster", "--processes", "2", "--workers", "1", "--exit-when-idle"]);
+    check_run(&[
+        "cluster",
+        "--processes",
+        "2",
+        "--workers",
+        "1",
+        "--exit-when-idle",
+    ]);
 }

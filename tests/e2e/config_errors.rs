@@ -7,7 +7,10 @@ fn run_with(text: &str) -> (i32, String) {
     let p = dir.path().join("p.toml");
     std::fs::write(&p, text).unwrap();
     let out = tidewater(&["run", p.to_str().unwrap(), "--exit-when-idle"]);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const GOOD: &str = r#"
@@ -30,17 +33,41 @@ sequence_by = "__lsn"
 #[test]
 fn errors_name_the_key_and_exit_2() {
     let cases = [
-        (GOOD.replace("from = \"s\"", "from = \"t\""), "table `customers`.from"),
-        (GOOD.replace("keys = [\"customer_id\"]", "keys = [\"nope\"]"), "column `nope`"),
-        (GOOD.replace("sequence_by = \"__lsn\"", "sequence_by = \"__lssn\""), "table `customers`.sequence_by"),
-        (GOOD.replace("name = \"bank\"", "name = \"bank\"\nbuckets = 0"), "pipeline.buckets"),
-        (GOOD.replace("kind = \"generator\"", "kind = \"files\"\npath = \"/does/not/exist\""), "source `s`.path"),
-        (GOOD.replace("lakehouse = \"lh\"", "lakehouse = 5"), "line 4"),
+        (
+            GOOD.replace("from = \"s\"", "from = \"t\""),
+            "table `customers`.from",
+        ),
+        (
+            GOOD.replace("keys = [\"customer_id\"]", "keys = [\"nope\"]"),
+            "column `nope`",
+        ),
+        (
+            GOOD.replace("sequence_by = \"__lsn\"", "sequence_by = \"__lssn\""),
+            "table `customers`.sequence_by",
+        ),
+        (
+            GOOD.replace("name = \"bank\"", "name = \"bank\"\nbuckets = 0"),
+            "pipeline.buckets",
+        ),
+        (
+            GOOD.replace(
+                "kind = \"generator\"",
+                "kind = \"files\"\npath = \"/does/not/exist\"",
+            ),
+            "source `s`.path",
+        ),
+        (
+            GOOD.replace("lakehouse = \"lh\"", "lakehouse = 5"),
+            "line 4",
+        ),
     ];
     for (text, needle) in cases {
         let (code, stderr) = run_with(&text);
         assert_eq!(code, 2, "exit code for {needle}: {stderr}");
-        assert!(stderr.contains(needle), "stderr should name {needle}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "stderr should name {needle}: {stderr}"
+        );
     }
     let (code, _) = run_with(GOOD);
     assert_eq!(code, 0);

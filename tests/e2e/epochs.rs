@@ -8,11 +8,27 @@ use tidewater_e2e::{bank_pipeline, canonical, file_lines, reference_rows, tidewa
 fn versions_are_epochs(workers: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.json");
-    let cfg = BankGenConfig { seed: 3, events: 6_000, keys: 400, ..Default::default() };
+    let cfg = BankGenConfig {
+        seed: 3,
+        events: 6_000,
+        keys: 400,
+        ..Default::default()
+    };
     write_file(&cfg, &input).unwrap();
     let lakehouse = dir.path().join("lh");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, "commit_every_records = 1000\nbuckets = 4");
-    tidewater_ok(&["run", pipeline.to_str().unwrap(), "--workers", workers, "--exit-when-idle"]);
+    let pipeline = bank_pipeline(
+        dir.path(),
+        &input,
+        &lakehouse,
+        "commit_every_records = 1000\nbuckets = 4",
+    );
+    tidewater_ok(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--workers",
+        workers,
+        "--exit-when-idle",
+    ]);
 
     let lines = file_lines(&input);
     let table = lakehouse.join("customers");
@@ -21,10 +37,19 @@ fn versions_are_epochs(workers: &str) {
     for (k, commit) in log.iter().enumerate() {
         assert_eq!(commit.version, k as i64);
         assert_eq!(commit.txn, vec![("bank/customers".to_string(), k as i64)]);
-        let positions = &commit.commit_info["tidewater"]["positions"][k.to_string()]["customers_cdc"];
-        assert_eq!(positions["records"].as_u64(), Some(1000), "epoch {k} covers 1000 records");
+        let positions =
+            &commit.commit_info["tidewater"]["positions"][k.to_string()]["customers_cdc"];
+        assert_eq!(
+            positions["records"].as_u64(),
+            Some(1000),
+            "epoch {k} covers 1000 records"
+        );
         let prefix = &lines[..(k + 1) * 1000];
-        let expected = reference_apply(prefix.iter().map(|l| l.as_slice()), &["customer_id"], "__lsn");
+        let expected = reference_apply(
+            prefix.iter().map(|l| l.as_slice()),
+            &["customer_id"],
+            "__lsn",
+        );
         let got = py_read_table(&table, Some(k as i64)).unwrap();
         assert_eq!(
             canonical(&got.rows),

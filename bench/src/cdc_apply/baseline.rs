@@ -247,7 +247,8 @@ pub struct BaselineReport {
 
 /// Runs the baseline on a file: read with a 1 MiB buffer, one line at a time.
 pub fn apply_file(path: &Path) -> anyhow::Result<Baseline> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut b = Baseline::with_capacity(1 << 16);
     let mut line = Vec::with_capacity(4096);
@@ -287,7 +288,11 @@ mod tests {
         let row = format!(
             r#"{{"customer_id":{key},"name":"Isabel Rossi","email":null,"phone":null,"address":null,"city":"{city}","country":"MX","segment":"gold","total_spend":1.5,"credit_limit":500.0,"is_active":true,"created_at":1,"updated_at":{lsn}}}"#
         );
-        let (before, after) = if op == "d" { (row.as_str(), "null") } else { ("null", row.as_str()) };
+        let (before, after) = if op == "d" {
+            (row.as_str(), "null")
+        } else {
+            ("null", row.as_str())
+        };
         format!(
             r#"{{"before":{before},"after":{after},"source":{{"version":"2.7.0.Final","connector":"postgresql","name":"dlt","ts_ms":1,"db":"dlt","schema":"public","table":"users","txId":1,"lsn":{lsn},"xmin":null}},"op":"{op}","ts_ms":2,"transaction":null}}"#
         )
@@ -302,7 +307,9 @@ mod tests {
     }
 
     fn city(b: &Baseline, key: i64) -> Option<String> {
-        b.live().find(|(k, _, _)| *k == key).and_then(|(_, _, r)| r.city.clone())
+        b.live()
+            .find(|(k, _, _)| *k == key)
+            .and_then(|(_, _, r)| r.city.clone())
     }
 
     /// The Databricks DLT `APPLY CHANGES` documentation example: 123 is deleted at 6, and
@@ -330,7 +337,11 @@ mod tests {
         assert_eq!(city(&b, 124).as_deref(), Some("Oaxaca"));
         assert_eq!(
             b.fingerprint(),
-            Fingerprint { rows: 3, key_sum: 124 + 125 + 126, lsn_sum: 1 + 6 + 2 }
+            Fingerprint {
+                rows: 3,
+                key_sum: 124 + 125 + 126,
+                lsn_sum: 1 + 6 + 2
+            }
         );
     }
 
@@ -355,7 +366,11 @@ mod tests {
         use tidewater_connectors::generator::{reference_apply_file, write_file, BankGenConfig};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bank.jsonl");
-        let cfg = BankGenConfig { events: 20_000, keys: 2_000, ..BankGenConfig::default() };
+        let cfg = BankGenConfig {
+            events: 20_000,
+            keys: 2_000,
+            ..BankGenConfig::default()
+        };
         write_file(&cfg, &path).unwrap();
         let b = apply_file(&path).unwrap();
         assert_eq!(b.events, 20_000);

@@ -17,7 +17,12 @@ pub const TABLE: &str = "customers";
 /// `customer_id` and sequenced by `__lsn`, epochs every second (defaults otherwise).
 pub fn pipeline_toml(input: &Path, lakehouse: &Path) -> String {
     // TOML basic strings: escape backslashes and quotes of the paths.
-    let q = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let q = |p: &Path| {
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    };
     format!(
         r#"# Written by tidewater-bench cdc-apply.
 [pipeline]

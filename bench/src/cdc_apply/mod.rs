@@ -96,14 +96,26 @@ pub fn ensure_input(cfg: &BankGenConfig, dir: &Path) -> anyhow::Result<PathBuf> 
         eprintln!("input: reusing {}", path.display());
         return Ok(path);
     }
-    eprintln!("input: generating {} events over {} keys into {} ...", cfg.events, cfg.keys, path.display());
+    eprintln!(
+        "input: generating {} events over {} keys into {} ...",
+        cfg.events,
+        cfg.keys,
+        path.display()
+    );
     let started = Instant::now();
     let tmp = dir.join(format!(".{name}.tmp"));
     let bytes = write_file(cfg, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path)?;
-    let meta = InputMeta { config: cfg.clone(), bytes };
+    let meta = InputMeta {
+        config: cfg.clone(),
+        bytes,
+    };
     std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)?;
-    eprintln!("input: {} MiB in {:.1} s", mib(bytes), started.elapsed().as_secs_f64());
+    eprintln!(
+        "input: {} MiB in {:.1} s",
+        mib(bytes),
+        started.elapsed().as_secs_f64()
+    );
     Ok(path)
 }
 
@@ -155,7 +167,8 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
     if args.workers.contains(&0) {
         bail!("--workers: worker counts must be at least 1");
     }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let cfg = gen_config(args);
     let input = ensure_input(&cfg, &dir)?;
@@ -182,7 +195,11 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
             input.display().to_string(),
         ])?;
         if r.events != cfg.events {
-            bail!("baseline applied {} events, the input has {}", r.events, cfg.events);
+            bail!(
+                "baseline applied {} events, the input has {}",
+                r.events,
+                cfg.events
+            );
         }
         if r.fingerprint != expected.fingerprint {
             bail!(
@@ -200,7 +217,12 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
         );
         runs.push((r.elapsed_s, r.peak_rss_bytes));
     }
-    rows.push(result_row("baseline (serde_json + HashMap, 1 thread)".into(), None, cfg.events, &runs));
+    rows.push(result_row(
+        "baseline (serde_json + HashMap, 1 thread)".into(),
+        None,
+        cfg.events,
+        &runs,
+    ));
 
     // tidewater.
     let mut read_back: Option<verify::ReadBack> = None;
@@ -253,7 +275,12 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
             }
             runs.push((r.elapsed_s, r.peak_rss_bytes));
         }
-        rows.push(result_row(format!("tidewater, {workers} worker(s)"), Some(workers), cfg.events, &runs));
+        rows.push(result_row(
+            format!("tidewater, {workers} worker(s)"),
+            Some(workers),
+            cfg.events,
+            &runs,
+        ));
     }
 
     // DuckDB.
@@ -301,7 +328,9 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
     let raw = read_back.as_ref().map(|r| r.arrow_bytes);
     for r in &mut rows {
         r.ratio_vs_baseline = r.events_per_s / base;
-        r.rss_over_raw = raw.filter(|b| *b > 0).map(|b| r.peak_rss_bytes as f64 / b as f64);
+        r.rss_over_raw = raw
+            .filter(|b| *b > 0)
+            .map(|b| r.peak_rss_bytes as f64 / b as f64);
     }
 
     // Report.
@@ -342,14 +371,22 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
 
     let at2 = rows.iter().find(|r| r.workers == Some(2));
     let target_met = at2.map(|r| r.events_per_s >= TARGET_EVENTS_PER_S);
-    let rss_met = at2.and_then(|r| r.rss_over_raw).map(|x| x <= TARGET_RSS_OVER_RAW);
+    let rss_met = at2
+        .and_then(|r| r.rss_over_raw)
+        .map(|x| x <= TARGET_RSS_OVER_RAW);
     let verdict = |m: Option<bool>| match m {
         Some(true) => "MET",
         Some(false) => "NOT MET",
         None => "not measured (no run with --workers 2)",
     };
-    println!("target ≥ 1,000,000 events/s at 2 workers: {}", verdict(target_met));
-    println!("target peak RSS ≤ 3× raw table bytes at 2 workers: {}", verdict(rss_met));
+    println!(
+        "target ≥ 1,000,000 events/s at 2 workers: {}",
+        verdict(target_met)
+    );
+    println!(
+        "target peak RSS ≤ 3× raw table bytes at 2 workers: {}",
+        verdict(rss_met)
+    );
 
     let summary = serde_json::json!({
         "workload": "cdc-apply",

@@ -32,14 +32,24 @@ pub struct Expected {
 
 /// The key and LSN of a reference row.
 fn key_and_lsn(row: &Map<String, Value>) -> anyhow::Result<(i64, i64)> {
-    let key = row.get(KEY).and_then(Value::as_i64).context("reference row without customer_id")?;
-    let lsn = row.get(SEQUENCE).and_then(Value::as_i64).context("reference row without __lsn")?;
+    let key = row
+        .get(KEY)
+        .and_then(Value::as_i64)
+        .context("reference row without customer_id")?;
+    let lsn = row
+        .get(SEQUENCE)
+        .and_then(Value::as_i64)
+        .context("reference row without __lsn")?;
     Ok((key, lsn))
 }
 
 /// The fingerprint of the reference model's final table.
 pub fn reference_fingerprint(state: &ReferenceState) -> anyhow::Result<Fingerprint> {
-    let pairs = state.rows.values().map(key_and_lsn).collect::<anyhow::Result<Vec<_>>>()?;
+    let pairs = state
+        .rows
+        .values()
+        .map(key_and_lsn)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Fingerprint::of(pairs.into_iter()))
 }
 
@@ -49,7 +59,11 @@ pub fn expected(input: &Path) -> anyhow::Result<Expected> {
     let state = reference_apply_file(input, &[KEY], SEQUENCE)
         .with_context(|| format!("reference model on {}", input.display()))?;
     if !state.bad.is_empty() {
-        bail!("the reference model rejected {} lines, e.g. {:?}", state.bad.len(), state.bad[0]);
+        bail!(
+            "the reference model rejected {} lines, e.g. {:?}",
+            state.bad.len(),
+            state.bad[0]
+        );
     }
     let fingerprint = reference_fingerprint(&state)?;
     let mut rows = BTreeMap::new();
@@ -114,7 +128,9 @@ pub fn check_table(table_dir: &Path, expected: &Expected) -> anyhow::Result<Read
     let abs = table_dir
         .canonicalize()
         .with_context(|| format!("no table at {}", table_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let url = deltalake::ensure_table_uri(abs.to_string_lossy())?;
     let table = rt
         .block_on(deltalake::open_table(url))
@@ -126,7 +142,12 @@ pub fn check_table(table_dir: &Path, expected: &Expected) -> anyhow::Result<Read
         .map(|f| f.path().into_owned())
         .collect();
 
-    let mut read = ReadBack { rows: 0, files: files.len(), arrow_bytes: 0, parquet_bytes: 0 };
+    let mut read = ReadBack {
+        rows: 0,
+        files: files.len(),
+        arrow_bytes: 0,
+        parquet_bytes: 0,
+    };
     let mut seen: BTreeMap<i64, ()> = BTreeMap::new();
     let mut problems: Vec<String> = Vec::new();
     let mut problem_count = 0u64;
@@ -161,7 +182,9 @@ pub fn check_table(table_dir: &Path, expected: &Expected) -> anyhow::Result<Read
                     continue;
                 }
                 let Some(exp) = expected.rows.get(&key) else {
-                    problem(format!("{KEY} {key} is in the table but not in the reference"));
+                    problem(format!(
+                        "{KEY} {key} is in the table but not in the reference"
+                    ));
                     continue;
                 };
                 for (field, col) in schema.fields().iter().zip(batch.columns()) {
@@ -180,7 +203,11 @@ pub fn check_table(table_dir: &Path, expected: &Expected) -> anyhow::Result<Read
             }
         }
     }
-    let missing: Vec<&i64> = expected.rows.keys().filter(|k| !seen.contains_key(k)).collect();
+    let missing: Vec<&i64> = expected
+        .rows
+        .keys()
+        .filter(|k| !seen.contains_key(k))
+        .collect();
     if !missing.is_empty() {
         problem(format!(
             "{} {KEY}s of the reference are missing from the table, e.g. {:?}",

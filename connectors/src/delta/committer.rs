@@ -71,7 +71,10 @@ pub fn read_manifests(lakehouse: &Path) -> Result<BTreeMap<u64, EpochManifest>, 
     for entry in entries {
         let entry = entry.map_err(|e| ConnectorError::io(dir.display(), e))?;
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(epoch) = name.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) else {
+        let Some(epoch) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
             continue;
         };
         let text = std::fs::read_to_string(entry.path())
@@ -167,7 +170,10 @@ impl Committer {
 
     /// The current Delta version of a table, if it exists.
     pub fn version(&mut self, table: &str) -> Result<Option<i64>, ConnectorError> {
-        Ok(self.load(table)?.and_then(|t| t.version()).map(|v| v as i64))
+        Ok(self
+            .load(table)?
+            .and_then(|t| t.version())
+            .map(|v| v as i64))
     }
 
     /// The last epoch committed to a table by this pipeline (its `txn` version), if any.
@@ -341,12 +347,21 @@ mod tests {
             checkpoint_interval: 2,
         })
         .unwrap();
-        let cols = vec![Column { name: "id".into(), ty: ColumnType::Int64 }];
+        let cols = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }];
         let tdir = dir.path().join("t");
         let r = vec![Datum::Int(1)];
         let f1 = write_parquet(&tdir, "a.parquet", &cols, &[&r]).unwrap();
         let out = c
-            .commit(1, "t", &cols, vec![FileAction::Add(f1.clone())], json!({"epoch": 1}))
+            .commit(
+                1,
+                "t",
+                &cols,
+                vec![FileAction::Add(f1.clone())],
+                json!({"epoch": 1}),
+            )
             .unwrap();
         assert_eq!(out, CommitOutcome::Committed(0));
         let f2 = write_parquet(&tdir, "b.parquet", &cols, &[&r]).unwrap();
@@ -357,7 +372,10 @@ mod tests {
                 &cols,
                 vec![
                     FileAction::Add(f2),
-                    FileAction::Remove { path: f1.path.clone(), size: f1.size },
+                    FileAction::Remove {
+                        path: f1.path.clone(),
+                        size: f1.size,
+                    },
                 ],
                 json!({}),
             )
@@ -376,7 +394,9 @@ mod tests {
         .unwrap();
         assert_eq!(c2.last_epoch("t").unwrap(), Some(2));
         assert_eq!(c2.last_epoch("other").unwrap(), None);
-        let m = c2.write_manifest(2, &["t".into(), "other".into()], json!({})).unwrap();
+        let m = c2
+            .write_manifest(2, &["t".into(), "other".into()], json!({}))
+            .unwrap();
         assert_eq!(m.tables.get("t"), Some(&1));
         assert_eq!(read_manifests(dir.path()).unwrap().len(), 1);
     }

@@ -9,4 +9,6 @@ pub use committer::{
     manifest_dir, read_manifests, CommitOutcome, Committer, CommitterConfig, EpochManifest,
     FileAction,
 };
-pub use parquet::{arrow_schema, delta_fields, stats_json, to_record_batch, write_parquet, AddFile};
+pub use parquet::{
+    arrow_schema, delta_fields, stats_json, to_record_batch, write_parquet, AddFile,
+};

@@ -110,15 +110,33 @@ pub fn to_record_batch(columns: &[Column], rows: &[&Row]) -> Result<RecordBatch,
     for (i, col) in columns.iter().enumerate() {
         let it = rows.iter();
         let array = match col.ty {
-            ColumnType::Int8 => build_column!(Int8Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i8),
-            ColumnType::Int16 => build_column!(Int16Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i16),
-            ColumnType::Int32 => build_column!(Int32Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i32),
-            ColumnType::Int64 => build_column!(Int64Builder::with_capacity(n), it, i, Datum::Int(v) => *v),
-            ColumnType::Float32 => build_column!(Float32Builder::with_capacity(n), it, i, Datum::Float(v) => *v as f32),
-            ColumnType::Float64 => build_column!(Float64Builder::with_capacity(n), it, i, Datum::Float(v) => *v),
-            ColumnType::Boolean => build_column!(BooleanBuilder::with_capacity(n), it, i, Datum::Bool(v) => *v),
-            ColumnType::String => build_column!(StringBuilder::with_capacity(n, n * 16), it, i, Datum::Str(v) => v.as_str()),
-            ColumnType::Bytes => build_column!(BinaryBuilder::with_capacity(n, n * 16), it, i, Datum::Bytes(v) => v.as_slice()),
+            ColumnType::Int8 => {
+                build_column!(Int8Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i8)
+            }
+            ColumnType::Int16 => {
+                build_column!(Int16Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i16)
+            }
+            ColumnType::Int32 => {
+                build_column!(Int32Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i32)
+            }
+            ColumnType::Int64 => {
+                build_column!(Int64Builder::with_capacity(n), it, i, Datum::Int(v) => *v)
+            }
+            ColumnType::Float32 => {
+                build_column!(Float32Builder::with_capacity(n), it, i, Datum::Float(v) => *v as f32)
+            }
+            ColumnType::Float64 => {
+                build_column!(Float64Builder::with_capacity(n), it, i, Datum::Float(v) => *v)
+            }
+            ColumnType::Boolean => {
+                build_column!(BooleanBuilder::with_capacity(n), it, i, Datum::Bool(v) => *v)
+            }
+            ColumnType::String => {
+                build_column!(StringBuilder::with_capacity(n, n * 16), it, i, Datum::Str(v) => v.as_str())
+            }
+            ColumnType::Bytes => {
+                build_column!(BinaryBuilder::with_capacity(n, n * 16), it, i, Datum::Bytes(v) => v.as_slice())
+            }
             ColumnType::Timestamp => {
                 let b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
                 build_column!(b, it, i, Datum::Timestamp(v) => *v)
@@ -196,7 +214,8 @@ pub fn write_parquet(
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| perr(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| perr(&e))?;
     writer.write(&batch).map_err(|e| perr(&e))?;
     writer.close().map_err(|e| perr(&e))?;
     std::fs::rename(&tmp, &path).map_err(|e| ConnectorError::io(path.display(), e))?;
@@ -220,12 +239,32 @@ mod tests {
     fn writes_a_readable_file_with_stats() {
         let dir = tempfile::tempdir().unwrap();
         let columns = vec![
-            Column { name: "id".into(), ty: ColumnType::Int64 },
-            Column { name: "name".into(), ty: ColumnType::String },
-            Column { name: "amount".into(), ty: ColumnType::Decimal { precision: 10, scale: 2 } },
-            Column { name: "at".into(), ty: ColumnType::Timestamp },
+            Column {
+                name: "id".into(),
+                ty: ColumnType::Int64,
+            },
+            Column {
+                name: "name".into(),
+                ty: ColumnType::String,
+            },
+            Column {
+                name: "amount".into(),
+                ty: ColumnType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            },
+            Column {
+                name: "at".into(),
+                ty: ColumnType::Timestamp,
+            },
         ];
-        let r1 = vec![Datum::Int(5), Datum::Str("a".into()), Datum::Decimal(1234), Datum::Timestamp(7)];
+        let r1 = vec![
+            Datum::Int(5),
+            Datum::Str("a".into()),
+            Datum::Decimal(1234),
+            Datum::Timestamp(7),
+        ];
         let r2 = vec![Datum::Int(-3), Datum::Null, Datum::Null, Datum::Null];
         let add = write_parquet(dir.path(), "f.parquet", &columns, &[&r1, &r2]).unwrap();
         assert_eq!(add.num_records, 2);
@@ -241,7 +280,10 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(batches[0].num_rows(), 2);
-        assert_eq!(batches[0].schema().field(2).data_type(), &ArrowType::Decimal128(10, 2));
+        assert_eq!(
+            batches[0].schema().field(2).data_type(),
+            &ArrowType::Decimal128(10, 2)
+        );
         assert!(!dir.path().join(".f.parquet.tmp").exists());
     }
 }

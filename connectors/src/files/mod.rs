@@ -164,7 +164,16 @@ impl FileCutter {
             }
             let start = cur.offset;
             let (end, lines) = match max_lines {
-                None => (find_line_end(&cur.file, cur.len, start + max_bytes.max(1) - 1, &mut self.scratch, &cur.path)?, None),
+                None => (
+                    find_line_end(
+                        &cur.file,
+                        cur.len,
+                        start + max_bytes.max(1) - 1,
+                        &mut self.scratch,
+                        &cur.path,
+                    )?,
+                    None,
+                ),
                 Some(n) => {
                     let limit = (cur.len - start).min(max_bytes.max(1)) as usize;
                     self.scratch.resize(limit, 0);
@@ -185,7 +194,11 @@ impl FileCutter {
                         None if start + limit as u64 == cur.len => {
                             // The file ends within the window: the rest is the block (a last
                             // line without a newline counts as a line).
-                            let tail = if self.scratch[..limit].last() == Some(&b'\n') { 0 } else { 1 };
+                            let tail = if self.scratch[..limit].last() == Some(&b'\n') {
+                                0
+                            } else {
+                                1
+                            };
                             (cur.len, Some(count + tail))
                         }
                         None => {
@@ -193,7 +206,13 @@ impl FileCutter {
                             match memchr::memrchr(b'\n', &self.scratch[..limit]) {
                                 Some(p) => (start + p as u64 + 1, Some(count)),
                                 None => {
-                                    let e = find_line_end(&cur.file, cur.len, start, &mut self.scratch, &cur.path)?;
+                                    let e = find_line_end(
+                                        &cur.file,
+                                        cur.len,
+                                        start,
+                                        &mut self.scratch,
+                                        &cur.path,
+                                    )?;
                                     (e, Some(1))
                                 }
                             }
@@ -221,12 +240,16 @@ impl FileCutter {
         &mut self,
         tx_of: impl Fn(&[u8]) -> Option<String>,
     ) -> Result<Option<(FileBlock, u64)>, ConnectorError> {
-        let Some(cur) = self.current.as_mut() else { return Ok(None) };
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(None);
+        };
         if cur.offset == 0 || cur.offset >= cur.len {
             return Ok(None);
         }
         let prev = read_line_before(&cur.file, cur.offset, &cur.path)?;
-        let Some(tx) = tx_of(&prev) else { return Ok(None) };
+        let Some(tx) = tx_of(&prev) else {
+            return Ok(None);
+        };
         let start = cur.offset;
         let mut lines = 0u64;
         while cur.offset < cur.len {

@@ -152,9 +152,7 @@ fn expected(ty: ColumnType, found: String) -> String {
 
 /// The content of raw JSON string text (`"..."`), borrowed unless it holds escapes.
 fn unquote(raw: &str) -> Cow<'_, str> {
-    let inner = raw
-        .get(1..raw.len().saturating_sub(1))
-        .unwrap_or_default();
+    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
         Cow::Borrowed(inner)
     } else {
@@ -297,7 +295,11 @@ pub(crate) fn decode_b64_decimal(s: &str, ty: ColumnType) -> Result<i128, String
 
 /// Types a decoded value for a column of type `ty` (any type but `string`/`decimal`, which
 /// go through [`convert_raw`]; they are handled here too, minus nested JSON text).
-pub(crate) fn convert_scalar(v: Scalar<'_>, ty: ColumnType, mode: ColMode) -> Result<Datum, String> {
+pub(crate) fn convert_scalar(
+    v: Scalar<'_>,
+    ty: ColumnType,
+    mode: ColMode,
+) -> Result<Datum, String> {
     use ColumnType as T;
     match (ty, v) {
         (_, Scalar::Null) => Ok(Datum::Null),
@@ -359,9 +361,10 @@ pub(crate) fn convert_raw(raw: &str, ty: ColumnType, mode: ColMode) -> Result<Da
             match parse_plain_decimal(raw, ty) {
                 Ok(v) => Ok(Datum::Decimal(v)),
                 // A JSON number that is not plain notation (exponent): report it as a number.
-                Err(e) if e.starts_with("expected") => {
-                    Err(expected(ty, format!("number {raw} (not plain decimal notation)")))
-                }
+                Err(e) if e.starts_with("expected") => Err(expected(
+                    ty,
+                    format!("number {raw} (not plain decimal notation)"),
+                )),
                 Err(e) => Err(e),
             }
         }

@@ -826,7 +826,10 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 Ok(i) => {
                     hint = i + 1;
                     let ty = cols.types[i];
-                    let mode = self.modes.and_then(|m| m.get(i).copied()).unwrap_or_default();
+                    let mode = self
+                        .modes
+                        .and_then(|m| m.get(i).copied())
+                        .unwrap_or_default();
                     match map.next_value_seed(ValueSeed { ty, mode })? {
                         Ok(d) => row[i] = d,
                         Err(e) => {

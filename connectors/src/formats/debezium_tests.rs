@@ -56,7 +56,9 @@ fn bad(p: &mut DebeziumParser, line: &str) -> String {
 
 /// A one-column-per-type schema plus a line carrying `after`.
 fn line_with_after(after: &str, op: &str) -> String {
-    format!(r#"{{"before":null,"after":{after},"source":{{"lsn":7,"ts_ms":5}},"op":"{op}","ts_ms":6}}"#)
+    format!(
+        r#"{{"before":null,"after":{after},"source":{{"lsn":7,"ts_ms":5}},"op":"{op}","ts_ms":6}}"#
+    )
 }
 
 // --------------------------------------------------------------------------------------
@@ -122,7 +124,10 @@ fn parses_the_envelope_with_payload_form() {
 
 #[test]
 fn each_op_uses_its_image() {
-    let schema = Schema::with_meta(vec![col("id", ColumnType::Int64), col("v", ColumnType::String)]);
+    let schema = Schema::with_meta(vec![
+        col("id", ColumnType::Int64),
+        col("v", ColumnType::String),
+    ]);
     let mut p = parser(schema);
     for (letter, op) in [("c", Op::Create), ("r", Op::Read), ("u", Op::Update)] {
         let line = format!(
@@ -132,7 +137,15 @@ fn each_op_uses_its_image() {
         assert_eq!(got, op);
         assert_eq!(
             row,
-            vec![Datum::Int(1), s("new"), s(letter), Datum::Null, Datum::Null, Datum::Null, Datum::Null]
+            vec![
+                Datum::Int(1),
+                s("new"),
+                s(letter),
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null
+            ]
         );
     }
     let (op, row) = record(
@@ -142,7 +155,15 @@ fn each_op_uses_its_image() {
     assert_eq!(op, Op::Delete);
     assert_eq!(
         row,
-        vec![Datum::Int(1), s("old"), s("d"), Datum::Null, Datum::Null, Datum::Int(9), Datum::Null]
+        vec![
+            Datum::Int(1),
+            s("old"),
+            s("d"),
+            Datum::Null,
+            Datum::Null,
+            Datum::Int(9),
+            Datum::Null
+        ]
     );
     // op before the images (non-Debezium order) works too
     let (op, row) = record(&mut p, r#"{"op":"d","before":{"id":2},"after":{"id":3}}"#);
@@ -199,7 +220,14 @@ fn meta_columns_follow_their_sources() {
     );
     assert_eq!(
         row,
-        vec![Datum::Int(1), s("c"), Datum::Int(10), Datum::Int(11), Datum::Int(12), s("555:10")]
+        vec![
+            Datum::Int(1),
+            s("c"),
+            Datum::Int(10),
+            Datum::Int(11),
+            Datum::Int(12),
+            s("555:10")
+        ]
     );
     // string txId, no lsn
     let (_, row) = record(
@@ -208,16 +236,33 @@ fn meta_columns_follow_their_sources() {
     );
     assert_eq!(
         row,
-        vec![Datum::Int(1), s("r"), Datum::Null, Datum::Int(11), Datum::Null, s("abc")]
+        vec![
+            Datum::Int(1),
+            s("r"),
+            Datum::Null,
+            Datum::Int(11),
+            Datum::Null,
+            s("abc")
+        ]
     );
     // nothing at all
     let (_, row) = record(&mut p, r#"{"after":{"id":1},"op":"c"}"#);
     assert_eq!(
         row,
-        vec![Datum::Int(1), s("c"), Datum::Null, Datum::Null, Datum::Null, Datum::Null]
+        vec![
+            Datum::Int(1),
+            s("c"),
+            Datum::Null,
+            Datum::Null,
+            Datum::Null,
+            Datum::Null
+        ]
     );
     assert_eq!(
-        bad(&mut p, r#"{"after":{"id":1},"source":{"lsn":"x"},"op":"c"}"#),
+        bad(
+            &mut p,
+            r#"{"after":{"id":1},"source":{"lsn":"x"},"op":"c"}"#
+        ),
         "`source.lsn`: expected int64, found string \"x\""
     );
 }
@@ -230,7 +275,10 @@ fn absent_columns_are_null() {
     assert_eq!(row[1], s("x"));
     assert_eq!(row[2], Datum::Null);
     // fields in any order
-    let (_, row) = record(&mut p, r#"{"after":{"is_active":false,"customer_id":7,"name":null},"op":"c"}"#);
+    let (_, row) = record(
+        &mut p,
+        r#"{"after":{"is_active":false,"customer_id":7,"name":null},"op":"c"}"#,
+    );
     assert_eq!(row[0], Datum::Int(7));
     assert_eq!(row[1], Datum::Null);
     assert_eq!(row[6], Datum::Bool(false));
@@ -351,8 +399,14 @@ fn schema_block_type_changes_and_unknown_columns_are_bad() {
         r#"{{"schema":{},"payload":{{"after":{{"id":1}},"op":"c"}}}}"#,
         block(&changed)
     );
-    assert_eq!(bad(&mut p, &line), "column `small` changed type from int16 to string");
-    assert_eq!(bad(&mut p, &line), "column `small` changed type from int16 to string");
+    assert_eq!(
+        bad(&mut p, &line),
+        "column `small` changed type from int16 to string"
+    );
+    assert_eq!(
+        bad(&mut p, &line),
+        "column `small` changed type from int16 to string"
+    );
     let extra = format!(r#"{TYPED_FIELDS},{{"type":"int32","field":"added"}}"#);
     let line = format!(
         r#"{{"schema":{},"payload":{{"after":{{"id":1}},"op":"c"}}}}"#,
@@ -388,12 +442,18 @@ fn without_block_timestamps_are_millis_or_rfc3339_and_decimals_plain() {
     ]);
     let mut p = parser(schema);
     let (_, row) = record(&mut p, &line_with_after(r#"{"ts":1000,"d":12.5}"#, "c"));
-    assert_eq!(&row[..2], &[Datum::Timestamp(1_000_000), Datum::Decimal(1250)]);
+    assert_eq!(
+        &row[..2],
+        &[Datum::Timestamp(1_000_000), Datum::Decimal(1250)]
+    );
     let (_, row) = record(
         &mut p,
         &line_with_after(r#"{"ts":"1970-01-01T00:00:01Z","d":"-0.07"}"#, "c"),
     );
-    assert_eq!(&row[..2], &[Datum::Timestamp(1_000_000), Datum::Decimal(-7)]);
+    assert_eq!(
+        &row[..2],
+        &[Datum::Timestamp(1_000_000), Datum::Decimal(-7)]
+    );
     let (_, row) = record(&mut p, &line_with_after(r#"{"d":-3}"#, "c"));
     assert_eq!(row[1], Datum::Decimal(-300));
     assert_eq!(
@@ -419,7 +479,10 @@ fn without_block_timestamps_are_millis_or_rfc3339_and_decimals_plain() {
     assert!(bad(&mut p, &line_with_after(r#"{"ts":"yesterday"}"#, "c"))
         .starts_with("column `ts`: expected timestamp, found string \"yesterday\""));
     assert_eq!(
-        bad(&mut p, &line_with_after(r#"{"ts":9223372036854775807}"#, "c")),
+        bad(
+            &mut p,
+            &line_with_after(r#"{"ts":9223372036854775807}"#, "c")
+        ),
         "column `ts`: timestamp 9223372036854775807 is out of range"
     );
 }
@@ -465,21 +528,51 @@ fn values_are_typed_without_silent_casts() {
     assert_eq!(row[6], s(r#"[1,"x"]"#));
     let cases = [
         (r#"{"i8":300}"#, "column `i8`: 300 is out of range for int8"),
-        (r#"{"i8":-129}"#, "column `i8`: -129 is out of range for int8"),
-        (r#"{"i32":2147483648}"#, "column `i32`: 2147483648 is out of range for int32"),
+        (
+            r#"{"i8":-129}"#,
+            "column `i8`: -129 is out of range for int8",
+        ),
+        (
+            r#"{"i32":2147483648}"#,
+            "column `i32`: 2147483648 is out of range for int32",
+        ),
         (
             r#"{"i64":18446744073709551615}"#,
             "column `i64`: 18446744073709551615 is out of range for int64",
         ),
-        (r#"{"i64":"abc"}"#, r#"column `i64`: expected int64, found string "abc""#),
-        (r#"{"i64":1.0}"#, "column `i64`: expected int64, found number 1.0"),
-        (r#"{"i64":true}"#, "column `i64`: expected int64, found boolean true"),
-        (r#"{"i64":{"x":1}}"#, "column `i64`: expected int64, found object"),
-        (r#"{"i64":[1]}"#, "column `i64`: expected int64, found array"),
-        (r#"{"f64":"1.5"}"#, r#"column `f64`: expected double, found string "1.5""#),
+        (
+            r#"{"i64":"abc"}"#,
+            r#"column `i64`: expected int64, found string "abc""#,
+        ),
+        (
+            r#"{"i64":1.0}"#,
+            "column `i64`: expected int64, found number 1.0",
+        ),
+        (
+            r#"{"i64":true}"#,
+            "column `i64`: expected int64, found boolean true",
+        ),
+        (
+            r#"{"i64":{"x":1}}"#,
+            "column `i64`: expected int64, found object",
+        ),
+        (
+            r#"{"i64":[1]}"#,
+            "column `i64`: expected int64, found array",
+        ),
+        (
+            r#"{"f64":"1.5"}"#,
+            r#"column `f64`: expected double, found string "1.5""#,
+        ),
         (r#"{"b":1}"#, "column `b`: expected boolean, found number 1"),
-        (r#"{"s":42}"#, "column `s`: expected string, found number 42"),
-        (r#"{"s":false}"#, "column `s`: expected string, found boolean false"),
+        (
+            r#"{"s":42}"#,
+            "column `s`: expected string, found number 42",
+        ),
+        (
+            r#"{"s":false}"#,
+            "column `s`: expected string, found boolean false",
+        ),
     ];
     for (after, reason) in cases {
         assert_eq!(bad(&mut p, &line_with_after(after, "c")), reason, "{after}");
@@ -554,7 +647,13 @@ fn float_then_int_stays_float_and_order_is_first_appearance() {
 fn declared_columns_override_and_append() {
     let schema = schema_of(
         &[
-            ("total_spend", ColumnType::Decimal { precision: 12, scale: 2 }),
+            (
+                "total_spend",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
             ("customer_id", ColumnType::Int32),
             ("credit_limit", ColumnType::Float64),
         ],
@@ -583,7 +682,13 @@ fn resolve_schema_fails_without_anything_usable() {
     let err = DebeziumParser::resolve_schema(
         "orders",
         &[],
-        &[b"".as_slice(), b"null", b"{\"op\":\"c\"}", b"{\"after\":{\"a\":1},\"op\":\"x\"}", b"[1"],
+        &[
+            b"".as_slice(),
+            b"null",
+            b"{\"op\":\"c\"}",
+            b"{\"after\":{\"a\":1},\"op\":\"x\"}",
+            b"[1",
+        ],
     )
     .unwrap_err();
     match err {
@@ -646,13 +751,20 @@ fn bad_records_have_exact_reasons() {
     }
     // the first column error is reported
     assert_eq!(
-        bad(&mut p, r#"{"after":{"customer_id":"a","zip":1,"name":2},"op":"c"}"#),
+        bad(
+            &mut p,
+            r#"{"after":{"customer_id":"a","zip":1,"name":2},"op":"c"}"#
+        ),
         r#"column `customer_id`: expected int64, found string "a""#
     );
     // invalid UTF-8
     let mut line = br#"{"after":{"name":"x"},"op":"c"}"#.to_vec();
     line[18] = 0xFF;
-    assert!(p.parse(&line).unwrap_err().reason.starts_with("malformed JSON: invalid unicode"));
+    assert!(p
+        .parse(&line)
+        .unwrap_err()
+        .reason
+        .starts_with("malformed JSON: invalid unicode"));
 }
 
 // --------------------------------------------------------------------------------------
@@ -671,7 +783,10 @@ fn transaction_ids() {
         Some("t-9".into())
     );
     assert_eq!(
-        tx(&format!(r#"{{"schema":{},"payload":{EX}}}"#, block(TYPED_FIELDS))),
+        tx(&format!(
+            r#"{{"schema":{},"payload":{EX}}}"#,
+            block(TYPED_FIELDS)
+        )),
         Some("555".into())
     );
     assert_eq!(tx(r#"{"source":{"txId":"x1"}}"#), Some("x1".into()));
@@ -749,8 +864,10 @@ fn never_panics_on_garbage() {
         r#"{"after":{"customer_id":{"a":[1,{"b":2}]}},"op":"c"}"#.into(),
         r#"{"payload":{"payload":{"after":{}}},"op":"c"}"#.into(),
         r#"{"after":{"name":"\ud800"},"op":"c"}"#.into(),
-        r#"{"after":{"credit_limit":"////////////////////////////////////////////w=="},"op":"c"}"#.into(),
-        r#"{"after":{"credit_limit":"-99999999999999999999999999999999999999999999.9"},"op":"c"}"#.into(),
+        r#"{"after":{"credit_limit":"////////////////////////////////////////////w=="},"op":"c"}"#
+            .into(),
+        r#"{"after":{"credit_limit":"-99999999999999999999999999999999999999999999.9"},"op":"c"}"#
+            .into(),
         r#"{"after":{"ts_ns":-9223372036854775808,"ts":-9223372036854775808},"op":"c"}"#.into(),
         r#"{"source":[],"op":"c"}"#.into(),
         r#"{"transaction":{"id":[1]},"op":"c"}"#.into(),
@@ -768,8 +885,14 @@ fn never_panics_on_garbage() {
         let _ = DebeziumParser::resolve_schema("fuzz", &[], chunk);
     }
     // and the parsers still work afterwards
-    assert!(matches!(parsers[0].parse(EX.as_bytes()), Ok(Parsed::Record { .. })));
-    assert!(matches!(parsers[1].parse(typed.as_bytes()), Ok(Parsed::Record { .. })));
+    assert!(matches!(
+        parsers[0].parse(EX.as_bytes()),
+        Ok(Parsed::Record { .. })
+    ));
+    assert!(matches!(
+        parsers[1].parse(typed.as_bytes()),
+        Ok(Parsed::Record { .. })
+    ));
 }
 
 // --------------------------------------------------------------------------------------
@@ -803,7 +926,10 @@ fn synthetic_lines(n: usize) -> Vec<u8> {
 }
 
 fn measure(label: &str, buf: &[u8], mut f: impl FnMut(&[u8])) {
-    let lines: Vec<&[u8]> = buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = buf
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     // warm up
     for l in lines.iter().take(10_000) {
         f(l);
