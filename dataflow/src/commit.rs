@@ -11,9 +11,9 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tidewater_connectors::delta::{CommitOutcome, Committer, CommitterConfig};
 use tidewater_connectors::types::Column;
+use tidewater_operators::EpochStash;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use tracing::info;
 
@@ -43,25 +43,15 @@ pub fn committer<'scope>(
             None
         };
         let names: Vec<String> = tables.keys().cloned().collect();
-        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<CommitMsg>)> = BTreeMap::new();
+        let mut pending: EpochStash<CommitMsg> = EpochStash::new();
         move |(input, frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    let e = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
-                    for batch in data {
-                        e.1.append(batch);
-                    }
-                }
-            });
+            pending.stash(input, output.output_index());
             let Some(committer) = committer.as_mut() else {
                 pending.clear();
                 return;
             };
-            while let Some(entry) = pending.first_entry() {
-                if frontier.frontier().less_equal(entry.key()) {
-                    break;
-                }
-                let (epoch, (cap, msgs)) = entry.remove_entry();
+            while let Some((cap, msgs)) = pending.pop_complete(frontier) {
+                let epoch = *cap.time();
                 let started = Instant::now();
                 // The positions of this epoch, and of earlier epochs that changed no table
                 // (they made no commit of their own), keyed by epoch.

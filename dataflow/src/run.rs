@@ -80,11 +80,12 @@ pub struct RunSummary {
     pub lakehouse: PathBuf,
 }
 
+/// Each table's plan with the schema of its source.
+pub type PlannedTables = Vec<(Arc<TablePlan>, Arc<Schema>)>;
+
 /// Fixes the schema of every table's source from its first records (every process does the
 /// same, so all agree), and plans the tables.
-pub fn plan_tables(
-    cfg: &PipelineConfig,
-) -> Result<Vec<(Arc<TablePlan>, Arc<Schema>)>, TidewaterError> {
+pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError> {
     let mut out = Vec::new();
     for t in &cfg.table {
         let src = cfg.source_of(t);

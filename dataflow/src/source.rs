@@ -21,7 +21,7 @@ use tidewater_connectors::files::{FileBlock, FileCutter};
 use tidewater_connectors::formats::{DebeziumParser, Parsed};
 use tidewater_connectors::generator::BankGenerator;
 use tidewater_connectors::types::{Row, Schema};
-use tidewater_operators::Change;
+use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::generic::Operator;
@@ -62,7 +62,7 @@ pub type SharedPositions = Rc<RefCell<BTreeMap<u64, BTreeMap<String, Value>>>>;
 
 /// The input of one source as the cutter sees it.
 enum Input {
-    Files(FileCutter),
+    Files(Box<FileCutter>),
     Generator {
         gen: BankGenerator,
         total: u64,
@@ -133,9 +133,9 @@ pub fn cutter<'scope>(
         None
     } else {
         Some(match src.kind {
-            SourceKind::Files => {
-                Input::Files(FileCutter::new(src.path.as_ref().expect("validated"))?)
-            }
+            SourceKind::Files => Input::Files(Box::new(FileCutter::new(
+                src.path.as_ref().expect("validated"),
+            )?)),
             SourceKind::Generator => {
                 let cfg = src.generator_config();
                 Input::Generator {
@@ -331,31 +331,21 @@ pub fn parse<'scope>(
     blocks.unary_frontier(pact, &format!("Parse({})", plan.name), move |_cap, info| {
         let activator = scope.activator_for(info.address);
         let mut parser = DebeziumParser::new(schema);
-        let mut queue: BTreeMap<u64, (Capability<u64>, Vec<Block>)> = BTreeMap::new();
+        let mut queue: EpochStash<Block> = EpochStash::new();
         let mut buf = Vec::new();
         move |(input, _frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    let e = queue
-                        .entry(*cap.time())
-                        .or_insert_with(|| (cap, Vec::new()));
-                    for batch in data {
-                        e.1.append(batch);
-                    }
-                }
-            });
+            queue.stash(input, output.output_index());
             // A few blocks per activation keeps the queues downstream short.
             let mut budget = 2;
             while budget > 0 {
-                let Some(mut entry) = queue.first_entry() else {
+                let Some((cap, blocks)) = queue.first_mut() else {
                     break;
                 };
-                let Some(block) = entry.get_mut().1.pop() else {
-                    entry.remove();
+                let Some(block) = blocks.pop() else {
+                    queue.pop_first();
                     continue;
                 };
                 budget -= 1;
-                let cap = &entry.get().0;
                 let mut session = output.session(cap);
                 let (bytes, base) = match &block.data {
                     BlockData::File(fb) => {

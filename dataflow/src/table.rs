@@ -10,10 +10,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tidewater_connectors::delta::{write_parquet, FileAction};
 use tidewater_connectors::types::{Column, ColumnType, Datum, Op, Row, Schema};
-use tidewater_operators::Change;
+use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -229,25 +228,12 @@ pub fn table_sink<'scope>(
         Pipeline,
         &format!("TableSink({})", plan.name),
         move |_cap, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Key, Option<Row>)>)> =
-                BTreeMap::new();
+            let mut pending: EpochStash<(Key, Option<Row>)> = EpochStash::new();
             let mut buckets: HashMap<u32, Bucket> = HashMap::new();
             move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    if let Some(cap) = cap.retain_least(output.output_index()) {
-                        let e = pending
-                            .entry(*cap.time())
-                            .or_insert_with(|| (cap, Vec::new()));
-                        for batch in data {
-                            e.1.append(batch);
-                        }
-                    }
-                });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.frontier().less_equal(entry.key()) {
-                        break;
-                    }
-                    let (epoch, (cap, changes)) = entry.remove_entry();
+                pending.stash(input, output.output_index());
+                while let Some((cap, changes)) = pending.pop_complete(frontier) {
+                    let epoch = *cap.time();
                     let mut dirty = std::collections::BTreeSet::new();
                     let (mut upserted, mut deleted) = (0u64, 0u64);
                     for (key, value) in changes {
@@ -315,23 +301,11 @@ pub fn quarantine_sink<'scope>(
     let dir = lakehouse.join(QUARANTINE);
     let columns = quarantine_columns();
     bad.unary_frontier(Pipeline, "QuarantineSink", move |_cap, _info| {
-        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<QuarantineRow>)> = BTreeMap::new();
+        let mut pending: EpochStash<QuarantineRow> = EpochStash::new();
         move |(input, frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    let e = pending
-                        .entry(*cap.time())
-                        .or_insert_with(|| (cap, Vec::new()));
-                    for batch in data {
-                        e.1.append(batch);
-                    }
-                }
-            });
-            while let Some(entry) = pending.first_entry() {
-                if frontier.frontier().less_equal(entry.key()) {
-                    break;
-                }
-                let (epoch, (cap, mut rows)) = entry.remove_entry();
+            pending.stash(input, output.output_index());
+            while let Some((cap, mut rows)) = pending.pop_complete(frontier) {
+                let epoch = *cap.time();
                 if rows.is_empty() {
                     continue;
                 }

@@ -34,15 +34,16 @@
 //! ```
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::{Stream, StreamVec};
 use timely::ExchangeData;
+
+use crate::EpochStash;
 
 /// One change to apply: `value = Some(row)` upserts, `None` deletes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,29 +219,20 @@ where
             let mut state = initial;
             // Epochs not yet closed: capability, changes not yet applied, and (for the
             // epochs already being applied) the changed keys with their new values.
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Change<K, S, V>>)> =
-                BTreeMap::new();
+            let mut pending: EpochStash<Change<K, S, V>> = EpochStash::new();
             let mut dirty: HashMap<K, Option<V>> = HashMap::new();
 
             move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    if let Some(cap) = cap.retain_least(output.output_index()) {
-                        let epoch = *cap.time();
-                        let entry = pending.entry(epoch).or_insert_with(|| (cap, Vec::new()));
-                        for batch in data {
-                            entry.1.append(batch);
-                        }
-                    }
-                });
+                pending.stash(input, output.output_index());
 
                 // The least epoch that may still receive data (None: input finished).
                 let open = frontier.frontier().first().copied();
-                while let Some((&epoch, _)) = pending.iter().next() {
+                while let Some(epoch) = pending.first_epoch() {
                     if matches!(open, Some(o) if epoch > o) {
                         break; // a later epoch: waits until the open one closes
                     }
                     // Apply what arrived for this epoch (it is the open or a complete one).
-                    let changes = std::mem::take(&mut pending.get_mut(&epoch).expect("present").1);
+                    let changes = std::mem::take(pending.first_mut().expect("present").1);
                     for c in changes {
                         let delete = c.value.is_none();
                         if state.apply(epoch, &c.key, &c.seq, c.fingerprint, delete) {
@@ -251,7 +243,7 @@ where
                         break; // still open: more may come
                     }
                     // Complete: emit the epoch's changes and close it.
-                    let (cap, _) = pending.remove(&epoch).expect("present");
+                    let (cap, _) = pending.pop_first().expect("present");
                     if !dirty.is_empty() {
                         output.session(&cap).give_iterator(dirty.drain());
                     }

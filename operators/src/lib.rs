@@ -3,7 +3,10 @@
 //! | operator | what it does |
 //! |---|---|
 //! | [`ApplyChanges`] | APPLY CHANGES by key and sequence, SCD type 1, with tombstones |
+//! | [`EpochStash`] | holds input by epoch under capabilities until the frontier passes |
 
 mod apply_changes;
+mod epoch_stash;
 
 pub use apply_changes::{ApplyChanges, ApplyState, Change, KeyState};
+pub use epoch_stash::EpochStash;

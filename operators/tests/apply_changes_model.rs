@@ -17,6 +17,7 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 type C = Change<u32, u64, u64>;
 type Table = BTreeMap<u32, u64>;
+type Captured = Arc<Mutex<Vec<(u64, u32, Option<u64>)>>>;
 
 /// The reference: per key the change with the largest (seq, is_delete, fingerprint) wins.
 fn reference(changes: &[C]) -> Table {
@@ -80,7 +81,7 @@ fn random_stream(seed: u64, events: usize, keys: u32) -> Vec<C> {
 fn run_dataflow(stream: &[C], workers: usize, per_epoch: usize) -> Vec<Table> {
     let epochs: Vec<Vec<C>> = stream.chunks(per_epoch).map(|c| c.to_vec()).collect();
     let epochs = Arc::new(epochs);
-    let out: Arc<Mutex<Vec<(u64, u32, Option<u64>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let out: Captured = Arc::new(Mutex::new(Vec::new()));
     let (e2, o2) = (epochs.clone(), out.clone());
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
