@@ -961,18 +961,19 @@ fn throughput() {
     let schema = DebeziumParser::resolve_schema("bench", &[], &sample).unwrap();
     assert_eq!(schema, customers_schema());
     let mut p = parser(schema);
-    let mut records = 0usize;
+    for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        assert!(matches!(p.parse(l), Ok(Parsed::Record { .. })));
+        assert!(DebeziumParser::transaction_id(l).is_some());
+    }
+    measure("serde_json IgnoredAny scan (reference)", &buf, |l| {
+        std::hint::black_box(serde_json::from_slice::<IgnoredAny>(l).is_ok());
+    });
     measure("parse (no schema block)", &buf, |l| {
-        if let Ok(Parsed::Record { row, .. }) = p.parse(l) {
-            records += row.len();
-        }
+        std::hint::black_box(p.parse(l).is_ok());
     });
-    assert_eq!(records, 200_000 * 13 * 4);
-    let mut n = 0usize;
     measure("transaction_id", &buf, |l| {
-        n += DebeziumParser::transaction_id(l).is_some() as usize;
+        std::hint::black_box(DebeziumParser::transaction_id(l));
     });
-    assert_eq!(n, 200_000 * 4);
 
     // With the Kafka Connect schema block (~3.5x longer lines; block compared byte-wise).
     let fields = r#"{"type":"int64","optional":false,"field":"customer_id"},{"type":"string","optional":true,"field":"name"},{"type":"string","optional":true,"field":"email"},{"type":"string","optional":true,"field":"country"},{"type":"string","optional":true,"field":"segment"},{"type":"float64","optional":true,"field":"total_spend"},{"type":"boolean","optional":true,"field":"is_active"},{"type":"int64","optional":true,"field":"updated_at"}"#;
@@ -986,9 +987,10 @@ fn throughput() {
         wrapped.extend_from_slice(b"}\n");
     }
     let mut p = parser(customers_schema());
-    let mut ok = 0usize;
+    for l in wrapped.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        assert!(matches!(p.parse(l), Ok(Parsed::Record { .. })));
+    }
     measure("parse (with schema block)", &wrapped, |l| {
-        ok += p.parse(l).is_ok() as usize;
+        std::hint::black_box(p.parse(l).is_ok());
     });
-    assert_eq!(ok, 200_000 * 4);
 }
