@@ -141,7 +141,7 @@ fn describe_raw(raw: &str) -> String {
         Some(b'[') => "array".into(),
         Some(b't' | b'f') => format!("boolean {raw}"),
         Some(b'n') => "null".into(),
-        Some(b'"') => format!("string {}", quote(&unquote(raw))),
+        Some(b'"') => format!("string {}", quote(&unquote(raw).unwrap_or_default())),
         _ => format!("number {raw}"),
     }
 }
@@ -151,13 +151,35 @@ fn expected(ty: ColumnType, found: String) -> String {
 }
 
 /// The content of raw JSON string text (`"..."`), borrowed unless it holds escapes.
-fn unquote(raw: &str) -> Cow<'_, str> {
+fn unquote(raw: &str) -> Result<Cow<'_, str>, String> {
     let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
-        Cow::Borrowed(inner)
+        Ok(Cow::Borrowed(inner))
     } else {
-        Cow::Owned(serde_json::from_str::<String>(raw).unwrap_or_else(|_| inner.to_owned()))
+        serde_json::from_str::<String>(raw)
+            .map(Cow::Owned)
+            .map_err(|e| format!("invalid string: {e}"))
     }
+}
+
+/// Parses JSON number text as a float of the column's width (correctly rounded; a value
+/// beyond the type's range is an error, not an infinity).
+fn float_from_text(raw: &str, ty: ColumnType) -> Result<Datum, String> {
+    let out_of_range = || format!("number {raw} is out of range for {}", ty.name());
+    let v: f64 = raw
+        .parse()
+        .map_err(|_| expected(ty, format!("number {raw}")))?;
+    if !v.is_finite() {
+        return Err(out_of_range());
+    }
+    if ty == ColumnType::Float32 {
+        let f = v as f32;
+        if !f.is_finite() {
+            return Err(out_of_range());
+        }
+        return Ok(Datum::Float(f as f64));
+    }
+    Ok(Datum::Float(v))
 }
 
 /// Checks an integer against the range of an integer column type.
@@ -293,8 +315,8 @@ pub(crate) fn decode_b64_decimal(s: &str, ty: ColumnType) -> Result<i128, String
     check_precision(v, ty, &format!("decimal {}", quote(s)))
 }
 
-/// Types a decoded value for a column of type `ty` (any type but `string`/`decimal`, which
-/// go through [`convert_raw`]; they are handled here too, minus nested JSON text).
+/// Types a decoded value for a column of type `ty` (meant for the types that do not go
+/// through [`convert_raw`]; the others are handled here too, minus nested JSON text).
 pub(crate) fn convert_scalar(
     v: Scalar<'_>,
     ty: ColumnType,
@@ -341,14 +363,18 @@ pub(crate) fn convert_scalar(
     }
 }
 
-/// Types raw JSON text for a `string` or `decimal` column: strings as their content, nested
-/// JSON (object/array) as its text for `string`, numbers exactly for `decimal`.
+/// Types raw JSON text for a `string`, `decimal`, `float` or `double` column: strings as
+/// their content, nested JSON (object/array) as its text for `string`, numbers exactly for
+/// `decimal` and correctly rounded for floats.
 pub(crate) fn convert_raw(raw: &str, ty: ColumnType, mode: ColMode) -> Result<Datum, String> {
     match (raw.as_bytes().first(), ty) {
         (Some(b'n'), _) => Ok(Datum::Null),
-        (Some(b'"'), ColumnType::String) => Ok(Datum::Str(unquote(raw).into_owned())),
+        (Some(b'-' | b'0'..=b'9'), ColumnType::Float32 | ColumnType::Float64) => {
+            float_from_text(raw, ty)
+        }
+        (Some(b'"'), ColumnType::String) => Ok(Datum::Str(unquote(raw)?.into_owned())),
         (Some(b'"'), ColumnType::Decimal { .. }) => {
-            let s = unquote(raw);
+            let s = unquote(raw)?;
             let v = if mode.dec_b64 {
                 decode_b64_decimal(&s, ty)?
             } else {

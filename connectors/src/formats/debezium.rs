@@ -6,13 +6,18 @@
 //! for deletes) followed by the metadata columns (`__op`, `__lsn`, `__source_ts_ms`,
 //! `__ts_ms`, `__tx_id`).
 //!
-//! The parser is the engine's hot loop. It walks the line once with serde_json's borrowed
-//! deserializer and never builds a `serde_json::Value`: values are typed straight into a
-//! preallocated row (column found by name, with a "next expected column" hint since fields
-//! usually arrive in schema order), unused parts are skipped with `IgnoredAny`, the image
-//! that is not needed is kept as a borrowed `&RawValue` (or skipped once the op is known),
-//! and the schema block is compared byte-wise against the last one seen and only re-read
-//! when it changes.
+//! The parser is the engine's hot loop, with two paths over the same envelope logic (`Run`)
+//! and value typing (`convert`):
+//!
+//! - a fast path (`debezium_fast.rs`): a hand-written single-pass scanner over the line that
+//!   types values straight into a preallocated row (column found by name, with a "next
+//!   expected column" hint since fields usually arrive in schema order), borrows strings
+//!   until the final `String`, skips what is not needed, keeps the image whose use is not yet
+//!   known as a borrowed slice, and compares the schema block byte-wise against the last one
+//!   seen. It gives up on anything unusual or wrong;
+//! - the reference path: serde_json borrowed deserialization with `DeserializeSeed`s into the
+//!   row, `&RawValue`/`IgnoredAny` for the rest, never a `serde_json::Value`. It handles every
+//!   line the fast path gives up on and words the reasons of bad records.
 
 use super::connect::block_columns;
 use super::convert::{convert_raw, convert_scalar, describe, ColMode, Scalar};
@@ -66,11 +71,11 @@ impl fmt::Display for BadRecord {
 impl std::error::Error for BadRecord {}
 
 /// Data columns of the fixed schema, laid out for fast lookup.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Cols {
     names: Vec<Box<str>>,
     types: Vec<ColumnType>,
-    by_name: HashMap<Box<str>, usize>,
+    by_name: HashMap<Box<[u8]>, usize>,
     /// Total row width (data + meta columns).
     width: usize,
     /// Positions of `__op`, `__lsn`, `__source_ts_ms`, `__ts_ms`, `__tx_id`.
@@ -83,7 +88,7 @@ impl Cols {
         let names: Vec<Box<str>> = data.iter().map(|c| c.name.as_str().into()).collect();
         let mut by_name = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
-            by_name.entry(n.clone()).or_insert(i);
+            by_name.entry(n.as_bytes().into()).or_insert(i);
         }
         let meta = META_COLUMNS.map(|(name, _)| {
             schema.columns[schema.data_columns..]
@@ -102,16 +107,16 @@ impl Cols {
 
     /// The data column called `key`; `hint` is the column expected next.
     #[inline]
-    fn find(&self, key: &str, hint: usize) -> Option<usize> {
+    fn find(&self, key: &[u8], hint: usize) -> Option<usize> {
         match self.names.get(hint) {
-            Some(n) if **n == *key => Some(hint),
+            Some(n) if n.as_bytes() == key => Some(hint),
             _ => self.by_name.get(key).copied(),
         }
     }
 }
 
 /// The last schema block seen, and what it means for the fixed schema.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct BlockCache {
     raw: Box<[u8]>,
     /// Per-data-column encodings (`None`: the block names no row struct), or why the block
@@ -126,7 +131,7 @@ fn block_modes(raw: &str, cols: &Cols) -> Result<Option<Arc<[ColMode]>>, String>
     };
     let mut modes = vec![ColMode::default(); cols.names.len()];
     for c in block {
-        let Some(i) = cols.find(&c.name, 0) else {
+        let Some(i) = cols.find(c.name.as_bytes(), 0) else {
             return Err(format!("column `{}` is not in the schema", c.name));
         };
         if cols.types[i] != c.ty {
@@ -143,7 +148,10 @@ fn block_modes(raw: &str, cols: &Cols) -> Result<Option<Arc<[ColMode]>>, String>
 }
 
 /// Parser of Debezium JSON lines into rows of a fixed schema.
-#[derive(Debug)]
+///
+/// Keeps a one-entry cache of the last schema block seen; clone it (or build one per
+/// worker with [`DebeziumParser::new`]) to parse on several threads.
+#[derive(Clone, Debug)]
 pub struct DebeziumParser {
     schema: Arc<Schema>,
     cols: Cols,
@@ -233,6 +241,15 @@ impl DebeziumParser {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Parsed::Skip);
         }
+        match fast::parse(&self.cols, &mut self.block_cache, line) {
+            Some(parsed) => Ok(parsed),
+            None => self.parse_reference(line),
+        }
+    }
+
+    /// The reference (serde) path of [`DebeziumParser::parse`]: handles every line, and is
+    /// the one that words the reasons of bad records.
+    fn parse_reference(&mut self, line: &[u8]) -> Result<Parsed, BadRecord> {
         let mut run = Run::new(&self.cols, &mut self.block_cache);
         let mut de = serde_json::Deserializer::from_slice(line);
         let res = PayloadSeed {
@@ -263,8 +280,17 @@ impl DebeziumParser {
     /// (string), else `payload.source.txId` (number → decimal string, or string). `None` if
     /// absent or the line is not well-formed JSON of the expected shape.
     pub fn transaction_id(line: &[u8]) -> Option<String> {
+        let line = trim_line(line);
+        match fast::transaction_id(line) {
+            Some(found) => found,
+            None => Self::transaction_id_reference(line),
+        }
+    }
+
+    /// The reference (serde) path of [`DebeziumParser::transaction_id`].
+    fn transaction_id_reference(line: &[u8]) -> Option<String> {
         let mut out = TxOnly::default();
-        let mut de = serde_json::Deserializer::from_slice(trim_line(line));
+        let mut de = serde_json::Deserializer::from_slice(line);
         TxOnlySeed {
             out: &mut out,
             top: true,
@@ -311,25 +337,31 @@ impl Visitor<'_> for KeyVisitor {
     }
 
     #[inline]
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Key, E> {
         Ok(match v {
-            "before" => Key::Before,
-            "after" => Key::After,
-            "source" => Key::Source,
-            "op" => Key::Op,
-            "ts_ms" => Key::TsMs,
-            "transaction" => Key::Transaction,
-            "schema" => Key::Schema,
-            "payload" => Key::Payload,
-            "lsn" => Key::Lsn,
-            "txId" => Key::TxId,
-            "id" => Key::Id,
+            b"before" => Key::Before,
+            b"after" => Key::After,
+            b"source" => Key::Source,
+            b"op" => Key::Op,
+            b"ts_ms" => Key::TsMs,
+            b"transaction" => Key::Transaction,
+            b"schema" => Key::Schema,
+            b"payload" => Key::Payload,
+            b"lsn" => Key::Lsn,
+            b"txId" => Key::TxId,
+            b"id" => Key::Id,
             _ => Key::Other,
         })
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        self.visit_bytes(v.as_bytes())
     }
 }
 
 impl<'de> Deserialize<'de> for Key {
+    /// Keys are read as bytes: serde_json then unescapes them without a UTF-8 validation
+    /// pass (it does not validate the strings it skips either).
     #[inline]
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
         d.deserialize_str(KeyVisitor)
@@ -353,8 +385,8 @@ enum Side<'de> {
     #[default]
     Missing,
     Null,
-    /// Kept unparsed (the op was not known yet when it went by).
-    Raw(&'de RawValue),
+    /// Kept unparsed (the op was not known yet when it went by): its JSON text.
+    Raw(&'de str),
     /// Parsed into `Run::row`.
     Parsed,
     /// Skipped (not needed by the op).
@@ -382,6 +414,8 @@ struct Run<'c, 'de> {
     schema_seen: bool,
     top_null: bool,
     saw_payload: bool,
+    /// (Fast path only) payload fields were seen at top level.
+    top_fields: bool,
     payload_null: bool,
     pending_payload: Option<&'de RawValue>,
     op: OpState,
@@ -406,6 +440,7 @@ impl<'c, 'de> Run<'c, 'de> {
             schema_seen: false,
             top_null: false,
             saw_payload: false,
+            top_fields: false,
             payload_null: false,
             pending_payload: None,
             op: OpState::Missing,
@@ -502,7 +537,7 @@ impl<'c, 'de> Run<'c, 'de> {
         match side {
             Side::Parsed => {}
             Side::Raw(raw) => {
-                let mut de = serde_json::Deserializer::from_str(raw.get());
+                let mut de = serde_json::Deserializer::from_str(raw);
                 let parsed = match self.row_seed(name).deserialize(&mut de) {
                     Ok(p) => p,
                     Err(e) => return Err(self.error(e)),
@@ -608,7 +643,7 @@ impl<'de> Visitor<'de> for PayloadSeed<'_, '_, 'de> {
                             if raw.get() == "null" {
                                 Side::Null
                             } else {
-                                Side::Raw(raw)
+                                Side::Raw(raw.get())
                             }
                         }
                     };
@@ -870,8 +905,20 @@ impl Visitor<'_> for ColKey<'_> {
     }
 
     #[inline]
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        // Column names are valid UTF-8, so a byte match is a name match; an unknown name is
+        // checked for UTF-8 here since it is reported.
+        match self.cols.find(v, self.hint) {
+            Some(i) => Ok(Ok(i)),
+            None => match std::str::from_utf8(v) {
+                Ok(name) => Ok(Err(name.to_string())),
+                Err(_) => Err(de::Error::custom("invalid UTF-8 in a field name")),
+            },
+        }
+    }
+
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.cols.find(v, self.hint).ok_or_else(|| v.to_string()))
+        self.visit_bytes(v.as_bytes())
     }
 }
 
@@ -887,8 +934,12 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
     #[inline]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         match self.ty {
-            // Raw text: nested JSON is kept verbatim, decimal numbers are read exactly.
-            ColumnType::String | ColumnType::Decimal { .. } => {
+            // Raw text: nested JSON is kept verbatim, decimal numbers are read exactly, floats
+            // are rounded correctly (and identically on the fast path).
+            ColumnType::String
+            | ColumnType::Decimal { .. }
+            | ColumnType::Float32
+            | ColumnType::Float64 => {
                 let raw = <&'de RawValue>::deserialize(d)?;
                 Ok(convert_raw(raw.get(), self.ty, self.mode))
             }
@@ -1068,6 +1119,9 @@ impl Inference {
             .collect()
     }
 }
+
+#[path = "debezium_fast.rs"]
+mod fast;
 
 #[cfg(test)]
 #[path = "debezium_tests.rs"]

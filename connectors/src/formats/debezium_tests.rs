@@ -566,6 +566,22 @@ fn values_are_typed_without_silent_casts() {
         ),
         (r#"{"b":1}"#, "column `b`: expected boolean, found number 1"),
         (
+            r#"{"i64":-0}"#,
+            "column `i64`: expected int64, found number -0.0",
+        ),
+        (
+            r#"{"f64":1e400}"#,
+            "column `f64`: number 1e400 is out of range for double",
+        ),
+        (
+            r#"{"f32":3.4e39}"#,
+            "column `f32`: number 3.4e39 is out of range for float",
+        ),
+        (
+            r#"{"f64":true}"#,
+            "column `f64`: expected double, found boolean true",
+        ),
+        (
             r#"{"s":42}"#,
             "column `s`: expected string, found number 42",
         ),
@@ -873,12 +889,17 @@ fn never_panics_on_garbage() {
         r#"{"transaction":{"id":[1]},"op":"c"}"#.into(),
     ];
     inputs.extend(nested.iter().map(|s| s.as_bytes().to_vec()));
+    let mut accepted = 0;
     for input in &inputs {
         for p in parsers.iter_mut() {
             let _ = p.parse(input);
         }
         let _ = DebeziumParser::transaction_id(input);
+        for schema in [customers_schema(), typed_schema()] {
+            accepted += assert_paths_agree(&schema, input) as usize;
+        }
     }
+    assert!(accepted > 300, "fast path accepted only {accepted} lines");
     let sample: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
     let _ = DebeziumParser::resolve_schema("fuzz", &[], &sample);
     for chunk in sample.chunks(50) {
@@ -971,6 +992,14 @@ fn throughput() {
     measure("parse (no schema block)", &buf, |l| {
         std::hint::black_box(p.parse(l).is_ok());
     });
+    let mut reference = parser(customers_schema());
+    measure(
+        "parse, reference path only (lines the fast path gives up on)",
+        &buf,
+        |l| {
+            std::hint::black_box(reference.parse_reference(l).is_ok());
+        },
+    );
     measure("transaction_id", &buf, |l| {
         std::hint::black_box(DebeziumParser::transaction_id(l));
     });
@@ -993,4 +1022,256 @@ fn throughput() {
     measure("parse (with schema block)", &wrapped, |l| {
         std::hint::black_box(p.parse(l).is_ok());
     });
+}
+
+// --------------------------------------------------------------------------------------
+// Fast path vs reference path
+
+/// Checks that whatever the fast path accepts, the reference path parses identically (fresh
+/// parsers, so block caches start equal). Returns whether the fast path accepted the line.
+fn assert_paths_agree(schema: &Schema, line: &[u8]) -> bool {
+    let line = trim_line(line);
+    let mut fast_p = parser(schema.clone());
+    let mut ref_p = parser(schema.clone());
+    let show = || String::from_utf8_lossy(line).into_owned();
+    if let Some(t) = fast::transaction_id(line) {
+        assert_eq!(
+            t,
+            DebeziumParser::transaction_id_reference(line),
+            "transaction_id of {}",
+            show()
+        );
+    }
+    match fast::parse(&fast_p.cols, &mut fast_p.block_cache, line) {
+        Some(fast) => {
+            assert_eq!(Ok(fast), ref_p.parse_reference(line), "line {}", show());
+            true
+        }
+        None => false,
+    }
+}
+
+fn all_types_schema() -> Schema {
+    Schema::with_meta(vec![
+        col("i8", ColumnType::Int8),
+        col("i32", ColumnType::Int32),
+        col("i64", ColumnType::Int64),
+        col("f32", ColumnType::Float32),
+        col("f64", ColumnType::Float64),
+        col("b", ColumnType::Boolean),
+        col("s", ColumnType::String),
+        col("bytes", ColumnType::Bytes),
+        col("ts", ColumnType::Timestamp),
+        col(
+            "d",
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+        ),
+    ])
+}
+
+const VALUE_VARIANTS: &[&str] = &[
+    "null",
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "01",
+    "1.5",
+    "-1.5e3",
+    "1e400",
+    "-1e400",
+    "1E+2",
+    "3.4e39",
+    "0.1",
+    "12.345",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "127",
+    "128",
+    "-129",
+    "true",
+    "false",
+    r#""""#,
+    r#""x""#,
+    r#""\u00e9""#,
+    r#""\ud83d\ude00""#,
+    r#""\ud800""#,
+    r#""\udc00x""#,
+    r#""a\/b""#,
+    r#""AQI\/""#,
+    r#""MDk=""#,
+    r#""z8c=""#,
+    r#""2023-11-14T22:13:20Z""#,
+    r#""2023-11-14T22:13:20.123456789+02:00""#,
+    r#""12.34""#,
+    r#""-0.5""#,
+    "{}",
+    "[]",
+    r#"{"a":[1,{"b":null}],"c":"\"x\""}"#,
+    r#"[1, 2 ,{ }]"#,
+    "[1,2",
+    r#""\x""#,
+    "tru",
+    "nul",
+    "1.",
+    ".5",
+    "-",
+    "+1",
+    "\"\u{1}\"",
+    "\"é\"",
+    "NaN",
+];
+
+#[test]
+fn fast_path_agrees_with_reference() {
+    let schemas = [all_types_schema(), typed_schema(), customers_schema()];
+    let mut lines: Vec<String> = vec![
+        EX.to_string(),
+        format!(r#"{{"payload":{EX},"schema":null}}"#),
+        format!(r#"{{"schema":null,"payload":{EX}}}"#),
+        format!(r#"{{"payload":{EX}}}"#),
+        format!(r#"{{"schema":{},"payload":{EX}}}"#, block(TYPED_FIELDS)),
+        EX.replace(',', " ,\n ").replace(':', "\t:\r "),
+        format!(" \t{EX} \t"),
+        EX.replace(r#""op":"u""#, r#""op":"d""#),
+        EX.replace(r#""before":null"#, r#""before":{"customer_id":1}"#)
+            .replace(r#""op":"u""#, r#""op":"d""#),
+        EX.replace(r#""name":"Customer 42""#, r#""n\u0061me":"Customer 42""#),
+        EX.replace(r#""op":"u""#, r#""\u006fp":"u""#),
+        EX.replace(
+            r#""transaction":null"#,
+            r#""transaction":{"id":"7:9","total_order":1}"#,
+        ),
+        EX.replace(r#""txId":555"#, r#""txId":"555""#),
+        r#"{"op":"d","before":{"customer_id":2},"after":{"customer_id":3}}"#.into(),
+        r#"{"op":"c","after":{"customer_id":3},"op":"c"}"#.into(),
+        r#"{"after":{"customer_id":3,"customer_id":4},"op":"c"}"#.into(),
+        r#"{"after":{},"op":"r","schema":{"x":1},"payload":null}"#.into(),
+        r#"{"payload":{"op":"c"},"payload":{"after":{"i64":1}}}"#.into(),
+        r#"{"payload":{"op":"c","after":{"i64":1}},"after":{"i64":2}}"#.into(),
+        r#"{"after":{"i64":2},"payload":{"op":"c","after":{"i64":1}}}"#.into(),
+        r#"{"schema":null,"payload":{"op":"c","after":{"i64":1}},"after":{"i64":2}}"#.into(),
+        r#"{"schema":{},"payload":{"after":{},"op":"c"},"schema":null}"#.into(),
+        "null".into(),
+        " null ".into(),
+        "{}".into(),
+        "[]".into(),
+    ];
+    for typed in [
+        r#"{"id":1,"ts":1700000000123,"ts_us":1,"ts_ns":-1,"zts":"2023-11-14T22:13:20Z","credit_limit":"MDk=","small":-5,"name":"n"}"#,
+        r#"{"id":1,"credit_limit":"z8c=","name":{"nested":true}}"#,
+    ] {
+        lines.push(typed_line(typed));
+        lines.push(format!(
+            r#"{{"payload":{{"after":{typed},"op":"c"}},"schema":{}}}"#,
+            block(TYPED_FIELDS)
+        ));
+    }
+    let names = [
+        "i8",
+        "i32",
+        "i64",
+        "f32",
+        "f64",
+        "b",
+        "s",
+        "bytes",
+        "ts",
+        "d",
+        "ts_us",
+        "ts_ns",
+        "zts",
+        "credit_limit",
+        "small",
+        "name",
+        "customer_id",
+        "total_spend",
+    ];
+    for name in names {
+        for v in VALUE_VARIANTS {
+            lines.push(format!(
+                r#"{{"before":null,"after":{{"{name}":{v}}},"source":{{"lsn":1,"txId":2}},"op":"c","ts_ms":3}}"#
+            ));
+            lines.push(format!(
+                r#"{{"before":{{"{name}":{v}}},"after":null,"op":"d"}}"#
+            ));
+            if ["ts_us", "ts_ns", "zts", "credit_limit", "small", "name"].contains(&name) {
+                lines.push(typed_line(&format!(r#"{{"id":1,"{name}":{v}}}"#)));
+            }
+        }
+    }
+    for v in VALUE_VARIANTS {
+        for meta in [
+            format!(r#""source":{{"lsn":{v}}}"#),
+            format!(r#""source":{{"ts_ms":{v}}}"#),
+            format!(r#""source":{{"txId":{v}}}"#),
+            format!(r#""source":{v}"#),
+            format!(r#""ts_ms":{v}"#),
+            format!(r#""transaction":{{"id":{v}}}"#),
+            format!(r#""transaction":{v}"#),
+            format!(r#""op":{v}"#),
+            format!(r#""payload":{v}"#),
+            format!(r#""schema":{v}"#),
+        ] {
+            lines.push(format!(r#"{{"after":{{"i64":1}},{meta},"op":"c"}}"#));
+            lines.push(format!(r#"{{{meta},"after":{{"i64":1}}}}"#));
+        }
+    }
+    let mut rng = Rng(7);
+    let seeds = lines.clone();
+    for seed in &seeds {
+        for _ in 0..6 {
+            let mut l = seed.clone().into_bytes();
+            let i = rng.below(l.len());
+            match rng.below(3) {
+                0 => {
+                    l.remove(i);
+                }
+                1 => {
+                    const INS: &[u8] = b" {}[]\",:0-.e\\u";
+                    l.insert(i, INS[rng.below(INS.len())]);
+                }
+                _ => l.truncate(i),
+            }
+            lines.push(String::from_utf8_lossy(&l).into_owned());
+        }
+    }
+    let mut accepted = 0;
+    for line in &lines {
+        for schema in &schemas {
+            accepted += assert_paths_agree(schema, line.as_bytes()) as usize;
+        }
+    }
+    assert!(
+        accepted > 1000,
+        "fast path accepted only {accepted} of {}",
+        lines.len() * 3
+    );
+}
+
+#[test]
+fn fast_path_takes_the_common_lines() {
+    let mut p = parser(customers_schema());
+    for line in [
+        EX.to_string(),
+        format!(r#"{{"payload":{EX}}}"#),
+        EX.replace(r#""before":null"#, r#""before":{"customer_id":1}"#)
+            .replace(r#""op":"u""#, r#""op":"d""#),
+    ] {
+        assert!(
+            fast::parse(&p.cols, &mut p.block_cache, line.as_bytes()).is_some(),
+            "{line}"
+        );
+        assert!(fast::transaction_id(line.as_bytes()).is_some());
+    }
+    let mut p = parser(typed_schema());
+    let line = typed_line(r#"{"id":1,"credit_limit":"MDk=","name":"n"}"#);
+    assert!(fast::parse(&p.cols, &mut p.block_cache, line.as_bytes()).is_some());
 }
