@@ -1,5 +1,6 @@
 //! DuckDB as a second reference for `cdc-apply` (`--duckdb`): the same final state computed
-//! by one SQL query over the same file, through DuckDB's Python package.
+//! by one SQL query over the same file (`read_ndjson` with declared columns, `QUALIFY
+//! row_number() ... = 1`, deletes dropped), through DuckDB's Python package.
 //!
 //! Python is looked for in this order: `python3` on the `PATH` if it can `import duckdb`;
 //! else the virtualenv `$HOME/.cache/tidewater/venv` (DuckDB is pip-installed into it if
@@ -24,13 +25,19 @@ path, threads = sys.argv[1], int(sys.argv[2])
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
 lit = "'" + path.replace("'", "''") + "'"
+# Declared columns, like the baseline's typed struct: sampling-based inference sees only the
+# leading snapshot reads, where `before` is always null, and would type it as NULL.
+row = ("STRUCT(customer_id BIGINT, name VARCHAR, email VARCHAR, phone VARCHAR, address VARCHAR, "
+       "city VARCHAR, country VARCHAR, segment VARCHAR, total_spend DOUBLE, credit_limit DOUBLE, "
+       "is_active BOOLEAN, created_at BIGINT, updated_at BIGINT)")
+columns = "{op: 'VARCHAR', before: '%s', after: '%s', source: 'STRUCT(lsn BIGINT)'}" % (row, row)
 t0 = time.perf_counter()
 con.execute(f"""
 CREATE TABLE final AS
 SELECT * EXCLUDE (op) FROM (
     SELECT coalesce(after.customer_id, before.customer_id) AS customer_id,
            source.lsn AS __lsn, op, after
-    FROM read_ndjson_auto({lit})
+    FROM read_ndjson({lit}, columns = {columns})
     QUALIFY row_number() OVER (
         PARTITION BY coalesce(after.customer_id, before.customer_id)
         ORDER BY source.lsn DESC, (op = 'd') DESC) = 1
