@@ -11,6 +11,11 @@
 //! `run-one` subcommand), so each reported peak RSS belongs to exactly one run.
 
 mod cdc_apply;
+
+/// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
+/// spent about a third of the run time on them (bench/RESULTS.md, 2026-11-22 profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod common;
 
 use std::path::PathBuf;

@@ -11,6 +11,11 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use tidewater::{run, PipelineConfig, RunOptions, TidewaterError};
 
+/// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
+/// spent about a third of the run time on them (bench/RESULTS.md, 2026-11-22 profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tidewater",

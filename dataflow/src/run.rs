@@ -203,7 +203,12 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 let route_plan = plan.clone();
                 let applied =
                     changes.apply_changes(move |k| route_plan.bucket(k) as u64, retention);
-                to_commit.push(table_sink(applied, plan.clone(), metrics.clone()));
+                to_commit.push(table_sink(
+                    applied,
+                    plan.clone(),
+                    Default::default(),
+                    metrics.clone(),
+                ));
                 bad_streams.push(bad);
                 columns.insert(plan.name.clone(), plan.stored.clone());
             }

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tidewater_connectors::files::{FileBlock, FileCutter};
 use tidewater_connectors::formats::{DebeziumParser, Parsed};
 use tidewater_connectors::generator::BankGenerator;
-use tidewater_connectors::types::{Row, Schema};
+use tidewater_connectors::types::{PackedRow, Schema};
 use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
@@ -317,7 +317,7 @@ fn push_range(ranges: &mut Vec<Value>, b: &FileBlock) {
 }
 
 /// Parsed output of one line: a change to apply, or a quarantine row.
-pub type ParseResult = Result<Change<Key, Seq, Row>, QuarantineRow>;
+pub type ParseResult = Result<Change<Key, Seq, PackedRow>, QuarantineRow>;
 
 /// Parses the blocks of a source for one table, on every worker, a few blocks per activation.
 pub fn parse<'scope>(
@@ -333,6 +333,7 @@ pub fn parse<'scope>(
         let mut parser = DebeziumParser::new(schema);
         let mut queue: EpochStash<Block> = EpochStash::new();
         let mut buf = Vec::new();
+        let mut scratch = Vec::with_capacity(512);
         move |(input, _frontier), output| {
             queue.stash(input, output.output_index());
             // A few blocks per activation keeps the queues downstream short.
@@ -373,7 +374,7 @@ pub fn parse<'scope>(
                     };
                     n += 1;
                     match parser.parse(line) {
-                        Ok(Parsed::Record { op, row }) => match plan.change(op, row) {
+                        Ok(Parsed::Record { op, row }) => match plan.change(op, &row, &mut scratch) {
                             Ok(change) => session.give(Ok(change)),
                             Err(reason) => {
                                 session.give(Err(plan.quarantine(position(), line, reason)))

@@ -2,14 +2,18 @@
 //! timely sinks that turn an epoch's changes into Parquet files — the bucketed table sink and
 //! the append-only quarantine sink. Their file actions go to the committer (see `commit.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tidewater_connectors::delta::{write_parquet, FileAction};
-use tidewater_connectors::types::{Column, ColumnType, Datum, Op, Row, Schema};
+use deltalake::arrow::array::{BooleanArray, RecordBatch};
+use deltalake::arrow::compute::{concat_batches, filter_record_batch};
+use tidewater_connectors::delta::{
+    datum_at, packed_record_batch, read_parquet, write_batch, write_parquet, FileAction,
+};
+use tidewater_connectors::types::{Column, ColumnType, Datum, Op, PackedRow, Row, Schema};
 use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -73,8 +77,10 @@ pub struct TablePlan {
     pub seq_name: String,
     /// Indices of the stored columns in the source schema.
     pub stored_idx: Vec<usize>,
-    /// The stored columns (the table's Delta schema): data columns, plus the sequence column
-    /// when it is a metadata column.
+    /// Positions of the key columns among the stored columns.
+    pub key_stored: Vec<usize>,
+    /// The stored columns (the table's Delta schema): data columns, plus the key and sequence
+    /// columns when they are metadata columns.
     pub stored: Vec<Column>,
     /// Number of hash buckets.
     pub buckets: u32,
@@ -111,9 +117,15 @@ impl TablePlan {
             .collect::<Result<Vec<_>, _>>()?;
         let seq_idx = col(&t.sequence_by, "sequence_by")?;
         let mut stored_idx: Vec<usize> = (0..schema.data_columns).collect();
-        if seq_idx >= schema.data_columns {
-            stored_idx.push(seq_idx);
+        for i in key_idx.iter().chain([&seq_idx]) {
+            if !stored_idx.contains(i) {
+                stored_idx.push(*i);
+            }
         }
+        let key_stored = key_idx
+            .iter()
+            .map(|k| stored_idx.iter().position(|i| i == k).expect("keys are stored"))
+            .collect();
         let stored = stored_idx
             .iter()
             .map(|i| schema.columns[*i].clone())
@@ -126,6 +138,7 @@ impl TablePlan {
             seq_idx,
             seq_name: t.sequence_by.clone(),
             stored_idx,
+            key_stored,
             stored,
             buckets: cfg.pipeline.buckets,
             dir: cfg.pipeline.lakehouse.join(&t.name),
@@ -137,8 +150,15 @@ impl TablePlan {
         (xxh3_64(key) % self.buckets as u64) as u32
     }
 
-    /// Turns a parsed record into a change, or names why it cannot be applied.
-    pub fn change(&self, op: Op, row: Row) -> Result<Change<Key, Seq, Row>, String> {
+    /// Turns a parsed record into a change, or names why it cannot be applied. The stored
+    /// columns are packed into one buffer whose hash is the change's fingerprint; `buf` is
+    /// scratch space reused across calls.
+    pub fn change(
+        &self,
+        op: Op,
+        row: &Row,
+        buf: &mut Vec<u8>,
+    ) -> Result<Change<Key, Seq, PackedRow>, String> {
         let mut key = Vec::with_capacity(16);
         for (i, name) in self.key_idx.iter().zip(&self.key_names) {
             let d = &row[*i];
@@ -163,25 +183,26 @@ impl TablePlan {
                 value: None,
             });
         }
-        let mut row = row;
-        let stored: Row = if self.stored_idx.len() == row.len() {
-            row
-        } else {
-            self.stored_idx
-                .iter()
-                .map(|i| std::mem::replace(&mut row[*i], Datum::Null))
-                .collect()
-        };
-        let mut enc = Vec::with_capacity(256);
-        for d in &stored {
-            d.encode_key(&mut enc);
+        buf.clear();
+        for i in &self.stored_idx {
+            row[*i].encode_key(buf);
         }
         Ok(Change {
             key,
             seq,
-            fingerprint: xxh3_64(&enc),
-            value: Some(stored),
+            fingerprint: xxh3_64(buf),
+            value: Some(PackedRow::from_encoded(buf)),
         })
+    }
+
+    /// The key of row `i` of a batch of this table's stored columns (encoded like
+    /// [`TablePlan::change`] encodes keys of parsed records).
+    pub fn key_of(&self, batch: &RecordBatch, i: usize) -> Key {
+        let mut key = Vec::with_capacity(16);
+        for c in &self.key_stored {
+            datum_at(batch.column(*c).as_ref(), self.stored[*c].ty, i).encode_key(&mut key);
+        }
+        key
     }
 
     /// A quarantine row for a bad record of this table.
@@ -210,70 +231,77 @@ pub struct CommitMsg {
     pub deleted: u64,
 }
 
-/// One bucket of a keyed table on its owning worker.
-#[derive(Default)]
-struct Bucket {
-    rows: BTreeMap<Key, Row>,
-    file: Option<(String, i64)>,
+/// The current file of a bucket: path relative to the table root, size, rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketFile {
+    /// Path relative to the table root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Number of rows.
+    pub rows: i64,
 }
 
-/// The keyed-table sink: keeps each bucket's rows, rewrites the Parquet file of every bucket
-/// that changed in an epoch, and sends the add/remove actions to the committer.
+/// The bucket a data file of a keyed table belongs to, from its name
+/// (`part-<epoch>-b<bucket>-<uuid>.parquet`).
+pub fn bucket_of_file(path: &str) -> Option<u32> {
+    let name = path.rsplit('/').next()?;
+    let rest = name.strip_prefix("part-")?;
+    let (_, rest) = rest.split_once("-b")?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// The keyed-table sink, merge-on-write: it keeps no rows, only the current file of each of
+/// its buckets. When epoch `e` closes, every bucket with changes in `e` is rewritten: the
+/// rows of its current file whose keys did not change, plus the new rows of the epoch, go to
+/// a new file (the epoch's new rows sorted by key); `Add(new)` + `Remove(old)` go to the
+/// committer. A bucket that becomes empty only gets its `Remove`. Memory is one bucket's
+/// rows at a time plus the epoch's changes, never the table.
+///
+/// `files` are the buckets' current files (from the table's Delta snapshot when resuming);
+/// buckets of other workers are ignored by construction, since no changes arrive for them.
 pub fn table_sink<'scope>(
-    changes: StreamVec<'scope, u64, (Key, Option<Row>)>,
+    changes: StreamVec<'scope, u64, (Key, Option<PackedRow>)>,
     plan: Arc<TablePlan>,
+    files: HashMap<u32, BucketFile>,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
     changes.unary_frontier(
         Pipeline,
         &format!("TableSink({})", plan.name),
         move |_cap, _info| {
-            let mut pending: EpochStash<(Key, Option<Row>)> = EpochStash::new();
-            let mut buckets: HashMap<u32, Bucket> = HashMap::new();
+            let mut pending: EpochStash<(Key, Option<PackedRow>)> = EpochStash::new();
+            let mut files = files;
             move |(input, frontier), output| {
                 pending.stash(input, output.output_index());
                 while let Some((cap, changes)) = pending.pop_complete(frontier) {
                     let epoch = *cap.time();
-                    let mut dirty = std::collections::BTreeSet::new();
                     let (mut upserted, mut deleted) = (0u64, 0u64);
+                    let mut by_bucket: BTreeMap<u32, Vec<(Key, Option<PackedRow>)>> =
+                        BTreeMap::new();
                     for (key, value) in changes {
-                        let b = plan.bucket(&key);
-                        let bucket = buckets.entry(b).or_default();
                         match value {
-                            Some(row) => {
-                                upserted += 1;
-                                if bucket.rows.insert(key, row).is_none() {
-                                    metrics.table_rows.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            None => {
-                                deleted += 1;
-                                if bucket.rows.remove(&key).is_some() {
-                                    metrics.table_rows.fetch_sub(1, Ordering::Relaxed);
-                                }
-                            }
+                            Some(_) => upserted += 1,
+                            None => deleted += 1,
                         }
-                        dirty.insert(b);
+                        by_bucket
+                            .entry(plan.bucket(&key))
+                            .or_default()
+                            .push((key, value));
                     }
                     let mut actions = Vec::new();
-                    for b in dirty {
-                        let bucket = buckets.get_mut(&b).expect("dirty bucket exists");
-                        if let Some((path, size)) = bucket.file.take() {
-                            actions.push(FileAction::Remove { path, size });
-                        }
-                        if !bucket.rows.is_empty() {
-                            let name =
-                                format!("part-{epoch:08}-b{b:05}-{}.parquet", uuid::Uuid::new_v4());
-                            let rows: Vec<&Row> = bucket.rows.values().collect();
-                            match write_parquet(&plan.dir, &name, &plan.stored, &rows) {
-                                Ok(add) => {
-                                    bucket.file = Some((add.path.clone(), add.size));
-                                    actions.push(FileAction::Add(add));
+                    for (b, changes) in by_bucket {
+                        match rewrite_bucket(&plan, epoch, b, files.remove(&b), changes) {
+                            Ok((file, acts, delta)) => {
+                                if let Some(f) = file {
+                                    files.insert(b, f);
                                 }
-                                Err(e) => {
-                                    metrics.fail(format!("table `{}`: {e}", plan.name));
-                                    return;
-                                }
+                                actions.extend(acts);
+                                metrics.table_rows.fetch_add(delta, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                metrics.fail(format!("table `{}`: {e}", plan.name));
+                                return;
                             }
                         }
                     }
@@ -289,6 +317,65 @@ pub fn table_sink<'scope>(
             }
         },
     )
+}
+
+/// Rewrites one bucket for an epoch: returns its new file (if not empty), the file actions
+/// and the change in its row count.
+fn rewrite_bucket(
+    plan: &TablePlan,
+    epoch: u64,
+    bucket: u32,
+    old: Option<BucketFile>,
+    mut changes: Vec<(Key, Option<PackedRow>)>,
+) -> Result<(Option<BucketFile>, Vec<FileAction>, i64), tidewater_connectors::ConnectorError> {
+    changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut actions = Vec::new();
+    let mut parts: Vec<RecordBatch> = Vec::new();
+    let old_rows = old.as_ref().map_or(0, |f| f.rows);
+    if let Some(old) = old {
+        let batch = read_parquet(&plan.dir, &old.path, &plan.stored)?;
+        let changed: HashSet<&[u8]> = changes.iter().map(|(k, _)| k.as_slice()).collect();
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some(!changed.contains(plan.key_of(&batch, i).as_slice())))
+            .collect();
+        let kept = filter_record_batch(&batch, &keep).map_err(|e| parquet_err(plan, e))?;
+        if kept.num_rows() > 0 {
+            parts.push(kept);
+        }
+        actions.push(FileAction::Remove {
+            path: old.path,
+            size: old.size,
+        });
+    }
+    let new_rows: Vec<&PackedRow> = changes.iter().filter_map(|(_, v)| v.as_ref()).collect();
+    if !new_rows.is_empty() {
+        parts.push(packed_record_batch(&plan.stored, &new_rows)?);
+    }
+    let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
+    if rows == 0 {
+        return Ok((None, actions, -old_rows));
+    }
+    let batch = if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        concat_batches(&parts[0].schema(), &parts).map_err(|e| parquet_err(plan, e))?
+    };
+    let name = format!("part-{epoch:08}-b{bucket:05}-{}.parquet", uuid::Uuid::new_v4());
+    let add = write_batch(&plan.dir, &name, &plan.stored, &batch)?;
+    let file = BucketFile {
+        path: add.path.clone(),
+        size: add.size,
+        rows: add.num_records,
+    };
+    actions.push(FileAction::Add(add));
+    Ok((Some(file), actions, rows as i64 - old_rows))
+}
+
+fn parquet_err(plan: &TablePlan, e: impl std::fmt::Display) -> tidewater_connectors::ConnectorError {
+    tidewater_connectors::ConnectorError::Parquet {
+        path: plan.dir.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The quarantine sink: one Parquet file per worker per epoch with that epoch's bad records.

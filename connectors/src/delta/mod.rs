@@ -10,5 +10,6 @@ pub use committer::{
     FileAction,
 };
 pub use parquet::{
-    arrow_schema, delta_fields, stats_json, to_record_batch, write_parquet, AddFile,
+    arrow_schema, batch_stats, datum_at, delta_fields, packed_record_batch, read_parquet,
+    to_record_batch, write_batch, write_parquet, AddFile,
 };

@@ -5,19 +5,24 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, Int8Builder, RecordBatch, StringBuilder,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Decimal128Array,
+    Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int16Array,
+    Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, Int8Array, Int8Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
+use deltalake::arrow::compute::concat_batches;
+use deltalake::arrow::compute::kernels::aggregate::{max, min};
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
 use deltalake::kernel::{DataType as DeltaType, StructField};
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::types::{Column, ColumnType, Datum, Row};
+use crate::types::{Column, ColumnType, Datum, DatumRef, PackedRow, Row};
 use crate::ConnectorError;
 
 /// A data file written for a table, not yet committed: what the committer needs for its
@@ -88,105 +93,196 @@ pub fn arrow_schema(columns: &[Column]) -> Arc<ArrowSchema> {
     ))
 }
 
-macro_rules! build_column {
-    ($builder:expr, $rows:expr, $i:expr, $pat:pat => $val:expr) => {{
-        let mut b = $builder;
-        for row in $rows {
-            match &row[$i] {
-                $pat => b.append_value($val),
-                _ => b.append_null(),
-            }
-        }
-        Arc::new(b.finish()) as ArrayRef
-    }};
+/// One column being built from datums.
+enum ColBuilder {
+    Int8(Int8Builder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Utf8(StringBuilder),
+    Binary(BinaryBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Decimal(Decimal128Builder),
 }
 
-/// Builds a record batch from rows (each row holds one datum per column, in order).
-/// A datum of a variant that does not fit its column type is written as NULL; the parsers
-/// guarantee this never happens for accepted records.
-pub fn to_record_batch(columns: &[Column], rows: &[&Row]) -> Result<RecordBatch, ConnectorError> {
-    let n = rows.len();
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
-    for (i, col) in columns.iter().enumerate() {
-        let it = rows.iter();
-        let array = match col.ty {
-            ColumnType::Int8 => {
-                build_column!(Int8Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i8)
-            }
-            ColumnType::Int16 => {
-                build_column!(Int16Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i16)
-            }
-            ColumnType::Int32 => {
-                build_column!(Int32Builder::with_capacity(n), it, i, Datum::Int(v) => *v as i32)
-            }
-            ColumnType::Int64 => {
-                build_column!(Int64Builder::with_capacity(n), it, i, Datum::Int(v) => *v)
-            }
-            ColumnType::Float32 => {
-                build_column!(Float32Builder::with_capacity(n), it, i, Datum::Float(v) => *v as f32)
-            }
-            ColumnType::Float64 => {
-                build_column!(Float64Builder::with_capacity(n), it, i, Datum::Float(v) => *v)
-            }
-            ColumnType::Boolean => {
-                build_column!(BooleanBuilder::with_capacity(n), it, i, Datum::Bool(v) => *v)
-            }
-            ColumnType::String => {
-                build_column!(StringBuilder::with_capacity(n, n * 16), it, i, Datum::Str(v) => v.as_str())
-            }
-            ColumnType::Bytes => {
-                build_column!(BinaryBuilder::with_capacity(n, n * 16), it, i, Datum::Bytes(v) => v.as_slice())
-            }
-            ColumnType::Timestamp => {
-                let b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-                build_column!(b, it, i, Datum::Timestamp(v) => *v)
-            }
-            ColumnType::Decimal { precision, scale } => {
-                let b = Decimal128Builder::with_capacity(n)
+impl ColBuilder {
+    fn new(col: &Column, n: usize) -> Result<ColBuilder, ConnectorError> {
+        Ok(match col.ty {
+            ColumnType::Int8 => ColBuilder::Int8(Int8Builder::with_capacity(n)),
+            ColumnType::Int16 => ColBuilder::Int16(Int16Builder::with_capacity(n)),
+            ColumnType::Int32 => ColBuilder::Int32(Int32Builder::with_capacity(n)),
+            ColumnType::Int64 => ColBuilder::Int64(Int64Builder::with_capacity(n)),
+            ColumnType::Float32 => ColBuilder::Float32(Float32Builder::with_capacity(n)),
+            ColumnType::Float64 => ColBuilder::Float64(Float64Builder::with_capacity(n)),
+            ColumnType::Boolean => ColBuilder::Boolean(BooleanBuilder::with_capacity(n)),
+            ColumnType::String => ColBuilder::Utf8(StringBuilder::with_capacity(n, n * 16)),
+            ColumnType::Bytes => ColBuilder::Binary(BinaryBuilder::with_capacity(n, n * 16)),
+            ColumnType::Timestamp => ColBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            ),
+            ColumnType::Decimal { precision, scale } => ColBuilder::Decimal(
+                Decimal128Builder::with_capacity(n)
                     .with_precision_and_scale(precision, scale)
                     .map_err(|e| ConnectorError::Parquet {
                         path: col.name.clone(),
                         message: e.to_string(),
-                    })?;
-                build_column!(b, it, i, Datum::Decimal(v) => *v)
-            }
-        };
-        arrays.push(array);
+                    })?,
+            ),
+        })
     }
+
+    /// Appends a datum; a variant that does not fit the column type is written as NULL (the
+    /// parsers guarantee this never happens for accepted records).
+    fn append(&mut self, d: DatumRef<'_>) {
+        use DatumRef as D;
+        match (self, d) {
+            (ColBuilder::Int8(b), D::Int(v)) => b.append_value(v as i8),
+            (ColBuilder::Int16(b), D::Int(v)) => b.append_value(v as i16),
+            (ColBuilder::Int32(b), D::Int(v)) => b.append_value(v as i32),
+            (ColBuilder::Int64(b), D::Int(v)) => b.append_value(v),
+            (ColBuilder::Float32(b), D::Float(v)) => b.append_value(v as f32),
+            (ColBuilder::Float64(b), D::Float(v)) => b.append_value(v),
+            (ColBuilder::Boolean(b), D::Bool(v)) => b.append_value(v),
+            (ColBuilder::Utf8(b), D::Str(v)) => b.append_value(v),
+            (ColBuilder::Binary(b), D::Bytes(v)) => b.append_value(v),
+            (ColBuilder::Timestamp(b), D::Timestamp(v)) => b.append_value(v),
+            (ColBuilder::Decimal(b), D::Decimal(v)) => b.append_value(v),
+            (ColBuilder::Int8(b), _) => b.append_null(),
+            (ColBuilder::Int16(b), _) => b.append_null(),
+            (ColBuilder::Int32(b), _) => b.append_null(),
+            (ColBuilder::Int64(b), _) => b.append_null(),
+            (ColBuilder::Float32(b), _) => b.append_null(),
+            (ColBuilder::Float64(b), _) => b.append_null(),
+            (ColBuilder::Boolean(b), _) => b.append_null(),
+            (ColBuilder::Utf8(b), _) => b.append_null(),
+            (ColBuilder::Binary(b), _) => b.append_null(),
+            (ColBuilder::Timestamp(b), _) => b.append_null(),
+            (ColBuilder::Decimal(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColBuilder::Int8(mut b) => Arc::new(b.finish()),
+            ColBuilder::Int16(mut b) => Arc::new(b.finish()),
+            ColBuilder::Int32(mut b) => Arc::new(b.finish()),
+            ColBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColBuilder::Float32(mut b) => Arc::new(b.finish()),
+            ColBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColBuilder::Boolean(mut b) => Arc::new(b.finish()),
+            ColBuilder::Utf8(mut b) => Arc::new(b.finish()),
+            ColBuilder::Binary(mut b) => Arc::new(b.finish()),
+            ColBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            ColBuilder::Decimal(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Builds a record batch from rows given as datum iterators (one datum per column, in order;
+/// missing trailing datums are NULL).
+fn build_batch<'a, I>(
+    columns: &[Column],
+    n: usize,
+    rows: impl Iterator<Item = I>,
+) -> Result<RecordBatch, ConnectorError>
+where
+    I: Iterator<Item = DatumRef<'a>>,
+{
+    let mut builders = columns
+        .iter()
+        .map(|c| ColBuilder::new(c, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    for row in rows {
+        let mut row = row;
+        for b in builders.iter_mut() {
+            b.append(row.next().unwrap_or(DatumRef::Null));
+        }
+    }
+    let arrays = builders.into_iter().map(ColBuilder::finish).collect();
     RecordBatch::try_new(arrow_schema(columns), arrays).map_err(|e| ConnectorError::Parquet {
         path: "<batch>".into(),
         message: e.to_string(),
     })
 }
 
-/// Delta statistics for rows: `numRecords`, `nullCount` per column, and `minValues` /
+/// Builds a record batch from rows (each row holds one datum per column, in order).
+pub fn to_record_batch(columns: &[Column], rows: &[&Row]) -> Result<RecordBatch, ConnectorError> {
+    build_batch(
+        columns,
+        rows.len(),
+        rows.iter().map(|r| r.iter().map(Datum::as_ref)),
+    )
+}
+
+/// Builds a record batch from packed rows (each packs one datum per column, in order).
+pub fn packed_record_batch(
+    columns: &[Column],
+    rows: &[&PackedRow],
+) -> Result<RecordBatch, ConnectorError> {
+    build_batch(columns, rows.len(), rows.iter().map(|r| r.iter()))
+}
+
+/// The datum at row `i` of an Arrow column of type `ty` (as the parsers would have produced
+/// it, so that keys read back from a file encode exactly like keys of parsed records).
+pub fn datum_at(array: &dyn Array, ty: ColumnType, i: usize) -> Datum {
+    if array.is_null(i) {
+        return Datum::Null;
+    }
+    macro_rules! get {
+        ($t:ty) => {
+            array.as_any().downcast_ref::<$t>().map(|a| a.value(i))
+        };
+    }
+    let d = match ty {
+        ColumnType::Int8 => get!(Int8Array).map(|v| Datum::Int(v as i64)),
+        ColumnType::Int16 => get!(Int16Array).map(|v| Datum::Int(v as i64)),
+        ColumnType::Int32 => get!(Int32Array).map(|v| Datum::Int(v as i64)),
+        ColumnType::Int64 => get!(Int64Array).map(Datum::Int),
+        ColumnType::Float32 => get!(Float32Array).map(|v| Datum::Float(v as f64)),
+        ColumnType::Float64 => get!(Float64Array).map(Datum::Float),
+        ColumnType::Boolean => get!(BooleanArray).map(Datum::Bool),
+        ColumnType::String => get!(StringArray).map(|v| Datum::Str(v.to_string())),
+        ColumnType::Bytes => get!(BinaryArray).map(|v| Datum::Bytes(v.to_vec())),
+        ColumnType::Timestamp => get!(TimestampMicrosecondArray).map(Datum::Timestamp),
+        ColumnType::Decimal { .. } => get!(Decimal128Array).map(Datum::Decimal),
+    };
+    d.unwrap_or(Datum::Null)
+}
+
+/// Delta statistics of a batch: `numRecords`, `nullCount` per column, and `minValues` /
 /// `maxValues` for integer columns.
-pub fn stats_json(columns: &[Column], rows: &[&Row]) -> String {
+pub fn batch_stats(columns: &[Column], batch: &RecordBatch) -> String {
     let mut nulls = Map::new();
     let mut mins = Map::new();
     let mut maxs = Map::new();
     for (i, col) in columns.iter().enumerate() {
-        let mut null_count = 0u64;
-        let mut min: Option<i64> = None;
-        let mut max: Option<i64> = None;
-        for row in rows {
-            match &row[i] {
-                Datum::Null => null_count += 1,
-                Datum::Int(v) if col.ty.is_integer() => {
-                    min = Some(min.map_or(*v, |m| m.min(*v)));
-                    max = Some(max.map_or(*v, |m| m.max(*v)));
-                }
-                _ => {}
-            }
+        let array = batch.column(i);
+        nulls.insert(col.name.clone(), json!(array.null_count()));
+        macro_rules! min_max {
+            ($t:ty) => {
+                array
+                    .as_any()
+                    .downcast_ref::<$t>()
+                    .and_then(|a| Some((min(a)? as i64, max(a)? as i64)))
+            };
         }
-        nulls.insert(col.name.clone(), json!(null_count));
-        if let (Some(lo), Some(hi)) = (min, max) {
+        let range = match col.ty {
+            ColumnType::Int8 => min_max!(Int8Array),
+            ColumnType::Int16 => min_max!(Int16Array),
+            ColumnType::Int32 => min_max!(Int32Array),
+            ColumnType::Int64 => min_max!(Int64Array),
+            _ => None,
+        };
+        if let Some((lo, hi)) = range {
             mins.insert(col.name.clone(), json!(lo));
             maxs.insert(col.name.clone(), json!(hi));
         }
     }
     let mut stats = Map::new();
-    stats.insert("numRecords".into(), json!(rows.len()));
+    stats.insert("numRecords".into(), json!(batch.num_rows()));
     stats.insert("minValues".into(), Value::Object(mins));
     stats.insert("maxValues".into(), Value::Object(maxs));
     stats.insert("nullCount".into(), Value::Object(nulls));
@@ -194,13 +290,23 @@ pub fn stats_json(columns: &[Column], rows: &[&Row]) -> String {
 }
 
 /// Writes `rows` as one Parquet file `table_dir/name` and describes it for the committer.
-/// The file is written under a temporary name and renamed, so a crash never leaves a
-/// half-written file under a name the log could reference.
 pub fn write_parquet(
     table_dir: &Path,
     name: &str,
     columns: &[Column],
     rows: &[&Row],
+) -> Result<AddFile, ConnectorError> {
+    write_batch(table_dir, name, columns, &to_record_batch(columns, rows)?)
+}
+
+/// Writes a batch as one Parquet file `table_dir/name` and describes it for the committer.
+/// The file is written under a temporary name and renamed, so a crash never leaves a
+/// half-written file under a name the log could reference.
+pub fn write_batch(
+    table_dir: &Path,
+    name: &str,
+    columns: &[Column],
+    batch: &RecordBatch,
 ) -> Result<AddFile, ConnectorError> {
     let path = table_dir.join(name);
     let tmp = table_dir.join(format!(".{name}.tmp"));
@@ -209,14 +315,13 @@ pub fn write_parquet(
         message: e.to_string(),
     };
     std::fs::create_dir_all(table_dir).map_err(|e| ConnectorError::io(table_dir.display(), e))?;
-    let batch = to_record_batch(columns, rows)?;
     let file = File::create(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
     let mut writer =
         ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| perr(&e))?;
-    writer.write(&batch).map_err(|e| perr(&e))?;
+    writer.write(batch).map_err(|e| perr(&e))?;
     writer.close().map_err(|e| perr(&e))?;
     std::fs::rename(&tmp, &path).map_err(|e| ConnectorError::io(path.display(), e))?;
     let size = std::fs::metadata(&path)
@@ -225,15 +330,43 @@ pub fn write_parquet(
     Ok(AddFile {
         path: name.to_string(),
         size,
-        num_records: rows.len() as i64,
-        stats: stats_json(columns, rows),
+        num_records: batch.num_rows() as i64,
+        stats: batch_stats(columns, batch),
     })
+}
+
+/// Reads a Parquet data file of a table back as one batch with the table's columns.
+pub fn read_parquet(
+    table_dir: &Path,
+    name: &str,
+    columns: &[Column],
+) -> Result<RecordBatch, ConnectorError> {
+    let path = table_dir.join(name);
+    let perr = |e: &dyn std::fmt::Display| ConnectorError::Parquet {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = File::open(&path).map_err(|e| ConnectorError::io(path.display(), e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| perr(&e))?
+        .with_batch_size(1 << 20)
+        .build()
+        .map_err(|e| perr(&e))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| perr(&e))?;
+    let schema = arrow_schema(columns);
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| perr(&e))?;
+    concat_batches(&schema, &batches).map_err(|e| perr(&e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]
     fn writes_a_readable_file_with_stats() {
@@ -285,5 +418,82 @@ mod tests {
             &ArrowType::Decimal128(10, 2)
         );
         assert!(!dir.path().join(".f.parquet.tmp").exists());
+    }
+
+    #[test]
+    fn packed_rows_write_and_read_back_with_the_same_datums() {
+        let dir = tempfile::tempdir().unwrap();
+        let columns = vec![
+            Column {
+                name: "k".into(),
+                ty: ColumnType::Int32,
+            },
+            Column {
+                name: "s".into(),
+                ty: ColumnType::String,
+            },
+            Column {
+                name: "f".into(),
+                ty: ColumnType::Float32,
+            },
+            Column {
+                name: "d".into(),
+                ty: ColumnType::Decimal {
+                    precision: 12,
+                    scale: 3,
+                },
+            },
+            Column {
+                name: "t".into(),
+                ty: ColumnType::Timestamp,
+            },
+            Column {
+                name: "b".into(),
+                ty: ColumnType::Bytes,
+            },
+            Column {
+                name: "x".into(),
+                ty: ColumnType::Boolean,
+            },
+        ];
+        let rows = vec![
+            vec![
+                Datum::Int(7),
+                Datum::Str("ä".into()),
+                Datum::Float(0.5),
+                Datum::Decimal(-5),
+                Datum::Timestamp(3),
+                Datum::Bytes(vec![1]),
+                Datum::Bool(false),
+            ],
+            vec![
+                Datum::Int(-1),
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+            ],
+        ];
+        let packed: Vec<PackedRow> = rows.iter().map(PackedRow::pack).collect();
+        let refs: Vec<&PackedRow> = packed.iter().collect();
+        let batch = packed_record_batch(&columns, &refs).unwrap();
+        let add = write_batch(dir.path(), "p.parquet", &columns, &batch).unwrap();
+        assert_eq!(add.num_records, 2);
+        let stats: Value = serde_json::from_str(&add.stats).unwrap();
+        assert_eq!(stats["minValues"]["k"], json!(-1));
+        assert_eq!(stats["maxValues"]["k"], json!(7));
+        assert_eq!(stats["nullCount"]["s"], json!(1));
+        let back = read_parquet(dir.path(), "p.parquet", &columns).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, col) in columns.iter().enumerate() {
+                assert_eq!(
+                    datum_at(back.column(c).as_ref(), col.ty, r),
+                    row[c],
+                    "row {r} col {c}"
+                );
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -33,11 +34,29 @@ pub struct FileBlock {
 impl FileBlock {
     /// Reads the block's bytes into `buf` (replacing its contents).
     pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), ConnectorError> {
-        let file = File::open(&self.path).map_err(|e| ConnectorError::io(&self.path, e))?;
+        let mut file = File::open(&self.path).map_err(|e| ConnectorError::io(&self.path, e))?;
+        let len = self.end - self.start;
         buf.clear();
-        buf.resize((self.end - self.start) as usize, 0);
-        file.read_exact_at(buf, self.start)
-            .map_err(|e| ConnectorError::io(&self.path, e))
+        buf.reserve(len as usize);
+        // `read_to_end` reads into the spare capacity without zeroing it first.
+        file.seek(SeekFrom::Start(self.start))
+            .and_then(|_| (&mut file).take(len).read_to_end(buf))
+            .map_err(|e| ConnectorError::io(&self.path, e))?;
+        if buf.len() as u64 != len {
+            return Err(ConnectorError::io(
+                &self.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "expected bytes {}..{}, the file ends at {}",
+                        self.start,
+                        self.end,
+                        self.start + buf.len() as u64
+                    ),
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
