@@ -60,7 +60,8 @@ pub struct Block {
 /// committer. Both live on worker 0, so this is shared in-thread state, never across workers.
 pub type SharedPositions = Rc<RefCell<BTreeMap<u64, BTreeMap<String, Value>>>>;
 
-/// The input of one source as the cutter sees it.
+/// The input of one source as the cutter sees it (one per source: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Files(Box<FileCutter>),
     Generator {
@@ -374,7 +375,8 @@ pub fn parse<'scope>(
                     };
                     n += 1;
                     match parser.parse(line) {
-                        Ok(Parsed::Record { op, row }) => match plan.change(op, &row, &mut scratch) {
+                        Ok(Parsed::Record { op, row }) => match plan.change(op, &row, &mut scratch)
+                        {
                             Ok(change) => session.give(Ok(change)),
                             Err(reason) => {
                                 session.give(Err(plan.quarantine(position(), line, reason)))

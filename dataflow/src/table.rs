@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use deltalake::arrow::array::{BooleanArray, RecordBatch};
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
+use serde::{Deserialize, Serialize};
 use tidewater_connectors::delta::{
     datum_at, packed_record_batch, read_parquet, write_batch, write_parquet, FileAction,
 };
@@ -124,7 +124,12 @@ impl TablePlan {
         }
         let key_stored = key_idx
             .iter()
-            .map(|k| stored_idx.iter().position(|i| i == k).expect("keys are stored"))
+            .map(|k| {
+                stored_idx
+                    .iter()
+                    .position(|i| i == k)
+                    .expect("keys are stored")
+            })
             .collect();
         let stored = stored_idx
             .iter()
@@ -360,7 +365,10 @@ fn rewrite_bucket(
     } else {
         concat_batches(&parts[0].schema(), &parts).map_err(|e| parquet_err(plan, e))?
     };
-    let name = format!("part-{epoch:08}-b{bucket:05}-{}.parquet", uuid::Uuid::new_v4());
+    let name = format!(
+        "part-{epoch:08}-b{bucket:05}-{}.parquet",
+        uuid::Uuid::new_v4()
+    );
     let add = write_batch(&plan.dir, &name, &plan.stored, &batch)?;
     let file = BucketFile {
         path: add.path.clone(),
@@ -371,7 +379,10 @@ fn rewrite_bucket(
     Ok((Some(file), actions, rows as i64 - old_rows))
 }
 
-fn parquet_err(plan: &TablePlan, e: impl std::fmt::Display) -> tidewater_connectors::ConnectorError {
+fn parquet_err(
+    plan: &TablePlan,
+    e: impl std::fmt::Display,
+) -> tidewater_connectors::ConnectorError {
     tidewater_connectors::ConnectorError::Parquet {
         path: plan.dir.display().to_string(),
         message: e.to_string(),

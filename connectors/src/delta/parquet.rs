@@ -456,7 +456,7 @@ mod tests {
                 ty: ColumnType::Boolean,
             },
         ];
-        let rows = vec![
+        let rows = [
             vec![
                 Datum::Int(7),
                 Datum::Str("ä".into()),
