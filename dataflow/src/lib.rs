@@ -7,6 +7,7 @@
 pub mod commit;
 pub mod config;
 pub mod error;
+pub mod key;
 pub mod metrics;
 pub mod run;
 pub mod source;
@@ -21,8 +22,7 @@ pub use config::PipelineConfig;
 pub use error::TidewaterError;
 pub use run::{run, RunOptions, RunSummary};
 
-/// A key: the canonical encoding of the key columns' datums (equal keys, equal bytes).
-pub type Key = Vec<u8>;
+pub use key::Key;
 
 /// A sequence value, totally ordered (see [`Datum::total_cmp`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]

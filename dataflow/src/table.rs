@@ -152,7 +152,7 @@ impl TablePlan {
 
     /// The bucket of a key.
     pub fn bucket(&self, key: &Key) -> u32 {
-        (xxh3_64(key) % self.buckets as u64) as u32
+        (xxh3_64(key.as_slice()) % self.buckets as u64) as u32
     }
 
     /// Turns a parsed record into a change, or names why it cannot be applied. The stored
@@ -164,14 +164,15 @@ impl TablePlan {
         row: &Row,
         buf: &mut Vec<u8>,
     ) -> Result<Change<Key, Seq, PackedRow>, String> {
-        let mut key = Vec::with_capacity(16);
+        buf.clear();
         for (i, name) in self.key_idx.iter().zip(&self.key_names) {
             let d = &row[*i];
             if d.is_null() {
                 return Err(format!("key column `{name}` is null or missing"));
             }
-            d.encode_key(&mut key);
+            d.encode_key(buf);
         }
+        let key = Key::from_slice(buf);
         let seq = &row[self.seq_idx];
         if seq.is_null() {
             return Err(format!(
@@ -207,7 +208,7 @@ impl TablePlan {
         for c in &self.key_stored {
             datum_at(batch.column(*c).as_ref(), self.stored[*c].ty, i).encode_key(&mut key);
         }
-        key
+        Key::from_slice(&key)
     }
 
     /// A quarantine row for a bad record of this table.
@@ -339,9 +340,9 @@ fn rewrite_bucket(
     let old_rows = old.as_ref().map_or(0, |f| f.rows);
     if let Some(old) = old {
         let batch = read_parquet(&plan.dir, &old.path, &plan.stored)?;
-        let changed: HashSet<&[u8]> = changes.iter().map(|(k, _)| k.as_slice()).collect();
+        let changed: HashSet<&Key> = changes.iter().map(|(k, _)| k).collect();
         let keep: BooleanArray = (0..batch.num_rows())
-            .map(|i| Some(!changed.contains(plan.key_of(&batch, i).as_slice())))
+            .map(|i| Some(!changed.contains(&plan.key_of(&batch, i))))
             .collect();
         let kept = filter_record_batch(&batch, &keep).map_err(|e| parquet_err(plan, e))?;
         if kept.num_rows() > 0 {

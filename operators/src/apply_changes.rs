@@ -35,6 +35,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+
+use ahash::RandomState;
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +85,7 @@ impl<S: Ord> KeyState<S> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApplyState<K: Eq + Hash, S> {
     /// Per key: winning sequence, tombstone flag, fingerprint.
-    pub keys: HashMap<K, KeyState<S>>,
+    pub keys: HashMap<K, KeyState<S>, RandomState>,
     /// Tombstones in the order they were created: `(epoch, key)`.
     pub tombstones: VecDeque<(u64, K)>,
 }
@@ -91,7 +93,7 @@ pub struct ApplyState<K: Eq + Hash, S> {
 impl<K: Eq + Hash, S> Default for ApplyState<K, S> {
     fn default() -> Self {
         ApplyState {
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             tombstones: VecDeque::new(),
         }
     }
@@ -101,37 +103,36 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
     /// Applies one change at epoch `epoch`; returns whether it changed the key's visible state
     /// (in which case the caller records the change's value as the key's new value).
     pub fn apply(&mut self, epoch: u64, key: &K, seq: &S, fingerprint: u64, delete: bool) -> bool {
-        match self.keys.entry(key.clone()) {
-            Entry::Occupied(mut e) => {
-                let st = e.get_mut();
-                if !st.is_beaten_by(seq, delete, fingerprint) {
-                    return false;
-                }
-                let was_deleted = st.deleted;
-                st.seq = seq.clone();
-                st.fingerprint = fingerprint;
-                st.deleted = delete;
-                if delete {
-                    st.deleted_at = epoch;
-                    self.tombstones.push_back((epoch, key.clone()));
-                }
-                // A delete of a tombstone changes nothing visible.
-                !(was_deleted && delete)
+        // Look up first and clone the key only for a new key (most changes hit known keys).
+        if let Some(st) = self.keys.get_mut(key) {
+            if !st.is_beaten_by(seq, delete, fingerprint) {
+                return false;
             }
-            Entry::Vacant(e) => {
-                e.insert(KeyState {
-                    seq: seq.clone(),
-                    deleted: delete,
-                    fingerprint,
-                    deleted_at: epoch,
-                });
-                if delete {
-                    self.tombstones.push_back((epoch, key.clone()));
-                }
-                // A delete of an unknown key only leaves a tombstone.
-                !delete
+            let was_deleted = st.deleted;
+            st.seq = seq.clone();
+            st.fingerprint = fingerprint;
+            st.deleted = delete;
+            if delete {
+                st.deleted_at = epoch;
+                self.tombstones.push_back((epoch, key.clone()));
             }
+            // A delete of a tombstone changes nothing visible.
+            return !(was_deleted && delete);
         }
+        self.keys.insert(
+            key.clone(),
+            KeyState {
+                seq: seq.clone(),
+                deleted: delete,
+                fingerprint,
+                deleted_at: epoch,
+            },
+        );
+        if delete {
+            self.tombstones.push_back((epoch, key.clone()));
+        }
+        // A delete of an unknown key only leaves a tombstone.
+        !delete
     }
 
     /// Forgets tombstones created at or before `epoch - retention`.
@@ -220,7 +221,7 @@ where
             // Epochs not yet closed: capability, changes not yet applied, and (for the
             // epochs already being applied) the changed keys with their new values.
             let mut pending: EpochStash<Change<K, S, V>> = EpochStash::new();
-            let mut dirty: HashMap<K, Option<V>> = HashMap::new();
+            let mut dirty: HashMap<K, Option<V>, RandomState> = HashMap::default();
 
             move |(input, frontier), output| {
                 pending.stash(input, output.output_index());
