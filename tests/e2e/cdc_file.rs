@@ -1,5 +1,5 @@
 //! A generated CDC file through `tidewater run --exit-when-idle` at 1 and 4 workers and as a
-//! 2-process cluster: the Delta table equals the reference model, read by pyarrow and delta-rs.
+//! 2-process cluster (1 and 2 workers each): the Delta table equals the reference model, read by pyarrow and delta-rs.
 
 use tidewater_connectors::generator::{reference_apply_file, write_file, BankGenConfig};
 use tidewater_e2e::python_reader::{py_read_log, py_read_table};
@@ -117,6 +117,18 @@ fn two_process_cluster() {
         "2",
         "--workers",
         "1",
+        "--exit-when-idle",
+    ]);
+}
+
+#[test]
+fn two_processes_of_two_workers() {
+    check_run(&[
+        "cluster",
+        "--processes",
+        "2",
+        "--workers",
+        "2",
         "--exit-when-idle",
     ]);
 }
