@@ -375,13 +375,15 @@ pub fn parse<'scope>(
                     };
                     n += 1;
                     match parser.parse(line) {
-                        Ok(Parsed::Record { op, row }) => match plan.change(op, &row, &mut scratch)
-                        {
-                            Ok(change) => session.give(Ok(change)),
-                            Err(reason) => {
-                                session.give(Err(plan.quarantine(position(), line, reason)))
+                        Ok(Parsed::Record { op, row }) => {
+                            match plan.change(op, &row, &mut scratch) {
+                                Ok(change) => session.give(Ok(change)),
+                                Err(reason) => {
+                                    session.give(Err(plan.quarantine(position(), line, reason)))
+                                }
                             }
-                        },
+                            parser.recycle(row);
+                        }
                         Ok(Parsed::Skip) => {}
                         Err(bad) => {
                             session.give(Err(plan.quarantine(position(), line, bad.reason)))

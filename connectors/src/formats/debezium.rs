@@ -156,6 +156,8 @@ pub struct DebeziumParser {
     schema: Arc<Schema>,
     cols: Cols,
     block_cache: Option<BlockCache>,
+    /// A row to parse the next record into (see [`DebeziumParser::recycle`]).
+    spare: Option<Row>,
 }
 
 impl DebeziumParser {
@@ -227,6 +229,15 @@ impl DebeziumParser {
             cols: Cols::new(&schema),
             schema,
             block_cache: None,
+            spare: None,
+        }
+    }
+
+    /// Hands back the row of a parsed record once it has been used: the next record is
+    /// parsed into it, reusing its string buffers (saves an allocation per string cell).
+    pub fn recycle(&mut self, row: Row) {
+        if row.len() == self.cols.width {
+            self.spare = Some(row);
         }
     }
 
@@ -241,7 +252,7 @@ impl DebeziumParser {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Parsed::Skip);
         }
-        match fast::parse(&self.cols, &mut self.block_cache, line) {
+        match fast::parse(&self.cols, &mut self.block_cache, line, self.spare.take()) {
             Some(parsed) => Ok(parsed),
             None => self.parse_reference(line),
         }
@@ -422,6 +433,8 @@ struct Run<'c, 'de> {
     before: Side<'de>,
     after: Side<'de>,
     row: Vec<Datum>,
+    /// (Fast path only) a recycled row to parse the image into.
+    spare: Option<Row>,
     row_err: Option<String>,
     source: SourceMeta,
     ts_ms: Option<i64>,
@@ -447,6 +460,7 @@ impl<'c, 'de> Run<'c, 'de> {
             before: Side::Missing,
             after: Side::Missing,
             row: Vec::new(),
+            spare: None,
             row_err: None,
             source: SourceMeta::default(),
             ts_ms: None,
@@ -556,14 +570,23 @@ impl<'c, 'de> Run<'c, 'de> {
         }
         let mut row = std::mem::take(&mut self.row);
         let tx = self.tx_id.take().or_else(|| self.source.tx_id.take());
+        // `__op`, reusing the string of a recycled row.
+        if let Some(slot) = self.cols.meta[0].and_then(|p| row.get_mut(p)) {
+            match slot {
+                Datum::Str(s) => {
+                    s.clear();
+                    s.push_str(op.letter());
+                }
+                slot => *slot = Datum::Str(op.letter().to_string()),
+            }
+        }
         let meta = [
-            Datum::Str(op.letter().to_string()),
             self.source.lsn.map_or(Datum::Null, Datum::Int),
             self.source.ts_ms.map_or(Datum::Null, Datum::Int),
             self.ts_ms.map_or(Datum::Null, Datum::Int),
             tx.map_or(Datum::Null, Datum::Str),
         ];
-        for (pos, value) in self.cols.meta.iter().zip(meta) {
+        for (pos, value) in self.cols.meta[1..].iter().zip(meta) {
             if let Some(slot) = pos.and_then(|p| row.get_mut(p)) {
                 *slot = value;
             }

@@ -338,7 +338,12 @@ impl<'a> Cur<'a> {
     }
 
     /// A `before`/`after` image: `Some(None)` for null.
-    fn row(&mut self, cols: &Cols, modes: Option<&[ColMode]>) -> Option<Option<Row>> {
+    fn row(
+        &mut self,
+        cols: &Cols,
+        modes: Option<&[ColMode]>,
+        spare: Option<Row>,
+    ) -> Option<Option<Row>> {
         self.ws();
         match self.peek()? {
             b'n' => {
@@ -348,23 +353,49 @@ impl<'a> Cur<'a> {
             b'{' => self.i += 1,
             _ => return None,
         }
-        let mut row = vec![Datum::Null; cols.width];
+        let data = cols.names.len();
+        // Reuse a recycled row (and its string buffers) when the columns fit the bit set.
+        let mut row = match spare {
+            Some(r) if r.len() == cols.width && data <= 128 => r,
+            _ => vec![Datum::Null; cols.width],
+        };
+        let mut seen = 0u128;
         self.ws();
         if self.peek()? == b'}' {
             self.i += 1;
-            return Some(Some(row));
-        }
-        let mut hint = 0;
-        loop {
-            let key = self.key()?;
-            let i = cols.find(key, hint)?;
-            hint = i + 1;
-            let mode = modes.and_then(|m| m.get(i).copied()).unwrap_or_default();
-            *row.get_mut(i)? = self.value(*cols.types.get(i)?, mode)?;
-            if !self.next_member(b'}')? {
-                return Some(Some(row));
+        } else {
+            let mut hint = 0;
+            loop {
+                let key = self.key()?;
+                let i = cols.find(key, hint)?;
+                hint = i + 1;
+                let mode = modes.and_then(|m| m.get(i).copied()).unwrap_or_default();
+                let ty = *cols.types.get(i)?;
+                let slot = row.get_mut(i)?;
+                self.ws();
+                match (ty, &mut *slot) {
+                    (ColumnType::String, Datum::Str(buf)) if self.peek()? == b'"' => {
+                        let v = self.string_value()?;
+                        buf.clear();
+                        buf.push_str(&v);
+                    }
+                    _ => *slot = self.value(ty, mode)?,
+                }
+                if i < 128 {
+                    seen |= 1 << i;
+                }
+                if !self.next_member(b'}')? {
+                    break;
+                }
             }
         }
+        // Columns absent from this image are NULL (a recycled row may hold old values).
+        for (i, d) in row.iter_mut().enumerate().take(data) {
+            if seen & (1 << i) == 0 && !d.is_null() {
+                *d = Datum::Null;
+            }
+        }
+        Some(Some(row))
     }
 
     /// `payload.source` (null or an object).
@@ -476,7 +507,7 @@ impl<'a> Cur<'a> {
                 b"before" => {
                     run.before = match run.op {
                         OpState::Known(Op::Delete) => {
-                            let row = self.row(run.cols, run.modes.as_deref())?;
+                            let row = self.row(run.cols, run.modes.as_deref(), run.spare.take())?;
                             run.store_row(row.map(|r| (r, None)))
                         }
                         OpState::Known(_) => {
@@ -496,7 +527,7 @@ impl<'a> Cur<'a> {
                             Side::Skipped
                         }
                         _ => {
-                            let row = self.row(run.cols, run.modes.as_deref())?;
+                            let row = self.row(run.cols, run.modes.as_deref(), run.spare.take())?;
                             run.store_row(row.map(|r| (r, None)))
                         }
                     };
@@ -555,20 +586,27 @@ impl<'a> Cur<'a> {
 }
 
 /// Parses a well-formed line that yields a record or a skip; `None` for anything else.
-pub(super) fn parse(cols: &Cols, cache: &mut Option<BlockCache>, line: &[u8]) -> Option<Parsed> {
+/// `spare` is a row of an earlier record to reuse (see `DebeziumParser::recycle`).
+pub(super) fn parse(
+    cols: &Cols,
+    cache: &mut Option<BlockCache>,
+    line: &[u8],
+    spare: Option<Row>,
+) -> Option<Parsed> {
     let s = std::str::from_utf8(line).ok()?;
     let mut c = Cur::new(s);
     if !c.open_object_keep()? {
         return c.at_end().then_some(Parsed::Skip);
     }
     let mut run = Run::new(cols, cache);
+    run.spare = spare;
     c.envelope(&mut run, true)?;
     if !c.at_end() {
         return None;
     }
     if let (OpState::Known(Op::Delete), Side::Raw(raw)) = (&run.op, run.before) {
         let mut rc = Cur::new(raw);
-        let row = rc.row(run.cols, run.modes.as_deref())?;
+        let row = rc.row(run.cols, run.modes.as_deref(), run.spare.take())?;
         if !rc.at_end() {
             return None;
         }
