@@ -11,8 +11,11 @@
 //! the fingerprint — never the rows or the events — so its memory is proportional to the number
 //! of live keys plus tombstones. The rows themselves are the output: when the input frontier
 //! passes epoch `e`, the operator emits for every key whose visible state changed in `e` one
-//! record `(key, Some(row))` (upserted) or `(key, None)` (deleted). Events of the open epoch are
-//! applied as they arrive; events of later epochs wait until it closes.
+//! record `(key, Some(row))` (upserted) or `(key, None)` (deleted; only for keys that had a
+//! row before the epoch). Events of the open epoch are applied as they arrive; events of later
+//! epochs wait until it closes, coalesced per key to the one that wins among them (applying
+//! only an epoch's winner per key gives the same state and output as applying all its events),
+//! so what waits is bounded by the keys an epoch touches, not by its events.
 //!
 //! # Example
 //! ```
@@ -34,7 +37,7 @@
 //! ```
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ahash::RandomState;
 use std::hash::Hash;
@@ -45,7 +48,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::{Stream, StreamVec};
 use timely::ExchangeData;
 
-use crate::EpochStash;
+use timely::dataflow::operators::Capability;
 
 /// One change to apply: `value = Some(row)` upserts, `None` deletes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,13 +103,21 @@ impl<K: Eq + Hash, S> Default for ApplyState<K, S> {
 }
 
 impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
-    /// Applies one change at epoch `epoch`; returns whether it changed the key's visible state
-    /// (in which case the caller records the change's value as the key's new value).
-    pub fn apply(&mut self, epoch: u64, key: &K, seq: &S, fingerprint: u64, delete: bool) -> bool {
+    /// Applies one change at epoch `epoch`. Returns `None` if it changed nothing visible,
+    /// else `Some(was_visible)`: whether the key had a live row before the change (the caller
+    /// then records the change's value as the key's new value).
+    pub fn apply(
+        &mut self,
+        epoch: u64,
+        key: &K,
+        seq: &S,
+        fingerprint: u64,
+        delete: bool,
+    ) -> Option<bool> {
         // Look up first and clone the key only for a new key (most changes hit known keys).
         if let Some(st) = self.keys.get_mut(key) {
             if !st.is_beaten_by(seq, delete, fingerprint) {
-                return false;
+                return None;
             }
             let was_deleted = st.deleted;
             st.seq = seq.clone();
@@ -117,7 +128,7 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
                 self.tombstones.push_back((epoch, key.clone()));
             }
             // A delete of a tombstone changes nothing visible.
-            return !(was_deleted && delete);
+            return (!(was_deleted && delete)).then_some(!was_deleted);
         }
         self.keys.insert(
             key.clone(),
@@ -132,7 +143,7 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
             self.tombstones.push_back((epoch, key.clone()));
         }
         // A delete of an unknown key only leaves a tombstone.
-        !delete
+        (!delete).then_some(false)
     }
 
     /// Forgets tombstones created at or before `epoch - retention`.
@@ -155,6 +166,10 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
         self.keys.values().filter(|s| !s.deleted).count()
     }
 }
+
+/// The changes of a later epoch waiting behind the open one: its capability and, per key, the
+/// change that wins among the epoch's changes so far.
+type Waiting<K, S, V> = (Capability<u64>, HashMap<K, Change<K, S, V>, RandomState>);
 
 /// Extension trait: APPLY CHANGES (SCD type 1) on a stream of [`Change`]s.
 pub trait ApplyChanges<'scope, K, S, V> {
@@ -218,38 +233,101 @@ where
         let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
         self.unary_frontier(pact, "ApplyChanges", move |_cap, _info| {
             let mut state = initial;
-            // Epochs not yet closed: capability, changes not yet applied, and (for the
-            // epochs already being applied) the changed keys with their new values.
-            let mut pending: EpochStash<Change<K, S, V>> = EpochStash::new();
-            let mut dirty: HashMap<K, Option<V>, RandomState> = HashMap::default();
+            // The epoch being applied (the least open one, or a complete one being closed):
+            // its capability, and per key whose visible state changed in it, whether the key
+            // was visible before the epoch and its new value.
+            let mut current: Option<Capability<u64>> = None;
+            let mut dirty: HashMap<K, (bool, Option<V>), RandomState> = HashMap::default();
+            // Changes of later epochs, coalesced per key to the one that wins among them, so
+            // that what waits is bounded by the keys an epoch touches, not by its events.
+            let mut later: BTreeMap<u64, Waiting<K, S, V>> = BTreeMap::new();
 
-            move |(input, frontier), output| {
-                pending.stash(input, output.output_index());
-
-                // The least epoch that may still receive data (None: input finished).
-                let open = frontier.frontier().first().copied();
-                while let Some(epoch) = pending.first_epoch() {
-                    if matches!(open, Some(o) if epoch > o) {
-                        break; // a later epoch: waits until the open one closes
-                    }
-                    // Apply what arrived for this epoch (it is the open or a complete one).
-                    let changes = std::mem::take(pending.first_mut().expect("present").1);
-                    for c in changes {
-                        let delete = c.value.is_none();
-                        if state.apply(epoch, &c.key, &c.seq, c.fingerprint, delete) {
-                            dirty.insert(c.key, c.value);
+            let apply = |state: &mut ApplyState<K, S>,
+                         dirty: &mut HashMap<K, (bool, Option<V>), RandomState>,
+                         epoch: u64,
+                         c: Change<K, S, V>| {
+                let delete = c.value.is_none();
+                if let Some(was_visible) = state.apply(epoch, &c.key, &c.seq, c.fingerprint, delete)
+                {
+                    match dirty.entry(c.key) {
+                        Entry::Occupied(mut e) => e.get_mut().1 = c.value,
+                        Entry::Vacant(e) => {
+                            e.insert((was_visible, c.value));
                         }
                     }
-                    if open == Some(epoch) {
-                        break; // still open: more may come
+                }
+            };
+
+            move |(input, frontier), output| {
+                // The least epoch that may still receive data (None: input finished).
+                let open = frontier.frontier().first().copied();
+                let port = output.output_index();
+                input.for_each_stamp(|cap, data| {
+                    let Some(&epoch) = cap.least() else { return };
+                    if current.is_none() && later.is_empty() && Some(epoch) == open {
+                        current = cap.retain_least(port);
                     }
-                    // Complete: emit the epoch's changes and close it.
-                    let (cap, _) = pending.pop_first().expect("present");
-                    if !dirty.is_empty() {
-                        output.session(&cap).give_iterator(dirty.drain());
+                    if current.as_ref().is_some_and(|c| *c.time() == epoch) {
+                        for batch in data {
+                            for c in batch.drain(..) {
+                                apply(&mut state, &mut dirty, epoch, c);
+                            }
+                        }
+                        return;
                     }
-                    state.expire_tombstones(epoch, retention_epochs);
-                    on_epoch_closed(epoch, &state);
+                    let Some(cap) = cap.retain_least(port) else {
+                        return;
+                    };
+                    let (_, waiting) = later
+                        .entry(epoch)
+                        .or_insert_with(|| (cap, HashMap::default()));
+                    for batch in data {
+                        for c in batch.drain(..) {
+                            match waiting.entry(c.key.clone()) {
+                                Entry::Occupied(mut e) => {
+                                    let w = e.get();
+                                    if (&c.seq, c.value.is_none(), c.fingerprint)
+                                        > (&w.seq, w.value.is_none(), w.fingerprint)
+                                    {
+                                        e.insert(c);
+                                    }
+                                }
+                                Entry::Vacant(e) => {
+                                    e.insert(c);
+                                }
+                            }
+                        }
+                    }
+                });
+
+                loop {
+                    if let Some(cap) = current.as_ref() {
+                        let epoch = *cap.time();
+                        if matches!(open, Some(o) if o <= epoch) {
+                            break; // still open: more may come
+                        }
+                        // Complete: emit the keys that changed, then close the epoch.
+                        let cap = current.take().expect("present");
+                        let changed = dirty
+                            .drain()
+                            .filter(|(_, (was_visible, v))| *was_visible || v.is_some())
+                            .map(|(k, (_, v))| (k, v));
+                        output.session(&cap).give_iterator(changed);
+                        state.expire_tombstones(epoch, retention_epochs);
+                        on_epoch_closed(epoch, &state);
+                    }
+                    // Promote the next waiting epoch once nothing earlier can arrive.
+                    let Some(entry) = later.first_entry() else {
+                        break;
+                    };
+                    if matches!(open, Some(o) if o < *entry.key()) {
+                        break;
+                    }
+                    let (epoch, (cap, waiting)) = entry.remove_entry();
+                    for (_, c) in waiting {
+                        apply(&mut state, &mut dirty, epoch, c);
+                    }
+                    current = Some(cap);
                 }
             }
         })
@@ -260,17 +338,23 @@ where
 mod tests {
     use super::*;
 
+    impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
+        fn apply_changed(&mut self, epoch: u64, key: &K, seq: &S, fp: u64, delete: bool) -> bool {
+            self.apply(epoch, key, seq, fp, delete).is_some()
+        }
+    }
+
     #[test]
     fn state_applies_highest_sequence_and_keeps_tombstones() {
         let mut st: ApplyState<u32, u32> = ApplyState::default();
-        assert!(st.apply(1, &7, &5, 0, false)); // insert
-        assert!(!st.apply(1, &7, &4, 0, false)); // stale
-        assert!(!st.apply(1, &7, &5, 0, false)); // duplicate
-        assert!(st.apply(2, &7, &6, 0, true)); // delete
-        assert!(!st.apply(2, &7, &5, 9, false)); // late upsert: no resurrection
-        assert!(!st.apply(2, &7, &6, 0, true)); // duplicate delete
+        assert!(st.apply_changed(1, &7, &5, 0, false)); // insert
+        assert!(!st.apply_changed(1, &7, &4, 0, false)); // stale
+        assert!(!st.apply_changed(1, &7, &5, 0, false)); // duplicate
+        assert!(st.apply_changed(2, &7, &6, 0, true)); // delete
+        assert!(!st.apply_changed(2, &7, &5, 9, false)); // late upsert: no resurrection
+        assert!(!st.apply_changed(2, &7, &6, 0, true)); // duplicate delete
         assert_eq!(st.live_keys(), 0);
-        assert!(st.apply(3, &7, &8, 0, false)); // newer upsert re-creates
+        assert!(st.apply_changed(3, &7, &8, 0, false)); // newer upsert re-creates
         assert_eq!(st.live_keys(), 1);
     }
 
@@ -279,13 +363,13 @@ mod tests {
         let mut a: ApplyState<u32, u32> = ApplyState::default();
         let mut b: ApplyState<u32, u32> = ApplyState::default();
         a.apply(1, &1, &3, 10, false);
-        assert!(a.apply(1, &1, &3, 20, false));
+        assert!(a.apply_changed(1, &1, &3, 20, false));
         b.apply(1, &1, &3, 20, false);
-        assert!(!b.apply(1, &1, &3, 10, false));
+        assert!(!b.apply_changed(1, &1, &3, 10, false));
         assert_eq!(a.keys, b.keys);
         // A delete beats an upsert at the same sequence, whatever the order.
-        assert!(a.apply(1, &1, &3, 0, true));
-        assert!(!a.apply(1, &1, &3, 99, false));
+        assert!(a.apply_changed(1, &1, &3, 0, true));
+        assert!(!a.apply_changed(1, &1, &3, 99, false));
     }
 
     #[test]
@@ -297,6 +381,6 @@ mod tests {
         assert!(!st.keys.contains_key(&1));
         assert!(st.keys.contains_key(&2));
         // After expiry an old upsert is accepted again (the documented cost of retention).
-        assert!(st.apply(6, &1, &0, 0, false));
+        assert!(st.apply_changed(6, &1, &0, 0, false));
     }
 }
