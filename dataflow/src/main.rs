@@ -13,6 +13,8 @@ use tidewater::{run, PipelineConfig, RunOptions, TidewaterError};
 
 /// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
 /// spent about a third of the run time on them (bench/RESULTS.md, 2026-11-22 profile).
+/// (Build with `--no-default-features` to profile heap use with the system allocator.)
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
