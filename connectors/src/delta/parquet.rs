@@ -18,7 +18,7 @@ use deltalake::kernel::{DataType as DeltaType, StructField};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -316,8 +316,13 @@ pub fn write_batch(
     };
     std::fs::create_dir_all(table_dir).map_err(|e| ConnectorError::io(table_dir.display(), e))?;
     let file = File::create(&tmp).map_err(|e| ConnectorError::io(tmp.display(), e))?;
+    // Plain encoding + snappy, statistics per column chunk: dictionary encoding (interning
+    // every string) and page-level statistics more than doubled the cost of writing a file
+    // for little gain on files that are rewritten every few epochs (bench/RESULTS.md).
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
     let mut writer =
         ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| perr(&e))?;

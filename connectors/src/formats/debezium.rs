@@ -74,6 +74,9 @@ impl std::error::Error for BadRecord {}
 #[derive(Clone, Debug)]
 struct Cols {
     names: Vec<Box<str>>,
+    /// Each data column's name in quotes, as it appears unescaped in JSON (`None` if it
+    /// would need escapes); lets the fast path recognise the expected next member cheaply.
+    quoted: Vec<Option<Box<[u8]>>>,
     types: Vec<ColumnType>,
     by_name: HashMap<Box<[u8]>, usize>,
     /// Total row width (data + meta columns).
@@ -96,8 +99,17 @@ impl Cols {
                 .position(|c| c.name == name)
                 .map(|p| p + schema.data_columns)
         });
+        let quoted = names
+            .iter()
+            .map(|n| {
+                // A name that JSON would have to escape never matches its raw bytes.
+                let plain = n.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+                plain.then(|| format!("\"{n}\"").into_bytes().into_boxed_slice())
+            })
+            .collect();
         Cols {
             types: data.iter().map(|c| c.ty).collect(),
+            quoted,
             names,
             by_name,
             width: schema.columns.len(),

@@ -164,6 +164,24 @@ impl<'a> Cur<'a> {
         self.b.get(a..e)
     }
 
+    /// Whether the next member's name is exactly `quoted` (name in quotes, no escapes needed);
+    /// if so, consumes it and the colon after it.
+    #[inline]
+    fn member_is(&mut self, quoted: &[u8]) -> bool {
+        self.ws();
+        let end = self.i + quoted.len();
+        if self.b.get(self.i..end) != Some(quoted) {
+            return false;
+        }
+        let save = self.i;
+        self.i = end;
+        if self.eat(b':').is_none() {
+            self.i = save;
+            return false;
+        }
+        true
+    }
+
     /// Scans a number at the cursor (JSON grammar). Returns whether it is an integer, and
     /// if so its sign and magnitude (`None` beyond `u64`).
     #[inline]
@@ -173,24 +191,33 @@ impl<'a> Cur<'a> {
             self.i += 1;
         }
         let start = self.i;
+        let mut mag = Some(0u64);
         match self.peek()? {
             b'0' => self.i += 1,
             b'1'..=b'9' => {
-                while let Some(b'0'..=b'9') = self.peek() {
-                    self.i += 1;
+                // Scan and accumulate in one pass; 19 digits cannot overflow a u64.
+                let mut m = 0u64;
+                let rest = &self.b[self.i..];
+                let n = rest
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                let digits = &rest[..n];
+                if n <= 19 {
+                    for d in digits {
+                        m = m * 10 + (d - b'0') as u64;
+                    }
+                    mag = Some(m);
+                } else {
+                    mag = digits.iter().try_fold(0u64, |m, d| {
+                        m.checked_mul(10)?.checked_add((d - b'0') as u64)
+                    });
                 }
+                self.i += n;
             }
             _ => return None,
         }
-        let digits = self.b.get(start..self.i)?;
-        let mag = if digits.len() <= 19 {
-            // cannot overflow: 10^19 - 1 < 2^64
-            Some(digits.iter().fold(0u64, |m, d| m * 10 + (d - b'0') as u64))
-        } else {
-            digits.iter().try_fold(0u64, |m, d| {
-                m.checked_mul(10)?.checked_add((d - b'0') as u64)
-            })
-        };
+        debug_assert!(self.i > start);
         let mut int = true;
         if self.peek() == Some(b'.') {
             int = false;
@@ -366,8 +393,11 @@ impl<'a> Cur<'a> {
         } else {
             let mut hint = 0;
             loop {
-                let key = self.key()?;
-                let i = cols.find(key, hint)?;
+                // Members usually come in schema order: try the expected name first.
+                let i = match cols.quoted.get(hint) {
+                    Some(Some(q)) if self.member_is(q) => hint,
+                    _ => cols.find(self.key()?, hint)?,
+                };
                 hint = i + 1;
                 let mode = modes.and_then(|m| m.get(i).copied()).unwrap_or_default();
                 let ty = *cols.types.get(i)?;
