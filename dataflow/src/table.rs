@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tidewater_connectors::delta::{write_parquet, FileAction};
+use tidewater_connectors::delta::{table_files, write_parquet, FileAction};
 use tidewater_connectors::types::{Column, ColumnType, Datum, Op, Row, Schema};
 use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Pipeline;
@@ -219,10 +219,14 @@ struct Bucket {
 
 /// The keyed-table sink: keeps each bucket's rows, rewrites the Parquet file of every bucket
 /// that changed in an epoch, and sends the add/remove actions to the committer.
+///
+/// `resume` is the last epoch the table has committed (restart): epochs up to it are replayed
+/// into the rows only — no file, no commit message.
 pub fn table_sink<'scope>(
     changes: StreamVec<'scope, u64, (Key, Option<Row>)>,
     plan: Arc<TablePlan>,
     metrics: Arc<Metrics>,
+    resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
     changes.unary_frontier(
         Pipeline,
@@ -230,6 +234,18 @@ pub fn table_sink<'scope>(
         move |_cap, _info| {
             let mut pending: EpochStash<(Key, Option<Row>)> = EpochStash::new();
             let mut buckets: HashMap<u32, Bucket> = HashMap::new();
+            // Restart: the bucket files of the table as committed, so that the first new
+            // epoch removes the file it replaces.
+            if resume.is_some() {
+                match committed_bucket_files(&plan) {
+                    Ok(files) => {
+                        for (b, file) in files {
+                            buckets.entry(b).or_default().file = Some(file);
+                        }
+                    }
+                    Err(e) => metrics.fail(e),
+                }
+            }
             move |(input, frontier), output| {
                 pending.stash(input, output.output_index());
                 while let Some((cap, changes)) = pending.pop_complete(frontier) {
@@ -254,6 +270,11 @@ pub fn table_sink<'scope>(
                             }
                         }
                         dirty.insert(b);
+                    }
+                    // Restart: this epoch is already in the Delta table; its changes only
+                    // rebuilt the rows above.
+                    if resume.is_some_and(|r| epoch <= r) {
+                        continue;
                     }
                     let mut actions = Vec::new();
                     for b in dirty {
@@ -291,12 +312,43 @@ pub fn table_sink<'scope>(
     )
 }
 
+/// The bucket files of a keyed table's newest snapshot (restart), by bucket number, read from
+/// the file names the sink writes (`part-<epoch>-b<bucket>-<uuid>.parquet`).
+fn committed_bucket_files(plan: &TablePlan) -> Result<HashMap<u32, (String, i64)>, String> {
+    let files = table_files(&plan.dir).map_err(|e| format!("table `{}`: {e}", plan.name))?;
+    let mut out = HashMap::new();
+    for (path, size) in files {
+        let bucket = path
+            .strip_prefix("part-")
+            .and_then(|rest| rest.split('-').nth(1))
+            .and_then(|b| b.strip_prefix('b'))
+            .and_then(|b| b.parse::<u32>().ok())
+            .filter(|b| *b < plan.buckets);
+        let Some(b) = bucket else {
+            return Err(format!(
+                "table `{}`: cannot resume: file `{path}` is not a bucket file of {} buckets",
+                plan.name, plan.buckets
+            ));
+        };
+        if let Some((other, _)) = out.insert(b, (path.clone(), size)) {
+            return Err(format!(
+                "table `{}`: cannot resume: bucket {b} has two files (`{other}`, `{path}`)",
+                plan.name
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// The quarantine sink: one Parquet file per worker per epoch with that epoch's bad records.
+/// `resume` is the last epoch `_quarantine` has committed: bad records of epochs up to it are
+/// already in the table and are not written again (restart).
 pub fn quarantine_sink<'scope>(
     bad: StreamVec<'scope, u64, QuarantineRow>,
     lakehouse: PathBuf,
     worker: usize,
     metrics: Arc<Metrics>,
+    resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
     let dir = lakehouse.join(QUARANTINE);
     let columns = quarantine_columns();
@@ -306,7 +358,7 @@ pub fn quarantine_sink<'scope>(
             pending.stash(input, output.output_index());
             while let Some((cap, mut rows)) = pending.pop_complete(frontier) {
                 let epoch = *cap.time();
-                if rows.is_empty() {
+                if rows.is_empty() || resume.is_some_and(|r| epoch <= r) {
                     continue;
                 }
                 rows.sort_by(|a, b| (&a.source, &a.position).cmp(&(&b.source, &b.position)));

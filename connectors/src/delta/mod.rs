@@ -3,11 +3,15 @@
 //! file.
 
 mod committer;
+mod log;
 mod parquet;
 
 pub use committer::{
     manifest_dir, read_manifests, CommitOutcome, Committer, CommitterConfig, EpochManifest,
-    FileAction,
+    FileAction, ResumeInfo,
+};
+pub use log::{
+    orphan_files, read_commits, remove_orphan_files, table_files, vacuum_lakehouse, LogCommit,
 };
 pub use parquet::{
     arrow_schema, delta_fields, stats_json, to_record_batch, write_parquet, AddFile,
