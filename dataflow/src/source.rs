@@ -248,6 +248,16 @@ pub fn plan_replay(
                 }
             }
             if kind == "generator" {
+                let now = generator_identity(src);
+                if let Some(recorded) = pos.get("generator").filter(|g| **g != now) {
+                    return Err(TidewaterError::Config {
+                        key: format!("source `{name}`"),
+                        message: format!(
+                            "committed epoch {epoch} was generated with {recorded}, the pipeline \
+                             file now says {now}; the replay would produce other lines"
+                        ),
+                    });
+                }
                 let total = src.generator_config().events;
                 if gen_next[name] > total {
                     return Err(replay_err(
@@ -272,6 +282,13 @@ pub fn plan_replay(
         }
     }
     Ok(out)
+}
+
+/// What determines the lines of a generator source (recorded with its positions, so that a
+/// restart with different settings is refused instead of replaying other lines).
+fn generator_identity(src: &SourceConfig) -> Value {
+    let g = src.generator_config();
+    json!({"seed": g.seed, "events": g.events, "keys": g.keys, "with_schema": g.with_schema})
 }
 
 /// Checks that a recorded file range can be read again.
@@ -396,6 +413,8 @@ pub fn cutter<'scope>(
         SourceKind::Files => "files",
         _ => "generator",
     };
+    // A generator's lines depend on its whole configuration: it is recorded with the ranges.
+    let generator = (src.kind == SourceKind::Generator).then(|| generator_identity(src));
     let next_epoch = replay.next_epoch;
     let mut replay: VecDeque<ReplayEpoch> = if active {
         replay.epochs.into()
@@ -586,7 +605,13 @@ pub fn cutter<'scope>(
                         .fetch_add(epoch_records, Ordering::Relaxed);
                     positions.borrow_mut().entry(epoch).or_default().insert(
                     settings.name.clone(),
-                    json!({"kind": kind, "ranges": std::mem::take(&mut ranges), "records": epoch_records}),
+                    {
+                        let mut p = json!({"kind": kind, "ranges": std::mem::take(&mut ranges), "records": epoch_records});
+                        if let Some(g) = &generator {
+                            p["generator"] = g.clone();
+                        }
+                        p
+                    },
                 );
                     epoch_records = 0;
                     epoch_bytes = 0;

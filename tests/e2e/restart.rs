@@ -455,3 +455,69 @@ fn vacuum_removes_orphans_and_keeps_committed_files() {
     py_read_table(&table, Some(0)).unwrap();
     check_lakehouse(&lakehouse, &[input], &bad);
 }
+
+#[test]
+fn a_generator_source_is_regenerated_exactly_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let lakehouse = dir.path().join("lh");
+    let pipeline = dir.path().join("gen.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[pipeline]\nname = \"bank\"\nlakehouse = \"{}\"\n{SETTINGS}\n\n\
+             [[source]]\nname = \"gen\"\nkind = \"generator\"\nseed = 9\nevents = 4000\nkeys = 300\n\n\
+             [[table]]\nname = \"customers\"\nfrom = \"gen\"\nkeys = [\"customer_id\"]\nsequence_by = \"__lsn\"\n",
+            lakehouse.display()
+        ),
+    )
+    .unwrap();
+    let args = run_args(&pipeline);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tidewater_env(
+        &args,
+        &[("TIDEWATER_FAILPOINT", "after_parquet_before_commit:5")],
+        dir.path(),
+    );
+    assert_eq!(out.status.signal(), Some(6));
+    tidewater_ok(&args);
+
+    let mut g = BankGenerator::new(BankGenConfig {
+        seed: 9,
+        events: 4000,
+        keys: 300,
+        ..Default::default()
+    });
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    while g.next_line(&mut line) {
+        lines.push(std::mem::take(&mut line));
+    }
+    let table = lakehouse.join("customers");
+    let log = py_read_log(&table).unwrap();
+    assert_eq!(log.len(), 8, "one commit per epoch of 500 records");
+    let mut end = 0;
+    for (k, c) in log.iter().enumerate() {
+        assert_eq!(c.txn, vec![("bank/customers".to_string(), k as i64)]);
+        let ranges = &c.commit_info["tidewater"]["positions"][k.to_string()]["gen"]["ranges"];
+        for r in ranges.as_array().unwrap() {
+            assert_eq!(r["from"].as_u64(), Some(end));
+            end = r["to"].as_u64().unwrap();
+        }
+        let model = reference_apply(
+            lines[..end as usize].iter().map(|l| l.as_slice()),
+            &["customer_id"],
+            "__lsn",
+        );
+        assert_eq!(
+            canonical(&py_read_table(&table, Some(k as i64)).unwrap().rows),
+            canonical(&reference_rows(&model)),
+            "version {k}"
+        );
+    }
+    assert_eq!(end, 4000);
+    assert_eq!(
+        canonical(&deltalake_rows(&table, None).unwrap()),
+        canonical(&py_read_table(&table, None).unwrap().rows)
+    );
+    assert!(orphan_files(&table, true).unwrap().is_empty());
+}
