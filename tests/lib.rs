@@ -158,3 +158,66 @@ pub fn file_lines(path: &Path) -> Vec<Vec<u8>> {
     }
     lines
 }
+
+/// Runs `tidewater ARGS` with extra environment variables, in `cwd` (so that a deliberate
+/// abort leaves any core file in a temporary directory), and returns its output.
+pub fn tidewater_env(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Output {
+    let mut cmd = Command::new(tidewater_bin());
+    cmd.args(args).env("TIDEWATER_LOG", "warn").current_dir(cwd);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tidewater")
+}
+
+/// The recorded cut of a table's commits: epoch → source → `{kind, ranges, records}`, from the
+/// `commitInfo.tidewater.positions` of every commit (an epoch folded into a later commit
+/// appears under its own number).
+pub fn recorded_positions(
+    table_dir: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<u64, Map<String, Value>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in python_reader::py_read_log(table_dir)? {
+        let Some(p) = c.commit_info["tidewater"]["positions"].as_object() else {
+            continue;
+        };
+        for (e, sources) in p {
+            let e: u64 = e.parse()?;
+            let sources = sources
+                .as_object()
+                .context("positions of an epoch")?
+                .clone();
+            if let Some(old) = out.insert(e, sources.clone()) {
+                if old != sources {
+                    bail!("epoch {e} recorded twice with different positions");
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The lines a file source read in the epochs of `positions` up to and including `epoch`, in
+/// reading order (the byte ranges of every epoch, read from the files).
+pub fn lines_read_up_to(
+    positions: &std::collections::BTreeMap<u64, Map<String, Value>>,
+    epoch: u64,
+) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    for sources in positions.range(..=epoch).map(|(_, s)| s) {
+        for pos in sources.values() {
+            for r in pos["ranges"].as_array().expect("ranges") {
+                let bytes = std::fs::read(r["path"].as_str().expect("a file range")).expect("read");
+                let (s, e) = (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap());
+                let piece = &bytes[s as usize..e as usize];
+                lines.extend(
+                    piece
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| l.to_vec()),
+                );
+            }
+        }
+    }
+    lines
+}

@@ -7,6 +7,7 @@
 pub mod commit;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod key;
 pub mod metrics;
 pub mod run;

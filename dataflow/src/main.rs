@@ -79,6 +79,16 @@ enum Cmd {
         #[arg(long)]
         epoch: Option<u64>,
     },
+    /// Remove Parquet files that no commit references (orphans left by a crash) from every
+    /// table of a lakehouse. Committed files, even removed ones, are kept.
+    Vacuum {
+        /// The lakehouse directory.
+        #[arg(long)]
+        lakehouse: PathBuf,
+        /// Only list the orphan files.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -176,6 +186,25 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             workers,
         } => demo(&lakehouse, events, workers),
         Cmd::Snapshot { lakehouse, epoch } => snapshot(&lakehouse, epoch),
+        Cmd::Vacuum { lakehouse, dry_run } => {
+            if !lakehouse.is_dir() {
+                bail!(TidewaterError::Config {
+                    key: "--lakehouse".into(),
+                    message: format!("{} is not a directory", lakehouse.display()),
+                });
+            }
+            let files = tidewater_connectors::delta::vacuum_lakehouse(&lakehouse, dry_run)?;
+            for f in &files {
+                println!("{}", f.display());
+            }
+            eprintln!(
+                "{} {} orphan file(s) in {}",
+                if dry_run { "found" } else { "removed" },
+                files.len(),
+                lakehouse.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidewater_connectors::delta::{Committer, CommitterConfig};
+use tidewater_connectors::delta::{remove_orphan_files, Committer, CommitterConfig, ResumeInfo};
 use tidewater_connectors::formats::DebeziumParser;
 use tidewater_connectors::types::{Column, Schema};
 use tidewater_operators::ApplyChanges;
@@ -24,11 +24,12 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::WorkerConfig;
+use tracing::info;
 
 use crate::commit::committer;
 use crate::config::PipelineConfig;
 use crate::metrics::{spawn_progress, Metrics};
-use crate::source::{cutter, parse, sample_lines, settings_of, SharedPositions};
+use crate::source::{cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions};
 use crate::table::{quarantine_columns, quarantine_sink, table_sink, TablePlan, QUARANTINE};
 use crate::TidewaterError;
 
@@ -98,27 +99,26 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError
     Ok(out)
 }
 
-/// Resuming a pipeline from its committed state is not implemented yet (issue 4): starting
-/// over on tables that already hold epochs of this pipeline would add bucket files beside the
-/// old ones. Refuse, naming the table, instead of writing a wrong table.
-fn refuse_existing_state(cfg: &PipelineConfig) -> Result<(), TidewaterError> {
+/// Prepares a restart on the lakehouse: removes Parquet files no commit references (left by a
+/// crash; process 0 only, before any worker runs), then reads from the Delta logs, per table,
+/// the last committed epoch and the recorded cut of every epoch up to the largest of them.
+fn prepare_resume(cfg: &PipelineConfig, process_id: usize) -> Result<ResumeInfo, TidewaterError> {
+    let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
+    tables.push(QUARANTINE.into());
+    if process_id == 0 {
+        for t in &tables {
+            let removed = remove_orphan_files(&cfg.pipeline.lakehouse.join(t), true)?;
+            if !removed.is_empty() {
+                info!(table = %t, files = removed.len(), "removed orphan files left by an interrupted run");
+            }
+        }
+    }
     let mut committer = Committer::new(CommitterConfig {
         lakehouse: cfg.pipeline.lakehouse.clone(),
         pipeline: cfg.pipeline.name.clone(),
         checkpoint_interval: cfg.pipeline.checkpoint_interval,
     })?;
-    for t in &cfg.table {
-        if let Some(epoch) = committer.last_epoch(&t.name)? {
-            return Err(TidewaterError::Runtime(format!(
-                "table `{}` in {} already holds epoch {epoch} of pipeline `{}`; resuming a pipeline \
-                 is not implemented yet — use a fresh lakehouse directory",
-                t.name,
-                cfg.pipeline.lakehouse.display(),
-                cfg.pipeline.name
-            )));
-        }
-    }
-    Ok(())
+    Ok(committer.resume_info(&tables)?)
 }
 
 /// Runs a pipeline to completion (or forever, for unbounded sources without
@@ -128,8 +128,25 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     std::fs::create_dir_all(&cfg.pipeline.lakehouse).map_err(|e| {
         tidewater_connectors::ConnectorError::io(cfg.pipeline.lakehouse.display(), e)
     })?;
+    crate::failpoint::init();
     let plans = plan_tables(&cfg)?;
-    refuse_existing_state(&cfg)?;
+    let resume = prepare_resume(&cfg, opts.process_id)?;
+    let replays = plan_replay(&cfg, &resume)?;
+    if let (Some(max), 0) = (resume.max_epoch, opts.process_id) {
+        let committed: Vec<String> = resume
+            .per_table_committed
+            .iter()
+            .map(|(t, e)| format!("{t}={}", e.map_or("none".to_string(), |e| e.to_string())))
+            .collect();
+        info!(
+            "resuming at epoch {} (replaying {} recorded epochs); committed epochs per table: {}",
+            max + 1,
+            resume.recorded.len(),
+            committed.join(", ")
+        );
+    }
+    let resume = Arc::new(resume);
+    let replays = Arc::new(replays);
     let retention = cfg.tombstone_retention()?;
     let metrics = Arc::new(Metrics::default());
     let started = Instant::now();
@@ -197,17 +214,23 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     committed.clone(),
                     positions.clone(),
                     metrics.clone(),
+                    replays.get(&src.name).cloned().unwrap_or_default(),
                 )?;
                 let parsed = parse(blocks, plan.clone(), schema.clone(), metrics.clone());
                 let (changes, bad) = parsed.ok_err(|r| r);
                 let route_plan = plan.clone();
                 let applied =
                     changes.apply_changes(move |k| route_plan.bucket(k) as u64, retention);
+                let table_resume = resume
+                    .per_table_committed
+                    .get(&plan.name)
+                    .copied()
+                    .flatten();
                 to_commit.push(table_sink(
                     applied,
                     plan.clone(),
-                    Default::default(),
                     metrics.clone(),
+                    table_resume,
                 ));
                 bad_streams.push(bad);
                 columns.insert(plan.name.clone(), plan.stored.clone());
@@ -219,6 +242,11 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 cfg.pipeline.lakehouse.clone(),
                 index,
                 metrics.clone(),
+                resume
+                    .per_table_committed
+                    .get(QUARANTINE)
+                    .copied()
+                    .flatten(),
             ));
             let msgs = scope.concatenate(to_commit);
             let committer_config = CommitterConfig {
@@ -232,6 +260,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 columns,
                 positions.clone(),
                 metrics.clone(),
+                resume.clone(),
             )
             .probe_with(&committed);
             Ok(())

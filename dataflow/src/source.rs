@@ -7,9 +7,14 @@
 //! `commit_interval_ms` has passed and the epoch has data — and never inside a source
 //! transaction: before closing, it extends the epoch to the end of the transaction of its last
 //! line. The positions an epoch covers are handed to the committer (also on worker 0).
+//!
+//! On restart, a cutter first replays the recorded cut of every committed epoch (the ranges
+//! its source recorded in the Delta logs, with the same epoch numbers — see [`plan_replay`]),
+//! then continues after the last recorded range, deciding epochs from `max_epoch + 1` on.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tidewater_connectors::files::{FileBlock, FileCutter};
+use tidewater_connectors::delta::ResumeInfo;
+use tidewater_connectors::files::{piece_end, FileBlock, FileCutter};
 use tidewater_connectors::formats::{DebeziumParser, Parsed};
 use tidewater_connectors::generator::BankGenerator;
 use tidewater_connectors::types::{PackedRow, Schema};
@@ -31,7 +37,7 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use crate::config::{PipelineConfig, SourceConfig, SourceKind};
 use crate::metrics::Metrics;
 use crate::table::{QuarantineRow, TablePlan};
-use crate::{Key, Seq};
+use crate::{failpoint, Key, Seq, TidewaterError};
 
 /// A block of input to parse.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,11 +71,259 @@ pub type SharedPositions = Rc<RefCell<BTreeMap<u64, BTreeMap<String, Value>>>>;
 enum Input {
     Files(Box<FileCutter>),
     Generator {
-        gen: BankGenerator,
+        gen: Box<BankGenerator>,
         total: u64,
         rate: u64,
         started: Instant,
+        /// Lines generated before `started` (replayed on restart), not paced by `rate`.
+        base: u64,
     },
+}
+
+/// One recorded input range of a replayed epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayRange {
+    /// Bytes `start..end` of a file (line-aligned).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
+    /// Generated lines `from..to`.
+    Generator {
+        /// Index of the first line.
+        from: u64,
+        /// One past the index of the last line.
+        to: u64,
+    },
+}
+
+/// One recorded epoch of a source, to replay exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayEpoch {
+    /// The epoch number.
+    pub epoch: u64,
+    /// The recorded positions value (`{kind, ranges, records}`), handed to the committer as is.
+    pub positions: Value,
+    /// Its ranges, in order.
+    pub ranges: Vec<ReplayRange>,
+    /// Records of the epoch (as recorded).
+    pub records: u64,
+}
+
+/// What a source replays on restart, and where it continues.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceReplay {
+    /// The recorded epochs of this source, in order.
+    pub epochs: Vec<ReplayEpoch>,
+    /// The first epoch the cutter decides itself (the largest committed epoch + 1; 0 on a
+    /// fresh lakehouse).
+    pub next_epoch: u64,
+}
+
+impl SourceReplay {
+    /// Files read completely by the replayed epochs, and the file and offset to continue at
+    /// (the end of the last recorded range).
+    fn file_resume_point(&self) -> Option<(BTreeSet<PathBuf>, PathBuf, u64)> {
+        let mut files = BTreeSet::new();
+        let mut last = None;
+        for r in self.epochs.iter().flat_map(|e| &e.ranges) {
+            if let ReplayRange::File { path, end, .. } = r {
+                files.insert(path.clone());
+                last = Some((path.clone(), *end));
+            }
+        }
+        let (path, end) = last?;
+        files.remove(&path);
+        Some((files, path, end))
+    }
+}
+
+fn replay_err(source: &str, message: String) -> TidewaterError {
+    TidewaterError::Runtime(format!("cannot resume source `{source}`: {message}"))
+}
+
+/// Turns the recorded cut of a lakehouse into a replay plan per source of `cfg`, checking it
+/// against the pipeline and the input: a recorded source that is no longer in the pipeline
+/// file (or changed kind), a recorded file that is gone or shorter than recorded, or a gap in
+/// a source's recorded ranges is an error naming it — never skipped.
+pub fn plan_replay(
+    cfg: &PipelineConfig,
+    resume: &ResumeInfo,
+) -> Result<BTreeMap<String, SourceReplay>, TidewaterError> {
+    let next_epoch = resume.max_epoch.map_or(0, |e| e + 1);
+    let mut out: BTreeMap<String, SourceReplay> = cfg
+        .source
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                SourceReplay {
+                    epochs: Vec::new(),
+                    next_epoch,
+                },
+            )
+        })
+        .collect();
+    // Where each file / the generator of a source was left by the previous recorded range.
+    let mut file_next: BTreeMap<(String, PathBuf), u64> = BTreeMap::new();
+    let mut gen_next: BTreeMap<String, u64> = BTreeMap::new();
+    for (epoch, sources) in &resume.recorded {
+        for (name, pos) in sources {
+            let Some(src) = cfg.source.iter().find(|s| &s.name == name) else {
+                return Err(TidewaterError::Config {
+                    key: format!("source `{name}`"),
+                    message: format!(
+                        "the lakehouse {} holds committed epochs read from source `{name}` \
+                         (epoch {epoch}), which is not in the pipeline file; restore it or use \
+                         a fresh lakehouse",
+                        cfg.pipeline.lakehouse.display()
+                    ),
+                });
+            };
+            let kind = pos.get("kind").and_then(Value::as_str).unwrap_or("");
+            let expected = match src.kind {
+                SourceKind::Files => "files",
+                _ => "generator",
+            };
+            if kind != expected {
+                return Err(TidewaterError::Config {
+                    key: format!("source `{name}`.kind"),
+                    message: format!(
+                        "epoch {epoch} of source `{name}` was read as kind `{kind}`, the \
+                         pipeline file now says `{expected}`"
+                    ),
+                });
+            }
+            let bad = |what: &str| {
+                replay_err(
+                    name,
+                    format!("the recorded positions of epoch {epoch} are invalid ({what}): {pos}"),
+                )
+            };
+            let mut ranges = Vec::new();
+            for r in pos
+                .get("ranges")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("no ranges"))?
+            {
+                let num = |k: &str| r.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
+                if kind == "files" {
+                    let path = PathBuf::from(
+                        r.get("path")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| bad("path"))?,
+                    );
+                    let (start, end) = (num("start")?, num("end")?);
+                    check_file_range(name, *epoch, &path, start, end)?;
+                    let at = file_next.entry((name.clone(), path.clone())).or_insert(0);
+                    if *at != start {
+                        return Err(replay_err(
+                            name,
+                            format!(
+                                "epoch {epoch} records bytes {start}..{end} of {}, but the \
+                                 previous epochs end at byte {at} of it (a gap in the recorded cut)",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    *at = end;
+                    ranges.push(ReplayRange::File { path, start, end });
+                } else {
+                    let (from, to) = (num("from")?, num("to")?);
+                    let at = gen_next.entry(name.clone()).or_insert(0);
+                    if *at != from || to < from {
+                        return Err(replay_err(
+                            name,
+                            format!(
+                                "epoch {epoch} records generated lines {from}..{to}, but the \
+                                 previous epochs end at line {at} (a gap in the recorded cut)"
+                            ),
+                        ));
+                    }
+                    *at = to;
+                    ranges.push(ReplayRange::Generator { from, to });
+                }
+            }
+            if kind == "generator" {
+                let now = generator_identity(src);
+                if let Some(recorded) = pos.get("generator").filter(|g| **g != now) {
+                    return Err(TidewaterError::Config {
+                        key: format!("source `{name}`"),
+                        message: format!(
+                            "committed epoch {epoch} was generated with {recorded}, the pipeline \
+                             file now says {now}; the replay would produce other lines"
+                        ),
+                    });
+                }
+                let total = src.generator_config().events;
+                if gen_next[name] > total {
+                    return Err(replay_err(
+                        name,
+                        format!(
+                            "epoch {epoch} records generated lines up to {}, but the generator \
+                             now produces only {total} events",
+                            gen_next[name]
+                        ),
+                    ));
+                }
+            }
+            out.get_mut(name)
+                .expect("source listed")
+                .epochs
+                .push(ReplayEpoch {
+                    epoch: *epoch,
+                    positions: pos.clone(),
+                    ranges,
+                    records: pos.get("records").and_then(Value::as_u64).unwrap_or(0),
+                });
+        }
+    }
+    Ok(out)
+}
+
+/// What determines the lines of a generator source (recorded with its positions, so that a
+/// restart with different settings is refused instead of replaying other lines).
+fn generator_identity(src: &SourceConfig) -> Value {
+    let g = src.generator_config();
+    json!({"seed": g.seed, "events": g.events, "keys": g.keys, "with_schema": g.with_schema})
+}
+
+/// Checks that a recorded file range can be read again.
+fn check_file_range(
+    source: &str,
+    epoch: u64,
+    path: &Path,
+    start: u64,
+    end: u64,
+) -> Result<(), TidewaterError> {
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => {
+            return Err(replay_err(
+                source,
+                format!(
+                    "file {} of committed epoch {epoch} cannot be read again ({e}); the input \
+                     of committed epochs must stay in place to resume",
+                    path.display()
+                ),
+            ))
+        }
+    };
+    if len < end || start > end {
+        return Err(replay_err(
+            source,
+            format!(
+                "file {} is {len} bytes long, but committed epoch {epoch} read bytes \
+                 {start}..{end} of it; the input of committed epochs must not shrink",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the first lines of a source (up to `n` lines or 4 MiB) to fix its schema.
@@ -127,6 +381,7 @@ pub fn cutter<'scope>(
     committed: ProbeHandle<u64>,
     positions: SharedPositions,
     metrics: Arc<Metrics>,
+    replay: SourceReplay,
 ) -> Result<StreamVec<'scope, u64, Block>, crate::TidewaterError> {
     let active = scope.index() == 0;
     let peers = scope.peers() as u64;
@@ -134,16 +389,22 @@ pub fn cutter<'scope>(
         None
     } else {
         Some(match src.kind {
-            SourceKind::Files => Input::Files(Box::new(FileCutter::new(
-                src.path.as_ref().expect("validated"),
-            )?)),
+            SourceKind::Files => {
+                let mut cutter = FileCutter::new(src.path.as_ref().expect("validated"))?;
+                // After the replay, continue where the last recorded range ended.
+                if let Some((done, path, offset)) = replay.file_resume_point() {
+                    cutter.resume_after(done, &path, offset)?;
+                }
+                Input::Files(Box::new(cutter))
+            }
             SourceKind::Generator => {
                 let cfg = src.generator_config();
                 Input::Generator {
                     total: cfg.events,
-                    gen: BankGenerator::new(cfg),
+                    gen: Box::new(BankGenerator::new(cfg)),
                     rate: src.rate.unwrap_or(0),
                     started: Instant::now(),
+                    base: 0,
                 }
             }
             SourceKind::Kafka => unreachable!("rejected by validate"),
@@ -152,6 +413,14 @@ pub fn cutter<'scope>(
     let kind = match src.kind {
         SourceKind::Files => "files",
         _ => "generator",
+    };
+    // A generator's lines depend on its whole configuration: it is recorded with the ranges.
+    let generator = (src.kind == SourceKind::Generator).then(|| generator_identity(src));
+    let next_epoch = replay.next_epoch;
+    let mut replay: VecDeque<ReplayEpoch> = if active {
+        replay.epochs.into()
+    } else {
+        VecDeque::new()
     };
     let stream = source(
         scope,
@@ -169,10 +438,62 @@ pub fn cutter<'scope>(
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
                 let input = input.as_mut().expect("active");
+                // Restart: replay the recorded epochs exactly, then decide epochs from
+                // `next_epoch` on.
+                let target = replay.front().map_or(next_epoch, |r| r.epoch);
+                if *c.time() < target {
+                    c.downgrade(&target);
+                }
                 let epoch = *c.time();
                 // Pacing: at most two epochs ahead of the committed frontier.
                 if epoch >= 2 && committed.less_equal(&(epoch - 2)) {
                     activator.activate_after(Duration::from_millis(5));
+                    return;
+                }
+                if let Some(r) = replay.front_mut() {
+                    let mut emitted = 0;
+                    while emitted < 2 * peers.max(2) {
+                        let Some(range) = r.ranges.first_mut() else {
+                            break;
+                        };
+                        let data = match replay_block(range, input, settings.block_bytes, &mut line)
+                        {
+                            Ok(Some(data)) => data,
+                            Ok(None) => {
+                                r.ranges.remove(0);
+                                continue;
+                            }
+                            Err(e) => {
+                                metrics.fail(format!(
+                                    "source `{}`: replaying epoch {}: {e}",
+                                    settings.name, r.epoch
+                                ));
+                                cap = None;
+                                return;
+                            }
+                        };
+                        output.session(&*c).give(Block { seq, data });
+                        seq += 1;
+                        emitted += 1;
+                    }
+                    if r.ranges.is_empty() {
+                        let r = replay.pop_front().expect("front");
+                        metrics.records_cut.fetch_add(r.records, Ordering::Relaxed);
+                        positions
+                            .borrow_mut()
+                            .entry(r.epoch)
+                            .or_default()
+                            .insert(settings.name.clone(), r.positions);
+                        opened = Instant::now();
+                        if let Input::Generator {
+                            gen, started, base, ..
+                        } = input
+                        {
+                            *started = Instant::now();
+                            *base = gen.position();
+                        }
+                    }
+                    activator.activate();
                     return;
                 }
                 let mut close = false;
@@ -202,11 +523,13 @@ pub fn cutter<'scope>(
                             total,
                             rate,
                             started,
+                            base,
                         } => {
                             let first = gen.position();
                             let mut allowed = want.unwrap_or(u64::MAX).min(*total - first);
                             if *rate > 0 {
-                                let due = (started.elapsed().as_secs_f64() * *rate as f64) as u64;
+                                let due =
+                                    *base + (started.elapsed().as_secs_f64() * *rate as f64) as u64;
                                 allowed = allowed.min(due.saturating_sub(first));
                             }
                             let mut bytes =
@@ -283,7 +606,13 @@ pub fn cutter<'scope>(
                         .fetch_add(epoch_records, Ordering::Relaxed);
                     positions.borrow_mut().entry(epoch).or_default().insert(
                     settings.name.clone(),
-                    json!({"kind": kind, "ranges": std::mem::take(&mut ranges), "records": epoch_records}),
+                    {
+                        let mut p = json!({"kind": kind, "ranges": std::mem::take(&mut ranges), "records": epoch_records});
+                        if let Some(g) = &generator {
+                            p["generator"] = g.clone();
+                        }
+                        p
+                    },
                 );
                     epoch_records = 0;
                     epoch_bytes = 0;
@@ -303,6 +632,57 @@ pub fn cutter<'scope>(
         },
     );
     Ok(stream)
+}
+
+/// The next block of a recorded range being replayed (advancing the range), or `None` when the
+/// range is done.
+fn replay_block(
+    range: &mut ReplayRange,
+    input: &mut Input,
+    block_bytes: u64,
+    line: &mut Vec<u8>,
+) -> Result<Option<BlockData>, String> {
+    match range {
+        ReplayRange::File { path, start, end } => {
+            if *start >= *end {
+                return Ok(None);
+            }
+            let piece = piece_end(path, *start, *end, block_bytes).map_err(|e| e.to_string())?;
+            let block = FileBlock {
+                path: path.display().to_string(),
+                start: *start,
+                end: piece,
+            };
+            *start = piece;
+            Ok(Some(BlockData::File(block)))
+        }
+        ReplayRange::Generator { from, to } => {
+            if *from >= *to {
+                return Ok(None);
+            }
+            let Input::Generator { gen, .. } = input else {
+                return Err("a generator range recorded for a files source".into());
+            };
+            if gen.position() != *from {
+                return Err(format!(
+                    "the generator is at line {}, the recorded range starts at {from}",
+                    gen.position()
+                ));
+            }
+            let first = *from;
+            let mut bytes = Vec::with_capacity(block_bytes as usize + 1024);
+            while *from < *to && (bytes.len() as u64) < block_bytes {
+                if !gen.next_line(line) {
+                    return Err(format!("the generator ended at line {from}, before {to}"));
+                }
+                bytes.extend_from_slice(line);
+                bytes.push(b'\n');
+                line.clear();
+                *from += 1;
+            }
+            Ok(Some(BlockData::Inline { first, bytes }))
+        }
+    }
 }
 
 /// Appends a file block to an epoch's ranges, merging it with the previous range of the same
@@ -393,6 +773,7 @@ pub fn parse<'scope>(
                     line_index += 1;
                 }
                 metrics.records_parsed.fetch_add(n, Ordering::Relaxed);
+                failpoint::hit("mid_epoch");
             }
             if !queue.is_empty() {
                 activator.activate();

@@ -11,7 +11,8 @@ use deltalake::arrow::array::{BooleanArray, RecordBatch};
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use serde::{Deserialize, Serialize};
 use tidewater_connectors::delta::{
-    datum_at, packed_record_batch, read_parquet, write_batch, write_parquet, FileAction,
+    datum_at, packed_record_batch, parquet_num_rows, read_parquet, table_files, write_batch,
+    write_parquet, FileAction,
 };
 use tidewater_connectors::types::{Column, ColumnType, Datum, Op, PackedRow, Row, Schema};
 use tidewater_operators::{Change, EpochStash};
@@ -264,20 +265,35 @@ pub fn bucket_of_file(path: &str) -> Option<u32> {
 /// committer. A bucket that becomes empty only gets its `Remove`. Memory is one bucket's
 /// rows at a time plus the epoch's changes, never the table.
 ///
-/// `files` are the buckets' current files (from the table's Delta snapshot when resuming);
-/// buckets of other workers are ignored by construction, since no changes arrive for them.
+/// `resume` is the last epoch the table has committed (restart): the buckets' current files
+/// are then read from the table's Delta snapshot, and epochs up to `resume` (replayed to
+/// rebuild the operators' state) write no file and send no commit message. Buckets of other
+/// workers are ignored by construction, since no changes arrive for them.
 pub fn table_sink<'scope>(
     changes: StreamVec<'scope, u64, (Key, Option<PackedRow>)>,
     plan: Arc<TablePlan>,
-    files: HashMap<u32, BucketFile>,
     metrics: Arc<Metrics>,
+    resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
+    let first_worker = changes.scope().index() == 0;
     changes.unary_frontier(
         Pipeline,
         &format!("TableSink({})", plan.name),
         move |_cap, _info| {
             let mut pending: EpochStash<(Key, Option<PackedRow>)> = EpochStash::new();
-            let mut files = files;
+            let mut files = HashMap::new();
+            if resume.is_some() {
+                match committed_bucket_files(&plan) {
+                    Ok(committed) => {
+                        if first_worker {
+                            let rows: i64 = committed.values().map(|f| f.rows).sum();
+                            metrics.table_rows.fetch_add(rows, Ordering::Relaxed);
+                        }
+                        files = committed;
+                    }
+                    Err(e) => metrics.fail(e),
+                }
+            }
             move |(input, frontier), output| {
                 pending.stash(input, output.output_index());
                 while let Some((cap, changes)) = pending.pop_complete(frontier) {
@@ -294,6 +310,11 @@ pub fn table_sink<'scope>(
                             .entry(plan.bucket(&key))
                             .or_default()
                             .push((key, value));
+                    }
+                    // Restart: this epoch is already in the Delta table (its changes were
+                    // replayed only to rebuild the state of the operators upstream).
+                    if resume.is_some_and(|r| epoch <= r) {
+                        continue;
                     }
                     let mut actions = Vec::new();
                     for (b, changes) in by_bucket {
@@ -390,12 +411,44 @@ fn parquet_err(
     }
 }
 
+/// The bucket files of a keyed table's newest snapshot (restart), by bucket number (from the
+/// file names the sink writes), with their row counts (from the Parquet footers).
+fn committed_bucket_files(plan: &TablePlan) -> Result<HashMap<u32, BucketFile>, String> {
+    let err = |e: &dyn std::fmt::Display| format!("table `{}`: {e}", plan.name);
+    let files = table_files(&plan.dir).map_err(|e| err(&e))?;
+    let mut out = HashMap::new();
+    for (path, size) in files {
+        let Some(b) = bucket_of_file(&path).filter(|b| *b < plan.buckets) else {
+            return Err(format!(
+                "table `{}`: cannot resume: file `{path}` is not a bucket file of {} buckets",
+                plan.name, plan.buckets
+            ));
+        };
+        let rows = parquet_num_rows(&plan.dir, &path).map_err(|e| err(&e))?;
+        let file = BucketFile {
+            path: path.clone(),
+            size,
+            rows,
+        };
+        if let Some(other) = out.insert(b, file) {
+            return Err(format!(
+                "table `{}`: cannot resume: bucket {b} has two files (`{}`, `{path}`)",
+                plan.name, other.path
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// The quarantine sink: one Parquet file per worker per epoch with that epoch's bad records.
+/// `resume` is the last epoch `_quarantine` has committed: bad records of epochs up to it are
+/// already in the table and are not written again (restart).
 pub fn quarantine_sink<'scope>(
     bad: StreamVec<'scope, u64, QuarantineRow>,
     lakehouse: PathBuf,
     worker: usize,
     metrics: Arc<Metrics>,
+    resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
     let dir = lakehouse.join(QUARANTINE);
     let columns = quarantine_columns();
@@ -405,7 +458,7 @@ pub fn quarantine_sink<'scope>(
             pending.stash(input, output.output_index());
             while let Some((cap, mut rows)) = pending.pop_complete(frontier) {
                 let epoch = *cap.time();
-                if rows.is_empty() {
+                if rows.is_empty() || resume.is_some_and(|r| epoch <= r) {
                     continue;
                 }
                 rows.sort_by(|a, b| (&a.source, &a.position).cmp(&(&b.source, &b.position)));

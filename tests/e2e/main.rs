@@ -5,3 +5,4 @@ mod bad_input;
 mod cdc_file;
 mod config_errors;
 mod epochs;
+mod restart;

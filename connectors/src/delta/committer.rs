@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
+use super::log::read_commits;
 use super::parquet::{delta_fields, AddFile};
 use crate::types::Column;
 use crate::ConnectorError;
@@ -86,6 +87,36 @@ pub fn read_manifests(lakehouse: &Path) -> Result<BTreeMap<u64, EpochManifest>, 
         out.insert(epoch, m);
     }
     Ok(out)
+}
+
+/// Where a pipeline stands in a lakehouse, read from the Delta logs of its tables (the log is
+/// the truth; the epoch manifests are only a hint and are not read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResumeInfo {
+    /// Per table: the last epoch committed (the `txn` version of `<pipeline>/<table>`).
+    pub per_table_committed: BTreeMap<String, Option<u64>>,
+    /// The recorded cut: epoch → source → `{kind, ranges, records}`, the union of the
+    /// `commitInfo.tidewater.positions` of all commits of all tables, for every epoch up to
+    /// `max_epoch` (an epoch that changed no table is recorded in the next commit's map).
+    pub recorded: BTreeMap<u64, BTreeMap<String, Value>>,
+    /// The largest committed epoch over all tables.
+    pub max_epoch: Option<u64>,
+    /// Per table: epoch → the Delta version that committed it.
+    pub versions: BTreeMap<String, BTreeMap<u64, i64>>,
+    /// Per epoch that some table committed: the `positions` map of that commit (this epoch and
+    /// the epochs folded into it), as written.
+    pub commit_positions: BTreeMap<u64, Value>,
+}
+
+impl ResumeInfo {
+    /// The Delta version of `table` as of `epoch`: its commit of the largest epoch ≤ `epoch`.
+    pub fn version_at(&self, table: &str, epoch: u64) -> Option<i64> {
+        self.versions
+            .get(table)?
+            .range(..=epoch)
+            .next_back()
+            .map(|(_, v)| *v)
+    }
 }
 
 /// Settings of the committer.
@@ -236,7 +267,8 @@ impl Committer {
         let app_id = self.app_id(table);
         let props = CommitProperties::default()
             .with_application_transaction(Transaction::new(&app_id, epoch as i64))
-            .with_metadata([("tidewater".to_string(), metadata)]);
+            .with_metadata([("tidewater".to_string(), metadata)])
+            .with_cleanup_expired_logs(Some(false));
 
         let version = if self.load(table)?.is_none() {
             let url = self.table_url(table)?;
@@ -251,6 +283,12 @@ impl Committer {
                         .with_configuration_property(
                             TableProperty::CheckpointInterval,
                             Some(self.config.checkpoint_interval.to_string()),
+                        )
+                        // Keep every JSON commit: restart reads the recorded source positions
+                        // from their commitInfo (see `log.rs`).
+                        .with_configuration_property(
+                            TableProperty::EnableExpiredLogCleanup,
+                            Some("false".to_string()),
                         )
                         .with_actions(delta_actions)
                         .with_commit_properties(props)
@@ -301,6 +339,24 @@ impl Committer {
                 versions.insert(t.clone(), v);
             }
         }
+        self.write_manifest_with(epoch, versions, positions)
+    }
+
+    /// Whether the manifest of `epoch` exists.
+    pub fn has_manifest(&self, epoch: u64) -> bool {
+        manifest_dir(&self.config.lakehouse)
+            .join(format!("{epoch}.json"))
+            .exists()
+    }
+
+    /// Writes the manifest of `epoch` with the given table versions (a replayed epoch whose
+    /// manifest was lost in a crash: the versions come from the logs).
+    pub fn write_manifest_with(
+        &mut self,
+        epoch: u64,
+        versions: BTreeMap<String, i64>,
+        positions: Value,
+    ) -> Result<EpochManifest, ConnectorError> {
         let manifest = EpochManifest {
             pipeline: self.config.pipeline.clone(),
             epoch,
@@ -315,6 +371,75 @@ impl Committer {
         std::fs::write(&tmp, text).map_err(|e| ConnectorError::io(tmp.display(), e))?;
         std::fs::rename(&tmp, &path).map_err(|e| ConnectorError::io(path.display(), e))?;
         Ok(manifest)
+    }
+
+    /// Reads where the pipeline stands from the logs of `tables` (which should include
+    /// `_quarantine`): per table the last committed epoch, and the recorded cut of every epoch
+    /// up to the largest of them. Fails if two tables recorded different positions for the same
+    /// epoch and source, or if a table's JSON commits are incomplete.
+    pub fn resume_info(&mut self, tables: &[String]) -> Result<ResumeInfo, ConnectorError> {
+        let mut info = ResumeInfo::default();
+        for table in tables {
+            let committed = self.last_epoch(table)?;
+            info.per_table_committed.insert(table.clone(), committed);
+            let Some(committed) = committed else { continue };
+            info.max_epoch = info.max_epoch.max(Some(committed));
+            let mut versions = BTreeMap::new();
+            for c in read_commits(&self.table_dir(table))? {
+                let tw = &c.tidewater;
+                if tw.get("pipeline").and_then(Value::as_str) != Some(&self.config.pipeline) {
+                    continue;
+                }
+                let Some(epoch) = tw.get("epoch").and_then(Value::as_u64) else {
+                    continue;
+                };
+                versions.insert(epoch, c.version);
+                let Some(positions) = tw.get("positions").and_then(Value::as_object) else {
+                    continue;
+                };
+                let conflict = |what: String| {
+                    delta_err(
+                        table,
+                        format!(
+                            "{what} differs between the logs of the pipeline's tables \
+                             (version {} of this table); the lakehouse is inconsistent",
+                            c.version
+                        ),
+                    )
+                };
+                match info.commit_positions.get(&epoch) {
+                    Some(p) if p != &tw["positions"] => {
+                        return Err(conflict(format!(
+                            "the positions of the commit of epoch {epoch}"
+                        )))
+                    }
+                    _ => {
+                        info.commit_positions.insert(epoch, tw["positions"].clone());
+                    }
+                }
+                for (e, sources) in positions {
+                    let Ok(e) = e.parse::<u64>() else { continue };
+                    let Some(sources) = sources.as_object() else {
+                        continue;
+                    };
+                    let slot = info.recorded.entry(e).or_default();
+                    for (source, pos) in sources {
+                        match slot.get(source) {
+                            Some(p) if p != pos => {
+                                return Err(conflict(format!(
+                                    "the recorded cut of source `{source}` in epoch {e}"
+                                )))
+                            }
+                            _ => {
+                                slot.insert(source.clone(), pos.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            info.versions.insert(table.clone(), versions);
+        }
+        Ok(info)
     }
 
     /// Commit metadata for an epoch: `{"pipeline", "table", "epoch", "positions", ...extra}`.
@@ -399,5 +524,72 @@ mod tests {
             .unwrap();
         assert_eq!(m.tables.get("t"), Some(&1));
         assert_eq!(read_manifests(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn resume_info_unions_the_recorded_positions_of_all_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CommitterConfig {
+            lakehouse: dir.path().to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval: 2,
+        };
+        let mut c = Committer::new(config.clone()).unwrap();
+        let cols = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }];
+        let r = vec![Datum::Int(1)];
+        let pos = |e: u64| json!({"s": {"kind": "generator", "ranges": [{"from": e, "to": e + 1}], "records": 1}});
+        // Epoch 0: both tables; epoch 1 changed nothing (folded into 2); epoch 2: only `a`;
+        // epoch 3: `b` only (a crash before `a` would have been committed).
+        let commit = |c: &mut Committer, e: u64, t: &str, positions: Value| {
+            let f = write_parquet(
+                &dir.path().join(t),
+                &format!("{t}{e}.parquet"),
+                &cols,
+                &[&r],
+            )
+            .unwrap();
+            let meta = c.metadata(e, t, &positions, json!({}));
+            c.commit(e, t, &cols, vec![FileAction::Add(f)], meta)
+                .unwrap()
+        };
+        let p0 = json!({"0": pos(0)});
+        commit(&mut c, 0, "a", p0.clone());
+        commit(&mut c, 0, "b", p0);
+        let p2 = json!({"1": pos(1), "2": pos(2)});
+        commit(&mut c, 2, "a", p2);
+        commit(&mut c, 3, "b", json!({"3": pos(3)}));
+        let mut c2 = Committer::new(config).unwrap();
+        let info = c2
+            .resume_info(&["a".into(), "b".into(), "_quarantine".into()])
+            .unwrap();
+        assert_eq!(info.max_epoch, Some(3));
+        assert_eq!(info.per_table_committed["a"], Some(2));
+        assert_eq!(info.per_table_committed["b"], Some(3));
+        assert_eq!(info.per_table_committed["_quarantine"], None);
+        assert_eq!(
+            info.recorded.keys().copied().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(json!(info.recorded[&1]), pos(1));
+        assert_eq!(info.version_at("a", 1), Some(0));
+        assert_eq!(info.version_at("a", 3), Some(1));
+        assert_eq!(info.version_at("b", 2), Some(0));
+        assert_eq!(
+            info.commit_positions.keys().copied().collect::<Vec<_>>(),
+            vec![0, 2, 3]
+        );
+        // Every add of the log is referenced: no orphans; a stray file is one.
+        assert!(crate::delta::orphan_files(&dir.path().join("a"), true)
+            .unwrap()
+            .is_empty());
+        std::fs::write(dir.path().join("a").join("part-x.parquet"), b"x").unwrap();
+        std::fs::write(dir.path().join("a").join(".part-y.parquet.tmp"), b"x").unwrap();
+        let orphans = crate::delta::remove_orphan_files(&dir.path().join("a"), false).unwrap();
+        assert_eq!(orphans.len(), 2);
+        assert!(dir.path().join("a").join("a0.parquet").exists());
+        assert!(!dir.path().join("a").join("part-x.parquet").exists());
     }
 }

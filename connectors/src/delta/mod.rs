@@ -3,13 +3,17 @@
 //! file.
 
 mod committer;
+mod log;
 mod parquet;
 
 pub use committer::{
     manifest_dir, read_manifests, CommitOutcome, Committer, CommitterConfig, EpochManifest,
-    FileAction,
+    FileAction, ResumeInfo,
+};
+pub use log::{
+    orphan_files, read_commits, remove_orphan_files, table_files, vacuum_lakehouse, LogCommit,
 };
 pub use parquet::{
-    arrow_schema, batch_stats, datum_at, delta_fields, packed_record_batch, read_parquet,
-    to_record_batch, write_batch, write_parquet, AddFile,
+    arrow_schema, batch_stats, datum_at, delta_fields, packed_record_batch, parquet_num_rows,
+    read_parquet, to_record_batch, write_batch, write_parquet, AddFile,
 };

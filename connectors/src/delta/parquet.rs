@@ -340,6 +340,18 @@ pub fn write_batch(
     })
 }
 
+/// The number of rows of a Parquet data file of a table (from its footer).
+pub fn parquet_num_rows(table_dir: &Path, name: &str) -> Result<i64, ConnectorError> {
+    let path = table_dir.join(name);
+    let file = File::open(&path).map_err(|e| ConnectorError::io(path.display(), e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ConnectorError::Parquet {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(builder.metadata().file_metadata().num_rows())
+}
+
 /// Reads a Parquet data file of a table back as one batch with the table's columns.
 pub fn read_parquet(
     table_dir: &Path,

@@ -143,6 +143,31 @@ impl FileCutter {
         Ok(())
     }
 
+    /// Resumes a restarted source: the files in `done` were read completely by earlier epochs
+    /// (they are not read again, even if they grew), and `path` was read up to byte `offset`
+    /// (reading continues there; later files in name order follow as usual).
+    pub fn resume_after(
+        &mut self,
+        done: impl IntoIterator<Item = PathBuf>,
+        path: &Path,
+        offset: u64,
+    ) -> Result<(), ConnectorError> {
+        self.done.extend(done);
+        self.done.remove(path);
+        let file = File::open(path).map_err(|e| ConnectorError::io(path.display(), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ConnectorError::io(path.display(), e))?
+            .len();
+        self.current = Some(Current {
+            path: path.to_path_buf(),
+            file,
+            len,
+            offset,
+        });
+        Ok(())
+    }
+
     /// Opens the next unread file in name order, if any.
     fn open_next(&mut self) -> Result<bool, ConnectorError> {
         let next = list_files(&self.root)?
@@ -310,6 +335,15 @@ impl FileCutter {
     }
 }
 
+/// The end of the first piece of the line-aligned range `start..end` of file `path` that holds
+/// about `max_bytes` (at least one whole line, at most `end`): used to cut a recorded range
+/// into blocks when it is replayed.
+pub fn piece_end(path: &Path, start: u64, end: u64, max_bytes: u64) -> Result<u64, ConnectorError> {
+    let file = File::open(path).map_err(|e| ConnectorError::io(path.display(), e))?;
+    let mut scratch = Vec::new();
+    find_line_end(&file, end, start + max_bytes.max(1) - 1, &mut scratch, path)
+}
+
 /// The end (exclusive) of the line containing byte `from`: just past the next newline at or
 /// after `from`, or the end of the file.
 fn find_line_end(
@@ -428,5 +462,22 @@ mod tests {
         assert!(c.finish_transaction(tx).unwrap().is_none());
         let (b, _) = c.next_block(1 << 20, Some(2)).unwrap().unwrap();
         assert_eq!((b.start, b.end), (20, 25));
+    }
+
+    #[test]
+    fn resume_after_skips_done_files_and_continues_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), "a1\na2\n").unwrap();
+        std::fs::write(dir.path().join("b.json"), "b1\nb2\n").unwrap();
+        std::fs::write(dir.path().join("0.json"), "new\n").unwrap();
+        let mut c = FileCutter::new(dir.path()).unwrap();
+        c.resume_after([dir.path().join("a.json")], &dir.path().join("b.json"), 3)
+            .unwrap();
+        // The rest of b, then the file that appeared (never read), a is not read again.
+        assert_eq!(lines_of(&mut c, 1 << 20, None), vec!["b2\n", "new\n"]);
+        assert!(c.is_exhausted().unwrap());
+        let a = dir.path().join("a.json");
+        assert_eq!(piece_end(&a, 0, 6, 2).unwrap(), 3);
+        assert_eq!(piece_end(&a, 3, 6, 100).unwrap(), 6);
     }
 }
