@@ -49,8 +49,16 @@ impl Key {
 }
 
 impl PartialEq for Key {
+    #[inline]
     fn eq(&self, other: &Key) -> bool {
-        self.as_slice() == other.as_slice()
+        match (&self.0, &other.0) {
+            // Unused inline bytes are zero, so whole arrays compare like the slices (and
+            // without a call to memcmp).
+            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_slice() == other.as_slice(),
+        }
     }
 }
 impl Eq for Key {}
