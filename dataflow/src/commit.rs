@@ -139,9 +139,11 @@ pub fn committer<'scope>(
                         &epoch_positions,
                         json!({"upserted": upserted, "deleted": deleted}),
                     );
+                    let commit_started = Instant::now();
                     match committer.commit(epoch, &table, &columns, actions, meta) {
                         Ok(CommitOutcome::Committed(v)) => {
-                            info!(epoch, table = %table, version = v, upserted, deleted, "committed");
+                            let ms = commit_started.elapsed().as_millis() as u64;
+                            info!(epoch, table = %table, version = v, upserted, deleted, ms, "committed");
                         }
                         Ok(CommitOutcome::AlreadyCommitted(v)) => {
                             info!(epoch, table = %table, version = v, "already committed; skipped");

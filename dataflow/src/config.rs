@@ -46,8 +46,10 @@ pub struct PipelineSection {
     /// it, epochs are a pure function of the input (deterministic tests).
     #[serde(default)]
     pub commit_every_records: Option<u64>,
-    /// Close an epoch at the latest after this many input bytes of a source (default 256 MiB),
-    /// so that a large backlog is committed in steps.
+    /// Close an epoch at the latest after this many input bytes of a source (default 1 GiB),
+    /// a bound for sources faster than `commit_interval_ms` expects. (The memory an epoch
+    /// holds grows with the keys it changes, not with its bytes; each epoch rewrites the
+    /// buckets it touched, so smaller epochs cost throughput.)
     #[serde(default = "default_max_epoch_bytes")]
     pub max_epoch_bytes: u64,
     /// Hash buckets of a keyed table: each bucket is one Parquet file, rewritten only when its
@@ -71,7 +73,7 @@ fn default_commit_interval_ms() -> u64 {
     1000
 }
 fn default_max_epoch_bytes() -> u64 {
-    256 << 20
+    1 << 30
 }
 fn default_buckets() -> u32 {
     16

@@ -316,6 +316,8 @@ pub fn table_sink<'scope>(
                     if resume.is_some_and(|r| epoch <= r) {
                         continue;
                     }
+                    let started = std::time::Instant::now();
+                    let rewritten = by_bucket.len();
                     let mut actions = Vec::new();
                     for (b, changes) in by_bucket {
                         match rewrite_bucket(&plan, epoch, b, files.remove(&b), changes) {
@@ -332,6 +334,15 @@ pub fn table_sink<'scope>(
                             }
                         }
                     }
+                    tracing::debug!(
+                        table = %plan.name,
+                        epoch,
+                        buckets = rewritten,
+                        upserted,
+                        deleted,
+                        ms = started.elapsed().as_millis() as u64,
+                        "rewrote bucket files"
+                    );
                     if !actions.is_empty() {
                         output.session(&cap).give(CommitMsg {
                             table: plan.name.clone(),
