@@ -60,6 +60,35 @@ fn run_args(pipeline: &Path) -> Vec<String> {
     ]
 }
 
+/// A bank input of `events` lines in a fresh directory, run once to completion.
+struct Committed {
+    _dir: tempfile::TempDir,
+    input: std::path::PathBuf,
+    lines: Vec<String>,
+    lakehouse: std::path::PathBuf,
+    pipeline: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+fn committed_run(events: u64) -> Committed {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    let (lines, _) = input_lines(events);
+    write_lines(&input, &lines);
+    let lakehouse = dir.path().join("lh");
+    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
+    let args = run_args(&pipeline);
+    tidewater_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    Committed {
+        _dir: dir,
+        input,
+        lines,
+        lakehouse,
+        pipeline,
+        args,
+    }
+}
+
 /// Checks a lakehouse after (restarted) runs over `inputs` (all input files, read in order):
 /// the final table equals the model (both readers), version k equals the model over the input
 /// of the epochs up to its own, every table commits each epoch once in increasing order, the
@@ -348,15 +377,9 @@ fn a_new_file_in_a_directory_is_read_and_old_ones_are_not() {
 
 #[test]
 fn a_committed_input_that_shrank_is_an_error_naming_file_and_epoch() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.json");
-    let (lines, _) = input_lines(2_000);
-    write_lines(&input, &lines);
-    let lakehouse = dir.path().join("lh");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
-    let args = run_args(&pipeline);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    tidewater_ok(&args);
+    let c = committed_run(2_000);
+    let (input, lines, lakehouse) = (&c.input, &c.lines, &c.lakehouse);
+    let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
     let before = py_read_table(&lakehouse.join("customers"), None).unwrap();
     write_lines(&input, &lines[..100]);
     let out = tidewater(&args);
@@ -374,15 +397,9 @@ fn a_committed_input_that_shrank_is_an_error_naming_file_and_epoch() {
 
 #[test]
 fn a_recorded_source_missing_from_the_pipeline_is_a_config_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.json");
-    let (lines, _) = input_lines(1_000);
-    write_lines(&input, &lines);
-    let lakehouse = dir.path().join("lh");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
-    let args = run_args(&pipeline);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    tidewater_ok(&args);
+    let c = committed_run(1_000);
+    let pipeline = &c.pipeline;
+    let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
     let text = std::fs::read_to_string(&pipeline).unwrap();
     std::fs::write(&pipeline, text.replace("customers_cdc", "renamed_cdc")).unwrap();
     let out = tidewater(&args);

@@ -121,28 +121,6 @@ impl FileCutter {
         self.is_dir
     }
 
-    /// Resumes after `path` has been read up to byte `offset` and all files before it in name
-    /// order are done.
-    pub fn resume_at(&mut self, path: &Path, offset: u64) -> Result<(), ConnectorError> {
-        for f in list_files(&self.root)? {
-            if f.as_path() < path {
-                self.done.insert(f);
-            }
-        }
-        let file = File::open(path).map_err(|e| ConnectorError::io(path.display(), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ConnectorError::io(path.display(), e))?
-            .len();
-        self.current = Some(Current {
-            path: path.to_path_buf(),
-            file,
-            len,
-            offset,
-        });
-        Ok(())
-    }
-
     /// Resumes a restarted source: the files in `done` were read completely by earlier epochs
     /// (they are not read again, even if they grew), and `path` was read up to byte `offset`
     /// (reading continues there; later files in name order follow as usual).
