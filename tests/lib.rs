@@ -221,3 +221,66 @@ pub fn lines_read_up_to(
     }
     lines
 }
+
+/// Writes a pipeline file `<name>.toml` named `name` with one CDC table `accounts` keyed by
+/// `account_id`, sequenced by `__lsn`, fed by the source `accounts_cdc` whose keys other than
+/// `name` are `source` (TOML lines, e.g. `kind = "files"\npath = "..."`); `extra` is added to
+/// `[pipeline]`.
+pub fn accounts_pipeline(
+    dir: &Path,
+    name: &str,
+    lakehouse: &Path,
+    source: &str,
+    extra: &str,
+) -> PathBuf {
+    let text = format!(
+        r#"[pipeline]
+name = "{name}"
+lakehouse = "{}"
+commit_interval_ms = 1000
+{extra}
+
+[[source]]
+name = "accounts_cdc"
+{source}
+
+[[table]]
+name = "accounts"
+from = "accounts_cdc"
+keys = ["account_id"]
+sequence_by = "__lsn"
+"#,
+        lakehouse.display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write pipeline");
+    path
+}
+
+/// The sum of the integer column `column` over `rows` (a missing or non-integer value fails).
+pub fn column_sum(rows: &[JsonRow], column: &str) -> i64 {
+    rows.iter()
+        .map(|r| {
+            r.get(column)
+                .and_then(Value::as_i64)
+                .unwrap_or_else(|| panic!("row without integer {column}: {r:?}"))
+        })
+        .sum()
+}
+
+/// The expected rows of a table from a generator's ground truth (key → (LSN, row JSON)): the
+/// row's columns plus the sequence column `__lsn`.
+pub fn ground_truth_rows(
+    truth: &std::collections::BTreeMap<u64, (i64, String)>,
+) -> anyhow::Result<Vec<JsonRow>> {
+    truth
+        .values()
+        .map(|(lsn, json)| {
+            let Value::Object(mut row) = serde_json::from_str(json)? else {
+                bail!("ground truth row is not an object: {json}");
+            };
+            row.insert("__lsn".into(), Value::from(*lsn));
+            Ok(row)
+        })
+        .collect()
+}

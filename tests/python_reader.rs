@@ -92,6 +92,23 @@ pub fn py_read_table(dir: &Path, version: Option<i64>) -> Result<PyTable> {
     })
 }
 
+/// Reads every version `0..=newest` of the table at `dir` with the independent reader (time
+/// travel; one reader process for all versions).
+pub fn py_read_all_versions(dir: &Path) -> Result<Vec<PyTable>> {
+    let out = run_reader(dir, &["--all-versions".to_string()])?;
+    out.as_array()
+        .context("--all-versions did not print a list")?
+        .iter()
+        .map(parse_table)
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| {
+            format!(
+                "unexpected --all-versions output of the Delta reader for {}",
+                dir.display()
+            )
+        })
+}
+
 /// Lists the JSON commits of the table at `dir` with the independent reader.
 pub fn py_read_log(dir: &Path) -> Result<Vec<PyCommit>> {
     let out = run_reader(dir, &["--log".to_string()])?;

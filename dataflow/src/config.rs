@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tidewater_connectors::generator::BankGenConfig;
+use tidewater_connectors::generator::{BankGenConfig, GeneratorConfig, TransfersGenConfig};
 use tidewater_connectors::types::ColumnType;
 
 use crate::error::TidewaterError;
@@ -94,7 +94,7 @@ fn default_block_bytes() -> u64 {
 pub enum SourceKind {
     /// A file, or a directory of files read in name order.
     Files,
-    /// The built-in bank-customers CDC generator.
+    /// A built-in CDC generator (`workload`: bank customers or bank transfers).
     Generator,
     /// Kafka topics — not implemented yet.
     Kafka,
@@ -114,13 +114,22 @@ pub struct SourceConfig {
     /// Record format (default `debezium-json`, the only one so far).
     #[serde(default = "default_format")]
     pub format: String,
+    /// `generator`: which generated stream (default `"bank"`): `"bank"` = bank customers
+    /// (`customer_id`, out-of-order, duplicates, deletes; one event per source transaction),
+    /// `"transfers"` = bank accounts (`account_id`, `owner`, `balance` in int64 cents,
+    /// `updated_at`): a snapshot of `keys` accounts in one transaction, then transfers, each one
+    /// source transaction of two updates (debit + credit), some also opening an account.
+    #[serde(default)]
+    pub workload: Option<String>,
     /// `generator`: seed (default 42).
     #[serde(default)]
     pub seed: Option<u64>,
-    /// `generator`: number of events (default 100000).
+    /// `generator`: number of events (default 100000); for `workload = "transfers"` at least
+    /// `keys` lines are generated (the snapshot is whole).
     #[serde(default)]
     pub events: Option<u64>,
-    /// `generator`: number of distinct keys (default 10000).
+    /// `generator`: number of distinct keys (default 10000); for `workload = "transfers"` the
+    /// number of accounts of the snapshot (default 1000, at least 2).
     #[serde(default)]
     pub keys: Option<u64>,
     /// `generator`: events per second, 0 = as fast as possible (default 0).
@@ -277,6 +286,15 @@ impl PipelineConfig {
                     if s.keys == Some(0) {
                         return Err(err(format!("{key}.keys"), "must be at least 1"));
                     }
+                    match s.workload.as_deref() {
+                        None | Some("bank") | Some("transfers") => {}
+                        Some(w) => {
+                            return Err(err(
+                                format!("{key}.workload"),
+                                format!("unknown workload `{w}` (supported: bank, transfers)"),
+                            ))
+                        }
+                    }
                 }
                 SourceKind::Kafka => {
                     return Err(err(
@@ -376,7 +394,30 @@ impl TableConfig {
 }
 
 impl SourceConfig {
-    /// The generator settings of a `generator` source.
+    /// The generator of a `generator` source (by `workload`), with its settings.
+    pub fn generator(&self) -> GeneratorConfig {
+        match self.workload.as_deref() {
+            Some("transfers") => {
+                let mut g = TransfersGenConfig::default();
+                if let Some(v) = self.seed {
+                    g.seed = v;
+                }
+                if let Some(v) = self.events {
+                    g.events = v;
+                }
+                if let Some(v) = self.keys {
+                    g.accounts = v;
+                }
+                if let Some(v) = self.with_schema {
+                    g.with_schema = v;
+                }
+                GeneratorConfig::Transfers(g)
+            }
+            _ => GeneratorConfig::Bank(self.generator_config()),
+        }
+    }
+
+    /// The settings of the bank generator of a `generator` source (`workload = "bank"`).
     pub fn generator_config(&self) -> BankGenConfig {
         let mut g = BankGenConfig::default();
         if let Some(v) = self.seed {
@@ -454,5 +495,25 @@ scd = 1
             "{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\n"
         ))
         .contains("[[view]]"));
+        assert!(error_of(&MINIMAL.replace(
+            "kind = \"generator\"",
+            "kind = \"generator\"\nworkload = \"transfer\""
+        ))
+        .contains("source `customers_cdc`.workload"));
+    }
+
+    #[test]
+    fn workload_selects_the_generator() {
+        let c = PipelineConfig::parse(MINIMAL).unwrap();
+        assert_eq!(c.source[0].generator().workload(), "bank");
+        let c = PipelineConfig::parse(&MINIMAL.replace(
+            "kind = \"generator\"",
+            "kind = \"generator\"\nworkload = \"transfers\"\nkeys = 50\nevents = 10",
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let g = c.source[0].generator();
+        assert_eq!(g.workload(), "transfers");
+        assert_eq!(g.total_lines(), 50, "the snapshot of 50 accounts is whole");
     }
 }

@@ -99,12 +99,23 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError
     Ok(out)
 }
 
-/// Prepares a restart on the lakehouse: removes Parquet files no commit references (left by a
-/// crash; process 0 only, before any worker runs), then reads from the Delta logs, per table,
-/// the last committed epoch and the recorded cut of every epoch up to the largest of them.
+/// Prepares a restart on the lakehouse: refuses a table that another writer commits to (its
+/// log holds a commit without this pipeline's `txn` app id), removes Parquet files no commit
+/// references (left by a crash; process 0 only, before any worker runs), then reads from the
+/// Delta logs, per table, the last committed epoch and the recorded cut of every epoch up to
+/// the largest of them.
 fn prepare_resume(cfg: &PipelineConfig, process_id: usize) -> Result<ResumeInfo, TidewaterError> {
     let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
     tables.push(QUARANTINE.into());
+    let mut committer = Committer::new(CommitterConfig {
+        lakehouse: cfg.pipeline.lakehouse.clone(),
+        pipeline: cfg.pipeline.name.clone(),
+        checkpoint_interval: cfg.pipeline.checkpoint_interval,
+    })?;
+    // Before the orphan cleanup, which must not touch another writer's files.
+    for t in &tables {
+        committer.check_sole_writer(t, 0)?;
+    }
     if process_id == 0 {
         for t in &tables {
             let removed = remove_orphan_files(&cfg.pipeline.lakehouse.join(t), true)?;
@@ -113,11 +124,6 @@ fn prepare_resume(cfg: &PipelineConfig, process_id: usize) -> Result<ResumeInfo,
             }
         }
     }
-    let mut committer = Committer::new(CommitterConfig {
-        lakehouse: cfg.pipeline.lakehouse.clone(),
-        pipeline: cfg.pipeline.name.clone(),
-        checkpoint_interval: cfg.pipeline.checkpoint_interval,
-    })?;
     Ok(committer.resume_info(&tables)?)
 }
 

@@ -6,3 +6,5 @@ mod cdc_file;
 mod config_errors;
 mod epochs;
 mod restart;
+mod second_writer;
+mod transfers;

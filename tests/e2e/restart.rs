@@ -381,7 +381,7 @@ fn a_committed_input_that_shrank_is_an_error_naming_file_and_epoch() {
     let (input, lines, lakehouse) = (&c.input, &c.lines, &c.lakehouse);
     let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
     let before = py_read_table(&lakehouse.join("customers"), None).unwrap();
-    write_lines(&input, &lines[..100]);
+    write_lines(input, &lines[..100]);
     let out = tidewater(&args);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -400,8 +400,8 @@ fn a_recorded_source_missing_from_the_pipeline_is_a_config_error() {
     let c = committed_run(1_000);
     let pipeline = &c.pipeline;
     let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
-    let text = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(&pipeline, text.replace("customers_cdc", "renamed_cdc")).unwrap();
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    std::fs::write(pipeline, text.replace("customers_cdc", "renamed_cdc")).unwrap();
     let out = tidewater(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

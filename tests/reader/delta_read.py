@@ -8,7 +8,7 @@ independent implementation.
 
 Usage::
 
-    python delta_read.py TABLE_DIR [--version N] [--log]
+    python delta_read.py TABLE_DIR [--version N] [--log] [--all-versions]
 
 Default output: one JSON document on stdout::
 
@@ -33,6 +33,10 @@ as a JSON commit file::
     {"version": v, "txn": [{"appId": ..., "version": ...}],
      "commitInfo": {...} or null, "add": [paths], "remove": [paths],
      "num_records_added": int or null}
+
+``--all-versions`` prints a JSON list with the default output of every
+version 0..V (each version replayed on its own, as ``--version v`` would);
+it needs every JSON commit from 0 on.
 
 Paths in ``--log`` are given as written in the log (URL-encoded).
 ``num_records_added`` is the sum of ``stats.numRecords`` over the commit's
@@ -525,9 +529,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("table_dir", metavar="TABLE_DIR")
     parser.add_argument("--version", type=int, default=None, help="the version to read (default: newest)")
     parser.add_argument("--log", action="store_true", help="print the commits instead of the rows")
+    parser.add_argument(
+        "--all-versions", action="store_true", help="print the rows of every version 0..V (time travel)"
+    )
     args = parser.parse_args(argv)
     try:
-        result = read_log(args.table_dir, args.version) if args.log else read_table(args.table_dir, args.version)
+        if args.log:
+            result = read_log(args.table_dir, args.version)
+        elif args.all_versions:
+            latest = Log(args.table_dir).latest_version() if args.version is None else args.version
+            result = [read_table(args.table_dir, v) for v in range(0, latest + 1)]
+        else:
+            result = read_table(args.table_dir, args.version)
     except ReadError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2

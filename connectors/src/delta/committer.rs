@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::log::read_commits;
+use super::log::{read_commit, read_commits, LogCommit};
 use super::parquet::{delta_fields, AddFile};
 use crate::types::Column;
 use crate::ConnectorError;
@@ -194,6 +194,8 @@ impl Committer {
                 .rt
                 .block_on(deltalake::open_table(url))
                 .map_err(|e| delta_err(table, e))?;
+            // A table of this pipeline has no other writer (see DESIGN.md, "A second writer").
+            self.check_sole_writer(table, 0)?;
             self.tables.insert(table.to_string(), t);
         }
         Ok(self.tables.get_mut(table))
@@ -265,40 +267,52 @@ impl Committer {
             })
             .collect();
         let app_id = self.app_id(table);
+        // No retries: delta-rs would otherwise rebase this commit over a version another
+        // writer committed meanwhile (appends do not conflict), hiding the second writer.
         let props = CommitProperties::default()
             .with_application_transaction(Transaction::new(&app_id, epoch as i64))
             .with_metadata([("tidewater".to_string(), metadata)])
-            .with_cleanup_expired_logs(Some(false));
+            .with_cleanup_expired_logs(Some(false))
+            .with_max_retries(0);
 
         let version = if self.load(table)?.is_none() {
             let url = self.table_url(table)?;
-            let created = self
-                .rt
-                .block_on(
-                    CreateBuilder::new()
-                        .with_location(url.to_string())
-                        .with_table_name(table)
-                        .with_columns(delta_fields(columns))
-                        .with_save_mode(SaveMode::ErrorIfExists)
-                        .with_configuration_property(
-                            TableProperty::CheckpointInterval,
-                            Some(self.config.checkpoint_interval.to_string()),
-                        )
-                        // Keep every JSON commit: restart reads the recorded source positions
-                        // from their commitInfo (see `log.rs`).
-                        .with_configuration_property(
-                            TableProperty::EnableExpiredLogCleanup,
-                            Some("false".to_string()),
-                        )
-                        .with_actions(delta_actions)
-                        .with_commit_properties(props)
-                        .into_future(),
-                )
-                .map_err(|e| delta_err(table, e))?;
+            let created = self.rt.block_on(
+                CreateBuilder::new()
+                    .with_location(url.to_string())
+                    .with_table_name(table)
+                    .with_columns(delta_fields(columns))
+                    .with_save_mode(SaveMode::ErrorIfExists)
+                    .with_configuration_property(
+                        TableProperty::CheckpointInterval,
+                        Some(self.config.checkpoint_interval.to_string()),
+                    )
+                    // Keep every JSON commit: restart reads the recorded source positions
+                    // from their commitInfo (see `log.rs`).
+                    .with_configuration_property(
+                        TableProperty::EnableExpiredLogCleanup,
+                        Some("false".to_string()),
+                    )
+                    .with_actions(delta_actions)
+                    .with_commit_properties(props)
+                    .into_future(),
+            );
+            let created = match created {
+                Ok(t) => t,
+                Err(e) => {
+                    // Another writer created the table first: name it.
+                    self.check_sole_writer(table, 0)?;
+                    return Err(delta_err(table, e));
+                }
+            };
             let v = created.version().unwrap_or(0) as i64;
             self.tables.insert(table.to_string(), created);
             v
         } else {
+            let base = self.tables[table].version().map_or(-1, |v| v as i64);
+            // A version after the one we read was written by someone else (this committer is
+            // the pipeline's only one and keeps its table state current).
+            self.check_sole_writer(table, base + 1)?;
             let t = self.tables.get_mut(table).expect("loaded");
             let log_store = t.log_store();
             let snapshot = t.snapshot().map_err(|e| delta_err(table, e))?;
@@ -307,15 +321,21 @@ impl Committer {
                 partition_by: None,
                 predicate: None,
             };
-            let finalized = self
-                .rt
-                .block_on(
-                    CommitBuilder::from(props)
-                        .with_actions(delta_actions)
-                        .build(Some(snapshot), log_store, op)
-                        .into_future(),
-                )
-                .map_err(|e| delta_err(table, e))?;
+            let finalized = self.rt.block_on(
+                CommitBuilder::from(props)
+                    .with_actions(delta_actions)
+                    .build(Some(snapshot), log_store, op)
+                    .into_future(),
+            );
+            let finalized = match finalized {
+                Ok(f) => f,
+                Err(e) => {
+                    // Lost the race for version `base + 1` to another writer: name it.
+                    self.check_sole_writer(table, base + 1)?;
+                    return Err(delta_err(table, e));
+                }
+            };
+            let t = self.tables.get_mut(table).expect("loaded");
             let v = finalized.version();
             self.rt
                 .block_on(t.update_incremental(Some(v)))
@@ -323,6 +343,32 @@ impl Committer {
             v as i64
         };
         Ok(CommitOutcome::Committed(version))
+    }
+
+    /// Fails, naming the table and the other writer, if a JSON commit of `table` from version
+    /// `from` on was not written by this pipeline: a commit is ours iff it carries a `txn`
+    /// action with our app id `<pipeline>/<table>` (every tidewater commit does, the table's
+    /// creation included).
+    pub fn check_sole_writer(&self, table: &str, from: i64) -> Result<(), ConnectorError> {
+        let dir = self.table_dir(table);
+        let ours = self.app_id(table);
+        let mut v = from.max(0);
+        while let Some(c) = read_commit(&dir, v)? {
+            if let Some(writer) = foreign_writer(&c, &ours) {
+                return Err(delta_err(
+                    table,
+                    format!(
+                        "a second writer commits to this table: version {v} was written by \
+                         {writer}, not by this pipeline (app id `{ours}`). A tidewater table \
+                         has exactly one writer; stopping without committing (the table is \
+                         left as that writer left it). Give the pipeline its own lakehouse or \
+                         table name."
+                    ),
+                ));
+            }
+            v += 1;
+        }
+        Ok(())
     }
 
     /// Writes the manifest of `epoch` (atomically: temporary file, then rename), mapping every
@@ -457,6 +503,40 @@ impl Committer {
     }
 }
 
+/// Who wrote a commit that is not ours (`None` if it carries our `txn` app id): the app id of
+/// its `txn` action, else what its `commitInfo` says (a tidewater pipeline, the engine, the
+/// operation).
+fn foreign_writer(c: &LogCommit, ours: &str) -> Option<String> {
+    if c.txn.iter().any(|(app, _)| app == ours) {
+        return None;
+    }
+    if let Some((app, version)) = c.txn.first() {
+        return Some(format!("app id `{app}` (txn version {version})"));
+    }
+    let ci = &c.commit_info;
+    let mut parts = Vec::new();
+    if let Some(p) = ci["tidewater"]["pipeline"].as_str() {
+        parts.push(format!("tidewater pipeline `{p}`"));
+    }
+    for key in [
+        "appId",
+        "engineInfo",
+        "clientVersion",
+        "operation",
+        "userName",
+    ] {
+        if let Some(v) = ci.get(key).filter(|v| !v.is_null()) {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            parts.push(format!("{key} `{v}`"));
+        }
+    }
+    Some(if parts.is_empty() {
+        "a writer without a txn action or commitInfo".to_string()
+    } else {
+        format!("a writer without a txn action ({})", parts.join(", "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +604,183 @@ mod tests {
             .unwrap();
         assert_eq!(m.tables.get("t"), Some(&1));
         assert_eq!(read_manifests(dir.path()).unwrap().len(), 1);
+    }
+
+    /// Commits one new file to the table at `dir` as another writer would: with a `txn` of
+    /// `app_id` if given, from a snapshot read now, with delta-rs's default retries. Returns
+    /// the version written.
+    fn foreign_commit(dir: &Path, app_id: Option<&str>, max_retries: Option<usize>) -> i64 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = Url::from_directory_path(dir.canonicalize().unwrap()).unwrap();
+        let t = rt.block_on(deltalake::open_table(url)).unwrap();
+        foreign_commit_on(&rt, &t, dir, app_id, max_retries).unwrap()
+    }
+
+    fn foreign_commit_on(
+        rt: &tokio::runtime::Runtime,
+        t: &DeltaTable,
+        dir: &Path,
+        app_id: Option<&str>,
+        max_retries: Option<usize>,
+    ) -> Result<i64, deltalake::DeltaTableError> {
+        let cols = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }];
+        let r = vec![Datum::Int(99)];
+        let name = format!("foreign-{}.parquet", uuid_like());
+        let f = write_parquet(dir, &name, &cols, &[&r]).unwrap();
+        let mut props = CommitProperties::default();
+        if let Some(app) = app_id {
+            props = props.with_application_transaction(Transaction::new(app, 7));
+        }
+        if let Some(n) = max_retries {
+            props = props.with_max_retries(n);
+        }
+        let add = Action::Add(Add {
+            path: f.path,
+            size: f.size,
+            modification_time: 0,
+            data_change: true,
+            stats: Some(f.stats),
+            ..Default::default()
+        });
+        let op = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let done = rt.block_on(
+            CommitBuilder::from(props)
+                .with_actions(vec![add])
+                .build(Some(t.snapshot().unwrap()), t.log_store(), op)
+                .into_future(),
+        )?;
+        Ok(done.version() as i64)
+    }
+
+    fn uuid_like() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn one_file(dir: &Path, name: &str) -> FileAction {
+        let cols = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }];
+        FileAction::Add(write_parquet(dir, name, &cols, &[&vec![Datum::Int(1)]]).unwrap())
+    }
+
+    /// Why the committer commits with `max_retries = 0`: delta-rs rebases an append read at an
+    /// older version over a newer one without a conflict (the second writer stays hidden);
+    /// with no retries the commit fails instead.
+    #[test]
+    fn delta_rs_rebases_a_stale_append_unless_retries_are_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Committer::new(CommitterConfig {
+            lakehouse: dir.path().to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval: 100,
+        })
+        .unwrap();
+        let tdir = dir.path().join("t");
+        let cols = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }];
+        c.commit(0, "t", &cols, vec![one_file(&tdir, "a.parquet")], json!({}))
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = Url::from_directory_path(tdir.canonicalize().unwrap()).unwrap();
+        let stale = rt.block_on(deltalake::open_table(url)).unwrap();
+        assert_eq!(foreign_commit(&tdir, Some("x"), None), 1);
+        let err = foreign_commit_on(&rt, &stale, &tdir, Some("y"), Some(0)).unwrap_err();
+        assert!(
+            err.to_string().contains("Failed to commit transaction"),
+            "{err}"
+        );
+        assert_eq!(
+            foreign_commit_on(&rt, &stale, &tdir, Some("y"), None).unwrap(),
+            2,
+            "with retries, the stale append is silently rebased"
+        );
+    }
+
+    /// A foreign commit lands between our snapshot read (the committer's table state after its
+    /// last commit) and our next commit: the commit is refused naming the table and the other
+    /// writer's app id, and the table is unchanged.
+    #[test]
+    fn a_foreign_commit_between_our_read_and_our_commit_stops_the_committer() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CommitterConfig {
+            lakehouse: dir.path().to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval: 100,
+        };
+        let mut c = Committer::new(config.clone()).unwrap();
+        let tdir = dir.path().join("t");
+        let cols = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }];
+        c.commit(0, "t", &cols, vec![one_file(&tdir, "a.parquet")], json!({}))
+            .unwrap();
+        c.commit(1, "t", &cols, vec![one_file(&tdir, "b.parquet")], json!({}))
+            .unwrap();
+        // Our own commits (the creation included) carry our txn.
+        assert!(read_commits(&tdir)
+            .unwrap()
+            .iter()
+            .all(|c| c.txn == vec![("p/t".to_string(), c.version)]));
+        assert_eq!(foreign_commit(&tdir, Some("other/t"), None), 2);
+        let err = c
+            .commit(2, "t", &cols, vec![one_file(&tdir, "c.parquet")], json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Delta table t:"), "{err}");
+        assert!(err.contains("app id `other/t`"), "{err}");
+        assert!(err.contains("version 2"), "{err}");
+        let log = read_commits(&tdir).unwrap();
+        assert_eq!(log.len(), 3, "nothing of ours was committed");
+        assert!(log
+            .iter()
+            .all(|c| !c.adds.contains(&"c.parquet".to_string())));
+        // A restart (a fresh committer) refuses the table too.
+        let mut c2 = Committer::new(config).unwrap();
+        let err = c2.resume_info(&["t".into()]).unwrap_err().to_string();
+        assert!(err.contains("app id `other/t`"), "{err}");
+
+        // A writer without txn is named by its commitInfo.
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Committer::new(CommitterConfig {
+            lakehouse: dir.path().to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval: 100,
+        })
+        .unwrap();
+        let tdir = dir.path().join("t");
+        c.commit(0, "t", &cols, vec![one_file(&tdir, "a.parquet")], json!({}))
+            .unwrap();
+        foreign_commit(&tdir, None, None);
+        let err = c
+            .commit(1, "t", &cols, vec![one_file(&tdir, "b.parquet")], json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a txn action"), "{err}");
+        assert!(err.contains("engineInfo `delta-rs"), "{err}");
+        assert_eq!(read_commits(&tdir).unwrap().len(), 2);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct LogCommit {
     pub txn: Vec<(String, i64)>,
     /// `commitInfo.tidewater` (`Value::Null` if the commit was not written by tidewater).
     pub tidewater: Value,
+    /// The whole `commitInfo` (`Value::Null` if the commit has none).
+    pub commit_info: Value,
     /// Paths of the `add` actions (percent-decoded, relative to the table root).
     pub adds: Vec<String>,
 }
@@ -101,13 +103,28 @@ pub fn read_commits(table_dir: &Path) -> Result<Vec<LogCommit>, ConnectorError> 
     }
     let mut out = Vec::with_capacity(versions.len());
     for v in versions {
-        let path = table_dir.join("_delta_log").join(format!("{v:020}.json"));
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| ConnectorError::io(path.display(), e))?;
+        let commit = read_commit(table_dir, v)?
+            .ok_or_else(|| log_err(table_dir, format!("commit {v} disappeared while reading")))?;
+        out.push(commit);
+    }
+    Ok(out)
+}
+
+/// Reads the JSON commit `version` of the table at `table_dir`; `None` if it does not exist.
+pub fn read_commit(table_dir: &Path, version: i64) -> Result<Option<LogCommit>, ConnectorError> {
+    let v = version;
+    let path = table_dir.join("_delta_log").join(format!("{v:020}.json"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ConnectorError::io(path.display(), e)),
+    };
+    {
         let mut commit = LogCommit {
             version: v,
             txn: Vec::new(),
             tidewater: Value::Null,
+            commit_info: Value::Null,
             adds: Vec::new(),
         };
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -128,15 +145,15 @@ pub fn read_commits(table_dir: &Path) -> Result<Vec<LogCommit>, ConnectorError> 
                 if let Some(tw) = ci.get("tidewater") {
                     commit.tidewater = tw.clone();
                 }
+                commit.commit_info = ci.clone();
             } else if let Some(add) = action.get("add") {
                 if let Some(p) = add.get("path").and_then(Value::as_str) {
                     commit.adds.push(percent_decode(p));
                 }
             }
         }
-        out.push(commit);
+        Ok(Some(commit))
     }
-    Ok(out)
 }
 
 /// The data files of the newest snapshot of the table at `table_dir` (relative paths,

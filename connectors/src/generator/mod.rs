@@ -3,12 +3,95 @@
 //! - [`bank`]: the bank-customers Debezium PostgreSQL CDC generator ([`BankGenerator`]),
 //!   which emits a realistic, deterministically perturbed change stream (out-of-order
 //!   windows, duplicates, very late events, deletes and re-creates).
+//! - [`transfers`]: the bank-transfers generator ([`TransfersGenerator`]): an `accounts`
+//!   snapshot, then multi-event source transactions (transfers) that keep the sum of all
+//!   balances constant.
 //! - [`reference`]: a plain sequential model of `APPLY CHANGES` / SCD type 1
 //!   ([`reference_apply`]) that computes the expected final table of any Debezium JSON
 //!   stream, independently of the engine.
+//!
+//! [`GeneratorConfig`] / [`Generator`] select one of the generators (the `workload` of a
+//! pipeline's generator source).
 
 pub mod bank;
 pub mod reference;
+pub mod transfers;
 
 pub use bank::{write_file, BankGenConfig, BankGenerator, BANK_COLUMNS, BANK_SCHEMA_JSON};
 pub use reference::{reference_apply, reference_apply_file, ReferenceState};
+pub use transfers::{
+    write_file as write_transfers_file, TransfersGenConfig, TransfersGenerator, TRANSFERS_COLUMNS,
+    TRANSFERS_SCHEMA_JSON,
+};
+
+/// The settings of one of the built-in generators.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GeneratorConfig {
+    /// `workload = "bank"`: [`BankGenerator`].
+    Bank(BankGenConfig),
+    /// `workload = "transfers"`: [`TransfersGenerator`].
+    Transfers(TransfersGenConfig),
+}
+
+impl GeneratorConfig {
+    /// The workload name (`bank` | `transfers`).
+    pub fn workload(&self) -> &'static str {
+        match self {
+            GeneratorConfig::Bank(_) => "bank",
+            GeneratorConfig::Transfers(_) => "transfers",
+        }
+    }
+
+    /// The number of lines the generator emits in all.
+    pub fn total_lines(&self) -> u64 {
+        match self {
+            GeneratorConfig::Bank(c) => c.events,
+            GeneratorConfig::Transfers(c) => c.total_lines(),
+        }
+    }
+
+    /// Creates the generator.
+    pub fn build(&self) -> Generator {
+        match self {
+            GeneratorConfig::Bank(c) => Generator::Bank(Box::new(BankGenerator::new(c.clone()))),
+            GeneratorConfig::Transfers(c) => {
+                Generator::Transfers(Box::new(TransfersGenerator::new(c.clone())))
+            }
+        }
+    }
+}
+
+/// One of the built-in generators, pulled line by line.
+pub enum Generator {
+    /// The bank-customers generator (every event is its own source transaction).
+    Bank(Box<BankGenerator>),
+    /// The bank-transfers generator (multi-event source transactions).
+    Transfers(Box<TransfersGenerator>),
+}
+
+impl Generator {
+    /// Appends the next line (no newline) to `out`; false when all lines were produced.
+    pub fn next_line(&mut self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Generator::Bank(g) => g.next_line(out),
+            Generator::Transfers(g) => g.next_line(out),
+        }
+    }
+
+    /// Lines produced so far.
+    pub fn position(&self) -> u64 {
+        match self {
+            Generator::Bank(g) => g.position(),
+            Generator::Transfers(g) => g.position(),
+        }
+    }
+
+    /// Whether the last produced line is followed by more lines of its source transaction: a
+    /// block (and so an epoch) must not end here.
+    pub fn in_transaction(&self) -> bool {
+        match self {
+            Generator::Bank(_) => false,
+            Generator::Transfers(g) => g.in_transaction(),
+        }
+    }
+}
