@@ -127,6 +127,10 @@ impl Cols {
     }
 }
 
+/// Member names of a Debezium `source` block in the order last seen, each quoted as it appears
+/// in JSON, with what the fast path reads from it (0 nothing, 1 `lsn`, 2 `ts_ms`, 3 `txId`).
+type SourceKeys = Vec<(Box<[u8]>, u8)>;
+
 /// The last schema block seen, and what it means for the fixed schema.
 #[derive(Clone, Debug)]
 struct BlockCache {
@@ -170,6 +174,8 @@ pub struct DebeziumParser {
     block_cache: Option<BlockCache>,
     /// A row to parse the next record into (see [`DebeziumParser::recycle`]).
     spare: Option<Row>,
+    /// The member order of the last source block (the fast path predicts the next one's).
+    source_keys: SourceKeys,
 }
 
 impl DebeziumParser {
@@ -242,6 +248,7 @@ impl DebeziumParser {
             schema,
             block_cache: None,
             spare: None,
+            source_keys: Vec::new(),
         }
     }
 
@@ -264,7 +271,13 @@ impl DebeziumParser {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Parsed::Skip);
         }
-        match fast::parse(&self.cols, &mut self.block_cache, line, self.spare.take()) {
+        match fast::parse(
+            &self.cols,
+            &mut self.block_cache,
+            line,
+            self.spare.take(),
+            Some(&mut self.source_keys),
+        ) {
             Some(parsed) => Ok(parsed),
             None => self.parse_reference(line),
         }
@@ -447,6 +460,8 @@ struct Run<'c, 'de> {
     row: Vec<Datum>,
     /// (Fast path only) a recycled row to parse the image into.
     spare: Option<Row>,
+    /// (Fast path only) the member order of the previous record's source block.
+    source_keys: Option<&'c mut SourceKeys>,
     row_err: Option<String>,
     source: SourceMeta,
     ts_ms: Option<i64>,
@@ -473,6 +488,7 @@ impl<'c, 'de> Run<'c, 'de> {
             after: Side::Missing,
             row: Vec::new(),
             spare: None,
+            source_keys: None,
             row_err: None,
             source: SourceMeta::default(),
             ts_ms: None,

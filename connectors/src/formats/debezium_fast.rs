@@ -9,7 +9,9 @@
 //! (`convert`) are shared by both paths, and tests check that both agree on every line the
 //! fast path accepts.
 
-use super::{meta_int, meta_tx, op_state, BlockCache, Cols, OpState, Run, Side, SourceMeta};
+use super::{
+    meta_int, meta_tx, op_state, BlockCache, Cols, OpState, Run, Side, SourceKeys, SourceMeta,
+};
 use crate::formats::convert::{convert_raw, convert_scalar, ColMode, Scalar};
 use crate::formats::Parsed;
 use crate::types::{ColumnType, Datum, Op, Row};
@@ -428,17 +430,54 @@ impl<'a> Cur<'a> {
         Some(Some(row))
     }
 
-    /// `payload.source` (null or an object).
-    fn source(&mut self) -> Option<SourceMeta> {
+    /// `payload.source` (null or an object). `keys`, when given, is the order of the members
+    /// seen in the previous record's source block (sources write them in a fixed order): each
+    /// member is first matched against the predicted name in place, and the prediction is
+    /// corrected on a miss.
+    fn source(&mut self, mut keys: Option<&mut SourceKeys>) -> Option<SourceMeta> {
+        const OTHER: u8 = 0;
+        const LSN: u8 = 1;
+        const TS_MS: u8 = 2;
+        const TX_ID: u8 = 3;
         let mut m = SourceMeta::default();
         if !self.open_object()? {
             return Some(m);
         }
+        let mut k = 0;
         loop {
-            let res = match self.key()? {
-                b"lsn" => meta_int(self.scalar()?, "source.lsn").map(|v| m.lsn = v),
-                b"ts_ms" => meta_int(self.scalar()?, "source.ts_ms").map(|v| m.ts_ms = v),
-                b"txId" => meta_tx(self.scalar()?, "source.txId").map(|v| m.tx_id = v),
+            let predicted = match keys.as_deref() {
+                Some(keys) => match keys.get(k) {
+                    Some((q, kind)) if self.member_is(q) => Some(*kind),
+                    _ => None,
+                },
+                None => None,
+            };
+            let kind = match predicted {
+                Some(kind) => kind,
+                None => {
+                    let key = self.key()?;
+                    let kind = match key {
+                        b"lsn" => LSN,
+                        b"ts_ms" => TS_MS,
+                        b"txId" => TX_ID,
+                        _ => OTHER,
+                    };
+                    if let Some(keys) = keys.as_deref_mut() {
+                        keys.truncate(k);
+                        let mut q = Vec::with_capacity(key.len() + 2);
+                        q.push(b'"');
+                        q.extend_from_slice(key);
+                        q.push(b'"');
+                        keys.push((q.into_boxed_slice(), kind));
+                    }
+                    kind
+                }
+            };
+            k += 1;
+            let res = match kind {
+                LSN => meta_int(self.scalar()?, "source.lsn").map(|v| m.lsn = v),
+                TS_MS => meta_int(self.scalar()?, "source.ts_ms").map(|v| m.ts_ms = v),
+                TX_ID => meta_tx(self.scalar()?, "source.txId").map(|v| m.tx_id = v),
                 _ => self.skip(1).map(Ok)?,
             };
             if let Err(e) = res {
@@ -569,7 +608,7 @@ impl<'a> Cur<'a> {
                     run.op = op_state(self.scalar()?);
                 }
                 b"source" => {
-                    run.source = self.source()?;
+                    run.source = self.source(run.source_keys.as_deref_mut())?;
                     if let Some(e) = run.source.err.take() {
                         run.meta_error(e);
                     }
@@ -622,6 +661,7 @@ pub(super) fn parse(
     cache: &mut Option<BlockCache>,
     line: &[u8],
     spare: Option<Row>,
+    source_keys: Option<&mut SourceKeys>,
 ) -> Option<Parsed> {
     let s = std::str::from_utf8(line).ok()?;
     let mut c = Cur::new(s);
@@ -630,6 +670,7 @@ pub(super) fn parse(
     }
     let mut run = Run::new(cols, cache);
     run.spare = spare;
+    run.source_keys = source_keys;
     c.envelope(&mut run, true)?;
     if !c.at_end() {
         return None;
@@ -678,7 +719,7 @@ fn tx_members(
                     tx_members(c, found, false)?;
                 }
             }
-            b"source" => found.1 = c.source()?.tx_id,
+            b"source" => found.1 = c.source(None)?.tx_id,
             b"transaction" => found.0 = c.transaction()?.ok().flatten(),
             _ => c.skip(1)?,
         }

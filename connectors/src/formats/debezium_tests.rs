@@ -1045,13 +1045,20 @@ fn assert_paths_agree(schema: &Schema, line: &[u8]) -> bool {
     // A recycled row full of stale strings must not leak into the result.
     let stale = vec![Datum::Str("stale".into()); fast_p.cols.width];
     let mut recycled_p = parser(schema.clone());
+    // ... nor a predicted source-member order that does not fit this line.
+    let mut keys: SourceKeys = vec![
+        (b"\"txId\"".to_vec().into(), 3),
+        (b"\"lsn\"".to_vec().into(), 1),
+        (b"\"version\"".to_vec().into(), 0),
+    ];
     let recycled = fast::parse(
         &recycled_p.cols,
         &mut recycled_p.block_cache,
         line,
         Some(stale),
+        Some(&mut keys),
     );
-    match fast::parse(&fast_p.cols, &mut fast_p.block_cache, line, None) {
+    match fast::parse(&fast_p.cols, &mut fast_p.block_cache, line, None, None) {
         Some(fast) => {
             assert_eq!(
                 recycled.as_ref(),
@@ -1284,14 +1291,14 @@ fn fast_path_takes_the_common_lines() {
             .replace(r#""op":"u""#, r#""op":"d""#),
     ] {
         assert!(
-            fast::parse(&p.cols, &mut p.block_cache, line.as_bytes(), None).is_some(),
+            fast::parse(&p.cols, &mut p.block_cache, line.as_bytes(), None, None).is_some(),
             "{line}"
         );
         assert!(fast::transaction_id(line.as_bytes()).is_some());
     }
     let mut p = parser(typed_schema());
     let line = typed_line(r#"{"id":1,"credit_limit":"MDk=","name":"n"}"#);
-    assert!(fast::parse(&p.cols, &mut p.block_cache, line.as_bytes(), None).is_some());
+    assert!(fast::parse(&p.cols, &mut p.block_cache, line.as_bytes(), None, None).is_some());
 }
 
 #[test]
@@ -1313,6 +1320,12 @@ fn recycled_rows_parse_exactly_like_fresh_ones() {
         after(r#""name":"no key""#),
         after(""),
         r#"{"before":null,"after":{"customer_id":"bad"},"source":{"lsn":9},"op":"c"}"#.to_string(),
+        EX.to_string(),
+        // Source members in another order, then a duplicate member, then back.
+        r#"{"after":{"customer_id":6},"source":{"txId":"t1","ts_ms":3,"lsn":11},"op":"c"}"#.to_string(),
+        r#"{"after":{"customer_id":6},"source":{"txId":"t1","lsn":12,"lsn":13},"op":"u"}"#.to_string(),
+        r#"{"after":{"customer_id":6},"source":{"lsn":"x","txId":"t1"},"op":"u"}"#.to_string(),
+        EX.to_string(),
         EX.to_string(),
     ];
     let mut recycling = parser(customers_schema());
