@@ -114,37 +114,10 @@ macro_rules! bank_value_fields {
 }
 
 /// The Kafka Connect JSON schema of every line when [`BankGenConfig::with_schema`] is set.
-pub const BANK_SCHEMA_JSON: &str = concat!(
-    r#"{"type":"struct","fields":["#,
-    r#"{"type":"struct","fields":["#,
+pub const BANK_SCHEMA_JSON: &str = debezium_envelope_schema!(
+    "customers",
     bank_value_fields!(),
-    r#"],"optional":true,"name":"bank.public.customers.Value","field":"before"},"#,
-    r#"{"type":"struct","fields":["#,
-    bank_value_fields!(),
-    r#"],"optional":true,"name":"bank.public.customers.Value","field":"after"},"#,
-    r#"{"type":"struct","fields":["#,
-    r#"{"type":"string","optional":false,"field":"version"},"#,
-    r#"{"type":"string","optional":false,"field":"connector"},"#,
-    r#"{"type":"string","optional":false,"field":"name"},"#,
-    r#"{"type":"int64","optional":false,"field":"ts_ms"},"#,
-    r#"{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"#,
-    r#""parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},"#,
-    r#"{"type":"string","optional":false,"field":"db"},"#,
-    r#"{"type":"string","optional":true,"field":"sequence"},"#,
-    r#"{"type":"string","optional":false,"field":"schema"},"#,
-    r#"{"type":"string","optional":false,"field":"table"},"#,
-    r#"{"type":"int64","optional":true,"field":"txId"},"#,
-    r#"{"type":"int64","optional":true,"field":"lsn"},"#,
-    r#"{"type":"int64","optional":true,"field":"xmin"}"#,
-    r#"],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"},"#,
-    r#"{"type":"string","optional":false,"field":"op"},"#,
-    r#"{"type":"int64","optional":true,"field":"ts_ms"},"#,
-    r#"{"type":"struct","fields":["#,
-    r#"{"type":"string","optional":false,"field":"id"},"#,
-    r#"{"type":"int64","optional":false,"field":"total_order"},"#,
-    r#"{"type":"int64","optional":false,"field":"data_collection_order"}"#,
-    r#"],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#,
-    r#"],"optional":false,"name":"bank.public.customers.Envelope","version":1}"#,
+    r#"{"type":"string","optional":true,"field":"sequence"},"#
 );
 
 /// The data columns of a `customers` row, in order, with their tidewater type names.

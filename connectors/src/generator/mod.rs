@@ -13,6 +13,52 @@
 //! [`GeneratorConfig`] / [`Generator`] select one of the generators (the `workload` of a
 //! pipeline's generator source).
 
+/// The Kafka Connect JSON schema of a Debezium PostgreSQL envelope of table
+/// `bank.public.<$table>` whose row struct has the fields `$fields`; `$source_extra` are extra
+/// fields of the `source` struct after `db` (e.g. `sequence`), `""` for none.
+macro_rules! debezium_envelope_schema {
+    ($table:literal, $fields:expr, $source_extra:expr) => {
+        concat!(
+            r#"{"type":"struct","fields":["#,
+            r#"{"type":"struct","fields":["#,
+            $fields,
+            r#"],"optional":true,"name":"bank.public."#,
+            $table,
+            r#".Value","field":"before"},"#,
+            r#"{"type":"struct","fields":["#,
+            $fields,
+            r#"],"optional":true,"name":"bank.public."#,
+            $table,
+            r#".Value","field":"after"},"#,
+            r#"{"type":"struct","fields":["#,
+            r#"{"type":"string","optional":false,"field":"version"},"#,
+            r#"{"type":"string","optional":false,"field":"connector"},"#,
+            r#"{"type":"string","optional":false,"field":"name"},"#,
+            r#"{"type":"int64","optional":false,"field":"ts_ms"},"#,
+            r#"{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"#,
+            r#""parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},"#,
+            r#"{"type":"string","optional":false,"field":"db"},"#,
+            $source_extra,
+            r#"{"type":"string","optional":false,"field":"schema"},"#,
+            r#"{"type":"string","optional":false,"field":"table"},"#,
+            r#"{"type":"int64","optional":true,"field":"txId"},"#,
+            r#"{"type":"int64","optional":true,"field":"lsn"},"#,
+            r#"{"type":"int64","optional":true,"field":"xmin"}"#,
+            r#"],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"},"#,
+            r#"{"type":"string","optional":false,"field":"op"},"#,
+            r#"{"type":"int64","optional":true,"field":"ts_ms"},"#,
+            r#"{"type":"struct","fields":["#,
+            r#"{"type":"string","optional":false,"field":"id"},"#,
+            r#"{"type":"int64","optional":false,"field":"total_order"},"#,
+            r#"{"type":"int64","optional":false,"field":"data_collection_order"}"#,
+            r#"],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#,
+            r#"],"optional":false,"name":"bank.public."#,
+            $table,
+            r#".Envelope","version":1}"#,
+        )
+    };
+}
+
 pub mod bank;
 pub mod reference;
 pub mod transfers;

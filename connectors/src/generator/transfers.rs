@@ -100,37 +100,8 @@ macro_rules! account_value_fields {
 }
 
 /// The Kafka Connect JSON schema of every line when [`TransfersGenConfig::with_schema`] is set.
-pub const TRANSFERS_SCHEMA_JSON: &str = concat!(
-    r#"{"type":"struct","fields":["#,
-    r#"{"type":"struct","fields":["#,
-    account_value_fields!(),
-    r#"],"optional":true,"name":"bank.public.accounts.Value","field":"before"},"#,
-    r#"{"type":"struct","fields":["#,
-    account_value_fields!(),
-    r#"],"optional":true,"name":"bank.public.accounts.Value","field":"after"},"#,
-    r#"{"type":"struct","fields":["#,
-    r#"{"type":"string","optional":false,"field":"version"},"#,
-    r#"{"type":"string","optional":false,"field":"connector"},"#,
-    r#"{"type":"string","optional":false,"field":"name"},"#,
-    r#"{"type":"int64","optional":false,"field":"ts_ms"},"#,
-    r#"{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"#,
-    r#""parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},"#,
-    r#"{"type":"string","optional":false,"field":"db"},"#,
-    r#"{"type":"string","optional":false,"field":"schema"},"#,
-    r#"{"type":"string","optional":false,"field":"table"},"#,
-    r#"{"type":"int64","optional":true,"field":"txId"},"#,
-    r#"{"type":"int64","optional":true,"field":"lsn"},"#,
-    r#"{"type":"int64","optional":true,"field":"xmin"}"#,
-    r#"],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"},"#,
-    r#"{"type":"string","optional":false,"field":"op"},"#,
-    r#"{"type":"int64","optional":true,"field":"ts_ms"},"#,
-    r#"{"type":"struct","fields":["#,
-    r#"{"type":"string","optional":false,"field":"id"},"#,
-    r#"{"type":"int64","optional":false,"field":"total_order"},"#,
-    r#"{"type":"int64","optional":false,"field":"data_collection_order"}"#,
-    r#"],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#,
-    r#"],"optional":false,"name":"bank.public.accounts.Envelope","version":1}"#,
-);
+pub const TRANSFERS_SCHEMA_JSON: &str =
+    debezium_envelope_schema!("accounts", account_value_fields!(), "");
 
 /// The data columns of an `accounts` row, in order, with their tidewater type names.
 pub const TRANSFERS_COLUMNS: [(&str, &str); 4] = [
