@@ -543,19 +543,29 @@ mod tests {
     use crate::delta::parquet::write_parquet;
     use crate::types::{ColumnType, Datum};
 
+    /// A committer of pipeline `p` in `lakehouse`.
+    fn test_committer(lakehouse: &Path, checkpoint_interval: u64) -> Committer {
+        Committer::new(CommitterConfig {
+            lakehouse: lakehouse.to_path_buf(),
+            pipeline: "p".into(),
+            checkpoint_interval,
+        })
+        .unwrap()
+    }
+
+    /// One `id int64` column.
+    fn id_cols() -> Vec<Column> {
+        vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+        }]
+    }
+
     #[test]
     fn commits_create_append_and_skip_replayed_epochs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Committer::new(CommitterConfig {
-            lakehouse: dir.path().to_path_buf(),
-            pipeline: "p".into(),
-            checkpoint_interval: 2,
-        })
-        .unwrap();
-        let cols = vec![Column {
-            name: "id".into(),
-            ty: ColumnType::Int64,
-        }];
+        let mut c = test_committer(dir.path(), 2);
+        let cols = id_cols();
         let tdir = dir.path().join("t");
         let r = vec![Datum::Int(1)];
         let f1 = write_parquet(&tdir, "a.parquet", &cols, &[&r]).unwrap();
@@ -591,12 +601,7 @@ mod tests {
         let out = c.commit(2, "t", &cols, vec![], json!({})).unwrap();
         assert_eq!(out, CommitOutcome::AlreadyCommitted(1));
         // A fresh committer (a restart) finds the txn version in the log.
-        let mut c2 = Committer::new(CommitterConfig {
-            lakehouse: dir.path().to_path_buf(),
-            pipeline: "p".into(),
-            checkpoint_interval: 2,
-        })
-        .unwrap();
+        let mut c2 = test_committer(dir.path(), 2);
         assert_eq!(c2.last_epoch("t").unwrap(), Some(2));
         assert_eq!(c2.last_epoch("other").unwrap(), None);
         let m = c2
@@ -626,10 +631,7 @@ mod tests {
         app_id: Option<&str>,
         max_retries: Option<usize>,
     ) -> Result<i64, deltalake::DeltaTableError> {
-        let cols = vec![Column {
-            name: "id".into(),
-            ty: ColumnType::Int64,
-        }];
+        let cols = id_cols();
         let r = vec![Datum::Int(99)];
         let name = format!("foreign-{}.parquet", uuid_like());
         let f = write_parquet(dir, &name, &cols, &[&r]).unwrap();
@@ -673,10 +675,7 @@ mod tests {
     }
 
     fn one_file(dir: &Path, name: &str) -> FileAction {
-        let cols = vec![Column {
-            name: "id".into(),
-            ty: ColumnType::Int64,
-        }];
+        let cols = id_cols();
         FileAction::Add(write_parquet(dir, name, &cols, &[&vec![Datum::Int(1)]]).unwrap())
     }
 
@@ -686,17 +685,9 @@ mod tests {
     #[test]
     fn delta_rs_rebases_a_stale_append_unless_retries_are_off() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Committer::new(CommitterConfig {
-            lakehouse: dir.path().to_path_buf(),
-            pipeline: "p".into(),
-            checkpoint_interval: 100,
-        })
-        .unwrap();
+        let mut c = test_committer(dir.path(), 100);
         let tdir = dir.path().join("t");
-        let cols = vec![Column {
-            name: "id".into(),
-            ty: ColumnType::Int64,
-        }];
+        let cols = id_cols();
         c.commit(0, "t", &cols, vec![one_file(&tdir, "a.parquet")], json!({}))
             .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -731,10 +722,7 @@ mod tests {
         };
         let mut c = Committer::new(config.clone()).unwrap();
         let tdir = dir.path().join("t");
-        let cols = vec![Column {
-            name: "id".into(),
-            ty: ColumnType::Int64,
-        }];
+        let cols = id_cols();
         c.commit(0, "t", &cols, vec![one_file(&tdir, "a.parquet")], json!({}))
             .unwrap();
         c.commit(1, "t", &cols, vec![one_file(&tdir, "b.parquet")], json!({}))
@@ -764,12 +752,7 @@ mod tests {
 
         // A writer without txn is named by its commitInfo.
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Committer::new(CommitterConfig {
-            lakehouse: dir.path().to_path_buf(),
-            pipeline: "p".into(),
-            checkpoint_interval: 100,
-        })
-        .unwrap();
+        let mut c = test_committer(dir.path(), 100);
         let tdir = dir.path().join("t");
         c.commit(0, "t", &cols, vec![one_file(&tdir, "a.parquet")], json!({}))
             .unwrap();
@@ -792,10 +775,7 @@ mod tests {
             checkpoint_interval: 2,
         };
         let mut c = Committer::new(config.clone()).unwrap();
-        let cols = vec![Column {
-            name: "id".into(),
-            ty: ColumnType::Int64,
-        }];
+        let cols = id_cols();
         let r = vec![Datum::Int(1)];
         let pos = |e: u64| json!({"s": {"kind": "generator", "ranges": [{"from": e, "to": e + 1}], "records": 1}});
         // Epoch 0: both tables; epoch 1 changed nothing (folded into 2); epoch 2: only `a`;
