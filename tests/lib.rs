@@ -284,3 +284,20 @@ pub fn ground_truth_rows(
         })
         .collect()
 }
+
+/// Runs `args` with `TIDEWATER_FAILPOINT=spec` and checks that it aborted there.
+pub fn abort_at(args: &[&str], spec: &str, cwd: &std::path::Path) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = tidewater_env(args, &[("TIDEWATER_FAILPOINT", spec)], cwd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "{spec}: expected an abort ({}): {stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains(&format!("failpoint {spec} reached")),
+        "{stderr}"
+    );
+}

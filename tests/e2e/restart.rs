@@ -11,8 +11,8 @@ use tidewater_connectors::delta::{orphan_files, read_manifests};
 use tidewater_connectors::generator::{reference_apply, BankGenConfig, BankGenerator};
 use tidewater_e2e::python_reader::{py_read_log, py_read_table};
 use tidewater_e2e::{
-    bank_pipeline, canonical, deltalake_rows, file_lines, lines_read_up_to, recorded_positions,
-    reference_rows, tidewater, tidewater_env, tidewater_ok,
+    abort_at, bank_pipeline, canonical, deltalake_rows, file_lines, lines_read_up_to,
+    recorded_positions, reference_rows, tidewater, tidewater_env, tidewater_ok,
 };
 
 /// Generated CDC lines with a distinct malformed line after every 450th.
@@ -60,33 +60,41 @@ fn run_args(pipeline: &Path) -> Vec<String> {
     ]
 }
 
-/// A bank input of `events` lines in a fresh directory, run once to completion.
-struct Committed {
-    _dir: tempfile::TempDir,
+/// A bank input of `events` lines (with bad lines) and its pipeline in a fresh directory.
+struct Prepared {
+    dir: tempfile::TempDir,
     input: std::path::PathBuf,
     lines: Vec<String>,
+    bad: Vec<String>,
     lakehouse: std::path::PathBuf,
     pipeline: std::path::PathBuf,
     args: Vec<String>,
 }
 
-fn committed_run(events: u64) -> Committed {
+fn prepared(events: u64) -> Prepared {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.json");
-    let (lines, _) = input_lines(events);
+    let (lines, bad) = input_lines(events);
     write_lines(&input, &lines);
     let lakehouse = dir.path().join("lh");
     let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
     let args = run_args(&pipeline);
-    tidewater_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    Committed {
-        _dir: dir,
+    Prepared {
+        dir,
         input,
         lines,
+        bad,
         lakehouse,
         pipeline,
         args,
     }
+}
+
+/// [`prepared`], run once to completion.
+fn committed_run(events: u64) -> Prepared {
+    let p = prepared(events);
+    tidewater_ok(&p.args.iter().map(String::as_str).collect::<Vec<_>>());
+    p
 }
 
 /// Checks a lakehouse after (restarted) runs over `inputs` (all input files, read in order):
@@ -207,27 +215,11 @@ fn check_lakehouse(lakehouse: &Path, inputs: &[PathBuf], bad: &[String]) {
 }
 
 fn crash_and_restart(failpoint: &str, n: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.json");
-    let (lines, bad) = input_lines(4_000);
-    write_lines(&input, &lines);
-    let lakehouse = dir.path().join("lh");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
-    let args = run_args(&pipeline);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = prepared(4_000);
+    let (dir, input, bad, lakehouse) = (&p.dir, &p.input, &p.bad, &p.lakehouse);
+    let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
     let spec = format!("{failpoint}:{n}");
-    let out = tidewater_env(&args, &[("TIDEWATER_FAILPOINT", &spec)], dir.path());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(6),
-        "{spec}: expected an abort ({}): {stderr}",
-        out.status
-    );
-    assert!(
-        stderr.contains(&format!("failpoint {spec} reached")),
-        "{stderr}"
-    );
+    abort_at(&args, &spec, dir.path());
     // The crash left the state the point is named after.
     let last_epoch = |t: &str| -> Option<i64> {
         let dir = lakehouse.join(t);
@@ -246,7 +238,7 @@ fn crash_and_restart(failpoint: &str, n: u64) {
         "between_table_commits" => assert!(q > c, "{q:?} {c:?}"),
         "after_commit_before_manifest" => {
             let last = q.max(c).unwrap() as u64;
-            assert!(!read_manifests(&lakehouse).unwrap().contains_key(&last));
+            assert!(!read_manifests(lakehouse).unwrap().contains_key(&last));
         }
         _ => {}
     }
@@ -273,7 +265,7 @@ fn crash_and_restart(failpoint: &str, n: u64) {
         had_commits,
         "{stderr}"
     );
-    check_lakehouse(&lakehouse, &[input], &bad);
+    check_lakehouse(lakehouse, std::slice::from_ref(input), bad);
 }
 
 #[test]
@@ -413,14 +405,9 @@ fn a_recorded_source_missing_from_the_pipeline_is_a_config_error() {
 
 #[test]
 fn vacuum_removes_orphans_and_keeps_committed_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.json");
-    let (lines, bad) = input_lines(2_000);
-    write_lines(&input, &lines);
-    let lakehouse = dir.path().join("lh");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
-    let args = run_args(&pipeline);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = prepared(2_000);
+    let (input, bad, lakehouse) = (&p.input, &p.bad, &p.lakehouse);
+    let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
     tidewater_ok(&args);
     let table = lakehouse.join("customers");
     let parquet = |d: &Path| -> Vec<PathBuf> {
@@ -470,7 +457,7 @@ fn vacuum_removes_orphans_and_keeps_committed_files() {
     assert!(out.stdout.is_empty());
     // Time travel to the first version still works (its files were kept).
     py_read_table(&table, Some(0)).unwrap();
-    check_lakehouse(&lakehouse, &[input], &bad);
+    check_lakehouse(lakehouse, std::slice::from_ref(input), bad);
 }
 
 #[test]

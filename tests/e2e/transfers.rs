@@ -18,8 +18,8 @@ use tidewater_connectors::generator::{
 };
 use tidewater_e2e::python_reader::{py_read_all_versions, py_read_log, py_read_table};
 use tidewater_e2e::{
-    accounts_pipeline, canonical, column_sum, deltalake_rows, ground_truth_rows,
-    recorded_positions, tidewater_bin, tidewater_env, tidewater_ok,
+    abort_at, accounts_pipeline, canonical, column_sum, deltalake_rows, ground_truth_rows,
+    recorded_positions, tidewater_bin, tidewater_ok,
 };
 
 const SETTINGS: &str = "commit_every_records = 333\nbuckets = 4\nblock_bytes = 16384";
@@ -275,22 +275,6 @@ fn generator_source(cfg: &TransfersGenConfig) -> String {
         "kind = \"generator\"\nworkload = \"transfers\"\nseed = {}\nevents = {}\nkeys = {}",
         cfg.seed, cfg.events, cfg.accounts
     )
-}
-
-/// Runs `args` with `TIDEWATER_FAILPOINT=spec` and checks that it aborted there.
-fn abort_at(args: &[&str], spec: &str, cwd: &Path) {
-    let out = tidewater_env(args, &[("TIDEWATER_FAILPOINT", spec)], cwd);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(6),
-        "{spec}: expected an abort ({}): {stderr}",
-        out.status
-    );
-    assert!(
-        stderr.contains(&format!("failpoint {spec} reached")),
-        "{stderr}"
-    );
 }
 
 /// The largest epoch with a manifest.
