@@ -9,7 +9,7 @@
 //!                                                                               (worker 0)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,7 +30,10 @@ use crate::commit::committer;
 use crate::config::PipelineConfig;
 use crate::metrics::{spawn_progress, Metrics};
 use crate::source::{cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions};
-use crate::table::{quarantine_columns, quarantine_sink, table_sink, TablePlan, QUARANTINE};
+use crate::table::{
+    committed_bucket_files, quarantine_columns, quarantine_sink, table_sink, BucketFile, TablePlan,
+    QUARANTINE,
+};
 use crate::TidewaterError;
 
 /// How to run: workers, processes, and when to stop.
@@ -151,10 +154,34 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             committed.join(", ")
         );
     }
+    // The bucket files each resumed table starts from: read once per process, before the
+    // workers start (each worker's sink uses the files of its own buckets).
+    let mut bucket_files: BTreeMap<String, HashMap<u32, BucketFile>> = BTreeMap::new();
+    for (plan, _) in &plans {
+        if resume
+            .per_table_committed
+            .get(&plan.name)
+            .copied()
+            .flatten()
+            .is_some()
+        {
+            let files = committed_bucket_files(plan).map_err(TidewaterError::Runtime)?;
+            bucket_files.insert(plan.name.clone(), files);
+        }
+    }
     let resume = Arc::new(resume);
     let replays = Arc::new(replays);
+    let bucket_files = Arc::new(bucket_files);
     let retention = cfg.tombstone_retention()?;
     let metrics = Arc::new(Metrics::default());
+    if opts.process_id == 0 {
+        let rows: i64 = bucket_files
+            .values()
+            .flat_map(|f| f.values())
+            .map(|f| f.rows)
+            .sum();
+        metrics.table_rows.fetch_add(rows, Ordering::Relaxed);
+    }
     let started = Instant::now();
 
     let communication = if opts.processes > 1 {
@@ -235,6 +262,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 to_commit.push(table_sink(
                     applied,
                     plan.clone(),
+                    bucket_files.get(&plan.name).cloned().unwrap_or_default(),
                     metrics.clone(),
                     table_resume,
                 ));

@@ -265,35 +265,24 @@ pub fn bucket_of_file(path: &str) -> Option<u32> {
 /// committer. A bucket that becomes empty only gets its `Remove`. Memory is one bucket's
 /// rows at a time plus the epoch's changes, never the table.
 ///
-/// `resume` is the last epoch the table has committed (restart): the buckets' current files
-/// are then read from the table's Delta snapshot, and epochs up to `resume` (replayed to
-/// rebuild the operators' state) write no file and send no commit message. Buckets of other
-/// workers are ignored by construction, since no changes arrive for them.
+/// `files` are the buckets' current files (from the table's Delta snapshot when resuming, see
+/// [`committed_bucket_files`]); buckets of other workers are ignored by construction, since no
+/// changes arrive for them. `resume` is the last epoch the table has committed: epochs up to
+/// it (replayed to rebuild the state of the operators upstream) write no file and send no
+/// commit message.
 pub fn table_sink<'scope>(
     changes: StreamVec<'scope, u64, (Key, Option<PackedRow>)>,
     plan: Arc<TablePlan>,
+    files: HashMap<u32, BucketFile>,
     metrics: Arc<Metrics>,
     resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
-    let first_worker = changes.scope().index() == 0;
     changes.unary_frontier(
         Pipeline,
         &format!("TableSink({})", plan.name),
         move |_cap, _info| {
             let mut pending: EpochStash<(Key, Option<PackedRow>)> = EpochStash::new();
-            let mut files = HashMap::new();
-            if resume.is_some() {
-                match committed_bucket_files(&plan) {
-                    Ok(committed) => {
-                        if first_worker {
-                            let rows: i64 = committed.values().map(|f| f.rows).sum();
-                            metrics.table_rows.fetch_add(rows, Ordering::Relaxed);
-                        }
-                        files = committed;
-                    }
-                    Err(e) => metrics.fail(e),
-                }
-            }
+            let mut files = files;
             move |(input, frontier), output| {
                 pending.stash(input, output.output_index());
                 while let Some((cap, changes)) = pending.pop_complete(frontier) {
@@ -423,28 +412,32 @@ fn parquet_err(
 }
 
 /// The bucket files of a keyed table's newest snapshot (restart), by bucket number (from the
-/// file names the sink writes), with their row counts (from the Parquet footers).
-fn committed_bucket_files(plan: &TablePlan) -> Result<HashMap<u32, BucketFile>, String> {
+/// file names the sink writes), with their row counts (from the `add` statistics, else from
+/// the Parquet footer).
+pub fn committed_bucket_files(plan: &TablePlan) -> Result<HashMap<u32, BucketFile>, String> {
     let err = |e: &dyn std::fmt::Display| format!("table `{}`: {e}", plan.name);
     let files = table_files(&plan.dir).map_err(|e| err(&e))?;
     let mut out = HashMap::new();
-    for (path, size) in files {
-        let Some(b) = bucket_of_file(&path).filter(|b| *b < plan.buckets) else {
+    for f in files {
+        let Some(b) = bucket_of_file(&f.path).filter(|b| *b < plan.buckets) else {
             return Err(format!(
-                "table `{}`: cannot resume: file `{path}` is not a bucket file of {} buckets",
-                plan.name, plan.buckets
+                "table `{}`: cannot resume: file `{}` is not a bucket file of {} buckets",
+                plan.name, f.path, plan.buckets
             ));
         };
-        let rows = parquet_num_rows(&plan.dir, &path).map_err(|e| err(&e))?;
+        let rows = match f.num_records {
+            Some(n) => n,
+            None => parquet_num_rows(&plan.dir, &f.path).map_err(|e| err(&e))?,
+        };
         let file = BucketFile {
-            path: path.clone(),
-            size,
+            path: f.path.clone(),
+            size: f.size,
             rows,
         };
         if let Some(other) = out.insert(b, file) {
             return Err(format!(
-                "table `{}`: cannot resume: bucket {b} has two files (`{}`, `{path}`)",
-                plan.name, other.path
+                "table `{}`: cannot resume: bucket {b} has two files (`{}`, `{}`)",
+                plan.name, other.path, f.path
             ));
         }
     }

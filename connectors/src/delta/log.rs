@@ -156,9 +156,20 @@ pub fn read_commit(table_dir: &Path, version: i64) -> Result<Option<LogCommit>, 
     }
 }
 
-/// The data files of the newest snapshot of the table at `table_dir` (relative paths,
-/// percent-decoded, with their sizes), read with delta-rs; empty if the table has no log.
-pub fn table_files(table_dir: &Path) -> Result<Vec<(String, i64)>, ConnectorError> {
+/// A data file of a table's snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// Path relative to the table root, percent-decoded.
+    pub path: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Rows, from the `add` action's `stats.numRecords` (tidewater always writes it).
+    pub num_records: Option<i64>,
+}
+
+/// The data files of the newest snapshot of the table at `table_dir`, read with delta-rs;
+/// empty if the table has no log.
+pub fn table_files(table_dir: &Path) -> Result<Vec<SnapshotFile>, ConnectorError> {
     if json_versions(table_dir)?.is_empty() {
         return Ok(Vec::new());
     }
@@ -180,7 +191,11 @@ pub fn table_files(table_dir: &Path) -> Result<Vec<(String, i64)>, ConnectorErro
     Ok(snapshot
         .log_data()
         .iter()
-        .map(|f| (f.path().into_owned(), f.size()))
+        .map(|f| SnapshotFile {
+            path: f.path().into_owned(),
+            size: f.size(),
+            num_records: f.num_records().map(|n| n as i64),
+        })
         .collect())
 }
 
@@ -210,7 +225,7 @@ pub fn orphan_files(table_dir: &Path, owned: bool) -> Result<Vec<PathBuf>, Conne
     }
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     if has_log {
-        referenced.extend(table_files(table_dir)?.into_iter().map(|(p, _)| p));
+        referenced.extend(table_files(table_dir)?.into_iter().map(|f| f.path));
         // Tolerate a history with gaps here: the snapshot covers what is live.
         for v in json_versions(table_dir)? {
             let path = table_dir.join("_delta_log").join(format!("{v:020}.json"));

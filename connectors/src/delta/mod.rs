@@ -12,7 +12,7 @@ pub use committer::{
 };
 pub use log::{
     orphan_files, read_commit, read_commits, remove_orphan_files, table_files, vacuum_lakehouse,
-    LogCommit,
+    LogCommit, SnapshotFile,
 };
 pub use parquet::{
     arrow_schema, batch_stats, datum_at, delta_fields, packed_record_batch, parquet_num_rows,
