@@ -80,7 +80,22 @@ pub struct KeyState<S> {
 impl<S: Ord> KeyState<S> {
     /// Whether a change with `(seq, deleted, fingerprint)` beats this state.
     fn is_beaten_by(&self, seq: &S, deleted: bool, fingerprint: u64) -> bool {
-        (seq, deleted, fingerprint) > (&self.seq, self.deleted, self.fingerprint)
+        precedence(seq, deleted, fingerprint)
+            > precedence(&self.seq, self.deleted, self.fingerprint)
+    }
+}
+
+/// The order in which changes to one key win: higher sequence, then a delete over an upsert,
+/// then the larger fingerprint. The one definition for the state and for coalescing.
+fn precedence<S>(seq: &S, deleted: bool, fingerprint: u64) -> (&S, bool, u64) {
+    (seq, deleted, fingerprint)
+}
+
+impl<K, S: Ord, V> Change<K, S, V> {
+    /// Whether this change wins over `other` for the same key (see [`precedence`]).
+    fn beats(&self, other: &Self) -> bool {
+        precedence(&self.seq, self.value.is_none(), self.fingerprint)
+            > precedence(&other.seq, other.value.is_none(), other.fingerprint)
     }
 }
 
@@ -285,10 +300,7 @@ where
                         for c in batch.drain(..) {
                             match waiting.entry(c.key.clone()) {
                                 Entry::Occupied(mut e) => {
-                                    let w = e.get();
-                                    if (&c.seq, c.value.is_none(), c.fingerprint)
-                                        > (&w.seq, w.value.is_none(), w.fingerprint)
-                                    {
+                                    if c.beats(e.get()) {
                                         e.insert(c);
                                     }
                                 }
