@@ -342,14 +342,28 @@ pub fn write_batch(
 
 /// The number of rows of a Parquet data file of a table (from its footer).
 pub fn parquet_num_rows(table_dir: &Path, name: &str) -> Result<i64, ConnectorError> {
+    Ok(open_parquet(table_dir, name)?
+        .metadata()
+        .file_metadata()
+        .num_rows())
+}
+
+/// The error of reading the Parquet file at `path`.
+fn parquet_read_err(path: &Path, e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Parquet {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Opens a data file of a table and reads its footer.
+fn open_parquet(
+    table_dir: &Path,
+    name: &str,
+) -> Result<ParquetRecordBatchReaderBuilder<File>, ConnectorError> {
     let path = table_dir.join(name);
     let file = File::open(&path).map_err(|e| ConnectorError::io(path.display(), e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ConnectorError::Parquet {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(builder.metadata().file_metadata().num_rows())
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_read_err(&path, e))
 }
 
 /// Reads a Parquet data file of a table back as one batch with the table's columns.
@@ -359,13 +373,8 @@ pub fn read_parquet(
     columns: &[Column],
 ) -> Result<RecordBatch, ConnectorError> {
     let path = table_dir.join(name);
-    let perr = |e: &dyn std::fmt::Display| ConnectorError::Parquet {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    let file = File::open(&path).map_err(|e| ConnectorError::io(path.display(), e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| perr(&e))?
+    let perr = |e: &dyn std::fmt::Display| parquet_read_err(&path, e);
+    let reader = open_parquet(table_dir, name)?
         .with_batch_size(1 << 20)
         .build()
         .map_err(|e| perr(&e))?;
