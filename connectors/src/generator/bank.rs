@@ -32,8 +32,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::io::Write;
 use std::path::Path;
+
+use super::{push_int, write_lines};
 
 /// Configuration of the [`BankGenerator`]. Every field has a default (see [`Default`]), so a
 /// partial config (e.g. from TOML) deserializes.
@@ -649,25 +650,6 @@ fn write_row(out: &mut Vec<u8>, key: u64, c: &Customer) {
     out.push(b'}');
 }
 
-/// Appends the decimal representation of `v`.
-fn push_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
 /// Appends an amount of cents as the shortest round-trip representation of the double
 /// `cents / 100` that always has a fractional part: `1234.5`, `12.34`, `5000.0`.
 fn push_cents(out: &mut Vec<u8>, cents: i64) {
@@ -687,22 +669,8 @@ fn push_cents(out: &mut Vec<u8>, cents: i64) {
 /// Writes all lines of `cfg`, newline-terminated, to `path` (created or truncated);
 /// returns the number of bytes written.
 pub fn write_file(cfg: &BankGenConfig, path: &Path) -> std::io::Result<u64> {
-    let file = std::fs::File::create(path)?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut gen = BankGenerator::new(cfg.clone());
-    let mut line = Vec::with_capacity(1024);
-    let mut bytes = 0u64;
-    loop {
-        line.clear();
-        if !gen.next_line(&mut line) {
-            break;
-        }
-        line.push(b'\n');
-        w.write_all(&line)?;
-        bytes += line.len() as u64;
-    }
-    w.flush()?;
-    Ok(bytes)
+    write_lines(path, |line| gen.next_line(line))
 }
 
 #[cfg(test)]

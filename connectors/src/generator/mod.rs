@@ -141,3 +141,46 @@ impl Generator {
         }
     }
 }
+
+/// Writes the lines `next_line` appends (until it returns false), newline-terminated, to
+/// `path` (created or truncated); returns the number of bytes written.
+fn write_lines(
+    path: &std::path::Path,
+    mut next_line: impl FnMut(&mut Vec<u8>) -> bool,
+) -> std::io::Result<u64> {
+    use std::io::Write;
+    let file = std::fs::File::create(path)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(1024);
+    let mut bytes = 0u64;
+    loop {
+        line.clear();
+        if !next_line(&mut line) {
+            break;
+        }
+        line.push(b'\n');
+        w.write_all(&line)?;
+        bytes += line.len() as u64;
+    }
+    w.flush()?;
+    Ok(bytes)
+}
+
+/// Appends the decimal representation of `v`.
+fn push_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}

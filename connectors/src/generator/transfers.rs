@@ -39,8 +39,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
 use std::path::Path;
+
+use super::{push_int, write_lines};
 
 /// Configuration of the [`TransfersGenerator`]. Every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -429,27 +430,12 @@ fn write_row(out: &mut Vec<u8>, key: u64, a: &Account) {
     out.push(b'}');
 }
 
-fn push_int(out: &mut Vec<u8>, v: i64) {
-    write!(out, "{v}").expect("write to a Vec");
-}
-
 /// Writes all lines of `cfg`, newline-terminated, to `path` (created or truncated); returns
 /// the generator after the last line (for [`TransfersGenerator::ground_truth`] and
 /// [`TransfersGenerator::balances`]).
 pub fn write_file(cfg: &TransfersGenConfig, path: &Path) -> std::io::Result<TransfersGenerator> {
-    let file = std::fs::File::create(path)?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut gen = TransfersGenerator::new(cfg.clone());
-    let mut line = Vec::with_capacity(1024);
-    loop {
-        line.clear();
-        if !gen.next_line(&mut line) {
-            break;
-        }
-        line.push(b'\n');
-        w.write_all(&line)?;
-    }
-    w.flush()?;
+    write_lines(path, |line| gen.next_line(line))?;
     Ok(gen)
 }
 
