@@ -186,6 +186,33 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
 /// change that wins among the epoch's changes so far.
 type Waiting<K, S, V> = (Capability<u64>, HashMap<K, Change<K, S, V>, RandomState>);
 
+/// When the operator saves its state: at every epoch `e ≥ first` with `(e + 1) % every == 0`.
+///
+/// A checkpoint is a barrier: the operator holds a capability at the next due epoch `c` until
+/// it has handed the state *as of the end of `c`* (every change of epochs `≤ c` applied, none
+/// of a later epoch) to the save function, so a downstream operator whose frontier passes `c`
+/// knows that every worker has saved its state for `c`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointSchedule {
+    /// Save every this many epochs (at least 1).
+    pub every: u64,
+    /// No checkpoint before this epoch (the epoch a restart resumes at).
+    pub first: u64,
+}
+
+impl CheckpointSchedule {
+    /// Whether a checkpoint is due at the end of `epoch`.
+    pub fn is_due(&self, epoch: u64) -> bool {
+        epoch >= self.first && (epoch + 1) % self.every == 0
+    }
+
+    /// The first due epoch `≥ epoch` (and `≥ first`).
+    pub fn next_due(&self, epoch: u64) -> u64 {
+        let e = epoch.max(self.first);
+        (e + 1).div_ceil(self.every) * self.every - 1
+    }
+}
+
 /// Extension trait: APPLY CHANGES (SCD type 1) on a stream of [`Change`]s.
 pub trait ApplyChanges<'scope, K, S, V> {
     /// Applies changes by key and sequence. `route` maps a key to a number that decides the
@@ -202,14 +229,19 @@ pub trait ApplyChanges<'scope, K, S, V> {
         R: Fn(&K) -> u64 + 'static;
 
     /// Like [`apply_changes`](ApplyChanges::apply_changes), starting from `initial` state (a
-    /// restored checkpoint of this worker's keys) and reporting the state after each closed
-    /// epoch to `on_epoch_closed(epoch, &state)` (for checkpoints and metrics).
+    /// restored checkpoint of this worker's keys) and, if `schedule` is set, handing the state
+    /// as of the end of every due epoch to `save(epoch, &state)` (see [`CheckpointSchedule`]:
+    /// the output frontier does not pass a due epoch before its state was saved). When the
+    /// input ends, every due epoch up to this worker's last epoch with data is saved, plus the
+    /// next one (which may lie beyond the last epoch of all workers: the caller ignores a
+    /// checkpoint that not every worker wrote).
     fn apply_changes_with<R, F>(
         self,
         route: R,
         retention_epochs: u64,
         initial: ApplyState<K, S>,
-        on_epoch_closed: F,
+        schedule: Option<CheckpointSchedule>,
+        save: F,
     ) -> StreamVec<'scope, u64, (K, Option<V>)>
     where
         K: Eq + Hash,
@@ -231,7 +263,7 @@ where
     where
         R: Fn(&K) -> u64 + 'static,
     {
-        self.apply_changes_with(route, retention_epochs, ApplyState::default(), |_, _| {})
+        self.apply_changes_with(route, retention_epochs, ApplyState::default(), None, |_, _| {})
     }
 
     fn apply_changes_with<R, F>(
@@ -239,15 +271,23 @@ where
         route: R,
         retention_epochs: u64,
         initial: ApplyState<K, S>,
-        mut on_epoch_closed: F,
+        schedule: Option<CheckpointSchedule>,
+        mut save: F,
     ) -> StreamVec<'scope, u64, (K, Option<V>)>
     where
         R: Fn(&K) -> u64 + 'static,
         F: FnMut(u64, &ApplyState<K, S>) + 'static,
     {
         let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
-        self.unary_frontier(pact, "ApplyChanges", move |_cap, _info| {
+        self.unary_frontier(pact, "ApplyChanges", move |cap, _info| {
             let mut state = initial;
+            // The checkpoint barrier: a capability at the next due epoch, held until its state
+            // is saved.
+            let mut barrier: Option<Capability<u64>> = schedule.map(|s| {
+                let mut cap = cap;
+                cap.downgrade(&s.next_due(0));
+                cap
+            });
             // The epoch being applied (the least open one, or a complete one being closed):
             // its capability, and per key whose visible state changed in it, whether the key
             // was visible before the epoch and its new value.
@@ -277,9 +317,15 @@ where
                 // The least epoch that may still receive data (None: input finished).
                 let open = frontier.frontier().first().copied();
                 let port = output.output_index();
+                // Changes of an epoch past the pending checkpoint wait until it is saved.
+                let due = barrier.as_ref().map(|b| *b.time());
                 input.for_each_stamp(|cap, data| {
                     let Some(&epoch) = cap.least() else { return };
-                    if current.is_none() && later.is_empty() && Some(epoch) == open {
+                    if current.is_none()
+                        && later.is_empty()
+                        && Some(epoch) == open
+                        && due.is_none_or(|d| epoch <= d)
+                    {
                         current = cap.retain_least(port);
                     }
                     if current.as_ref().is_some_and(|c| *c.time() == epoch) {
@@ -326,16 +372,33 @@ where
                             .map(|(k, (_, v))| (k, v));
                         output.session(&cap).give_iterator(changed);
                         state.expire_tombstones(epoch, retention_epochs);
-                        on_epoch_closed(epoch, &state);
+                    }
+                    let next = later.first_key_value().map(|(e, _)| *e);
+                    // The pending checkpoint: due once every epoch up to it is complete and
+                    // applied, and before any later epoch is applied.
+                    if let (Some(b), Some(s)) = (barrier.as_mut(), schedule) {
+                        let c = *b.time();
+                        if open.is_none_or(|o| o > c) && next.is_none_or(|n| n > c) {
+                            save(c, &state);
+                            if open.is_none() && next.is_none() {
+                                barrier = None; // input done and applied: no later checkpoint
+                            } else {
+                                b.downgrade(&s.next_due(c + 1));
+                            }
+                            continue;
+                        }
                     }
                     // Promote the next waiting epoch once nothing earlier can arrive.
-                    let Some(entry) = later.first_entry() else {
+                    let Some(epoch) = next else {
                         break;
                     };
-                    if matches!(open, Some(o) if o < *entry.key()) {
+                    if matches!(open, Some(o) if o < epoch) {
                         break;
                     }
-                    let (epoch, (cap, waiting)) = entry.remove_entry();
+                    if barrier.as_ref().is_some_and(|b| *b.time() < epoch) {
+                        break; // the checkpoint before it is not complete yet
+                    }
+                    let (cap, waiting) = later.remove(&epoch).expect("first");
                     for (_, c) in waiting {
                         apply(&mut state, &mut dirty, epoch, c);
                     }

@@ -8,5 +8,5 @@
 mod apply_changes;
 mod epoch_stash;
 
-pub use apply_changes::{ApplyChanges, ApplyState, Change, KeyState};
+pub use apply_changes::{ApplyChanges, ApplyState, Change, CheckpointSchedule, KeyState};
 pub use epoch_stash::EpochStash;
