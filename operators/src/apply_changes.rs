@@ -395,9 +395,7 @@ where
                     if matches!(open, Some(o) if o < epoch) {
                         break;
                     }
-                    if barrier.as_ref().is_some_and(|b| *b.time() < epoch) {
-                        break; // the checkpoint before it is not complete yet
-                    }
+                    // (A pending checkpoint before `epoch` was saved above: `open ≥ epoch`.)
                     let (cap, waiting) = later.remove(&epoch).expect("first");
                     for (_, c) in waiting {
                         apply(&mut state, &mut dirty, epoch, c);
