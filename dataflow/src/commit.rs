@@ -11,16 +11,61 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tidewater_connectors::delta::{CommitOutcome, Committer, CommitterConfig, ResumeInfo};
 use tidewater_connectors::types::Column;
-use tidewater_operators::EpochStash;
+use tidewater_operators::{CheckpointSchedule, EpochStash};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use tracing::info;
 
+use crate::checkpoint::{positions_at, ManifestWriter};
 use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::source::SharedPositions;
 use crate::table::CommitMsg;
+
+/// Operator-state checkpoints as the committer sees them: when they are due, how to complete
+/// them, and the checkpoint the run was restored from.
+pub struct Checkpoints {
+    /// The due epochs (as given to the ApplyChanges operators).
+    pub schedule: CheckpointSchedule,
+    /// Completes a checkpoint.
+    pub writer: ManifestWriter,
+    /// The epoch of the checkpoint the run restored, if any: epochs up to it are not replayed.
+    pub restored: Option<u64>,
+}
+
+/// Per source, its positions at the end of the epochs consumed so far, and the epochs whose
+/// positions are not folded in yet (for checkpoint manifests).
+#[derive(Default)]
+struct PositionHistory {
+    base: BTreeMap<String, Value>,
+    recent: BTreeMap<u64, BTreeMap<String, Value>>,
+}
+
+impl PositionHistory {
+    fn push(&mut self, epoch_positions: &Value) {
+        if let Some(map) = epoch_positions.as_object() {
+            for (e, sources) in map {
+                let (Ok(e), Some(sources)) = (e.parse::<u64>(), sources.as_object()) else {
+                    continue;
+                };
+                let entry = self.recent.entry(e).or_default();
+                for (name, pos) in sources {
+                    entry.insert(name.clone(), pos.clone());
+                }
+            }
+        }
+    }
+
+    /// The positions of every source at the end of `epoch`; forgets the epochs `≤ epoch`.
+    fn take_through(&mut self, epoch: u64) -> BTreeMap<String, Value> {
+        let later = self.recent.split_off(&(epoch + 1));
+        for (_, sources) in std::mem::replace(&mut self.recent, later) {
+            self.base.extend(sources);
+        }
+        self.base.clone()
+    }
+}
 
 /// Builds the committer. Only worker 0 receives messages and commits. `resume` is where the
 /// lakehouse stood at start (empty on a fresh one).
@@ -31,8 +76,19 @@ pub fn committer<'scope>(
     positions: SharedPositions,
     metrics: Arc<Metrics>,
     resume: Arc<ResumeInfo>,
+    checkpoints: Option<Checkpoints>,
 ) -> StreamVec<'scope, u64, u64> {
     let active = msgs.scope().index() == 0;
+    let restored = checkpoints.as_ref().and_then(|c| c.restored);
+    // Positions at the end of the restored checkpoint's epoch (the epochs up to it are not
+    // replayed, so they do not come through `positions`).
+    let mut history = PositionHistory {
+        base: restored.map_or_else(BTreeMap::new, |c| positions_at(&resume.recorded, c)),
+        recent: BTreeMap::new(),
+    };
+    let mut next_checkpoint = checkpoints
+        .as_ref()
+        .map(|c| c.schedule.next_due(c.schedule.first));
     msgs.unary_frontier(Exchange::new(|_: &CommitMsg| 0), "Committer", move |cap, _info| {
         let mut committer = if active {
             match Committer::new(config) {
@@ -50,10 +106,18 @@ pub fn committer<'scope>(
         // Replayed epochs that some table committed before the restart: each is passed even if
         // no message comes for it.
         let mut replay: BTreeSet<u64> = if active {
-            resume.commit_positions.keys().copied().collect()
+            resume
+                .commit_positions
+                .keys()
+                .copied()
+                .filter(|e| restored.is_none_or(|c| *e > c))
+                .collect()
         } else {
             BTreeSet::new()
         };
+        // Held at the input frontier until the input ends, so that the run does not finish
+        // before the positions of trailing epochs that changed no table are recorded.
+        let mut at_end = active.then(|| cap.clone());
         let mut hold = replay.first().map(|e| {
             let mut cap = cap;
             cap.downgrade(e);
@@ -64,6 +128,7 @@ pub fn committer<'scope>(
             let Some(committer) = committer.as_mut() else {
                 pending.clear();
                 hold = None;
+                at_end = None;
                 return;
             };
             loop {
@@ -96,6 +161,20 @@ pub fn committer<'scope>(
                         .map(|(e, p)| (e.to_string(), p))
                         .collect::<BTreeMap<_, _>>())
                 };
+                history.push(&epoch_positions);
+                // Completes the checkpoints due up to `epoch`: their positions are in a Delta
+                // commit now (this epoch's or an earlier one's).
+                let mut complete_checkpoints = |history: &mut PositionHistory| -> Result<(), String> {
+                    while let (Some(c), Some(cp)) = (next_checkpoint, checkpoints.as_ref()) {
+                        if c > epoch {
+                            break;
+                        }
+                        let at = history.take_through(c);
+                        cp.writer.complete(c, at).map_err(|e| e.to_string())?;
+                        next_checkpoint = Some(cp.schedule.next_due(c + 1));
+                    }
+                    Ok(())
+                };
                 if msgs.is_empty() {
                     // A replayed epoch every table already holds: only its manifest may be
                     // missing (a crash after the commits), rewritten with the logged versions.
@@ -111,6 +190,12 @@ pub fn committer<'scope>(
                             return;
                         }
                         info!(epoch, "manifest of a replayed epoch rewritten");
+                    }
+                    if let Err(e) = complete_checkpoints(&mut history) {
+                        metrics.fail(e);
+                        pending.clear();
+                        hold = None;
+                        return;
                     }
                     metrics.last_epoch.store(epoch, Ordering::Relaxed);
                     output.session(&cap).give(epoch);
@@ -164,6 +249,13 @@ pub fn committer<'scope>(
                     hold = None;
                     return;
                 }
+                // Crash point inside: a checkpoint file or manifest not renamed into place.
+                if let Err(e) = complete_checkpoints(&mut history) {
+                    metrics.fail(e);
+                    pending.clear();
+                    hold = None;
+                    return;
+                }
                 metrics.epochs_committed.fetch_add(1, Ordering::Relaxed);
                 metrics.last_epoch.store(epoch, Ordering::Relaxed);
                 metrics.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -173,6 +265,47 @@ pub fn committer<'scope>(
             match (replay.first(), hold.as_mut()) {
                 (Some(e), Some(h)) => h.downgrade(e),
                 _ => hold = None,
+            }
+            match (frontier.frontier().first(), at_end.as_mut()) {
+                (Some(t), Some(c)) if c.time() < t => c.downgrade(t),
+                (None, Some(_)) => {
+                    // The input ended. Epochs after the last commit that changed no table have
+                    // positions no commit recorded yet: record them in a commit without file
+                    // actions (of `_quarantine`), so that a restart does not read them again.
+                    let left: BTreeMap<u64, BTreeMap<String, Value>> =
+                        std::mem::take(&mut *positions.borrow_mut());
+                    if let Some(&epoch) = left.keys().next_back() {
+                        let epoch_positions = json!(left
+                            .into_iter()
+                            .map(|(e, p)| (e.to_string(), p))
+                            .collect::<BTreeMap<_, _>>());
+                        let table = crate::table::QUARANTINE;
+                        let columns = tables.get(table).cloned().unwrap_or_default();
+                        let meta = committer.metadata(
+                            epoch,
+                            table,
+                            &epoch_positions,
+                            json!({"upserted": 0, "deleted": 0}),
+                        );
+                        let recorded = committer
+                            .commit(epoch, table, &columns, Vec::new(), meta)
+                            .map_err(|e| e.to_string())
+                            .and_then(|_| {
+                                committer
+                                    .write_manifest(epoch, &names, epoch_positions)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match recorded {
+                            Ok(_) => {
+                                info!(epoch, "positions of trailing epochs without changes recorded");
+                                metrics.last_epoch.store(epoch, Ordering::Relaxed);
+                            }
+                            Err(e) => metrics.fail(e),
+                        }
+                    }
+                    at_end = None;
+                }
+                _ => {}
             }
         }
     })

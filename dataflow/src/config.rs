@@ -59,6 +59,12 @@ pub struct PipelineSection {
     /// Write a Delta checkpoint every this many commits of a table (default 10).
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: u64,
+    /// Save the operator state (the ApplyChanges keys and tombstones of every table) every
+    /// this many epochs to `<lakehouse>/_tidewater/checkpoints/`, so that a restart replays
+    /// only the epochs after the newest checkpoint (default 10; 0 turns checkpoints off: a
+    /// restart then replays every committed epoch).
+    #[serde(default = "default_state_checkpoint_every")]
+    pub state_checkpoint_every: u64,
     /// How long a delete's tombstone is kept so that older upserts arriving later do not
     /// resurrect the row, as a duration (`"7d"`, `"1h"`; default `"7d"`). Counted in epochs:
     /// retention / commit_interval_ms.
@@ -79,6 +85,9 @@ fn default_buckets() -> u32 {
     16
 }
 fn default_checkpoint_interval() -> u64 {
+    10
+}
+fn default_state_checkpoint_every() -> u64 {
     10
 }
 fn default_tombstone_retention() -> String {

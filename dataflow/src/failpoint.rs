@@ -2,7 +2,8 @@
 //!
 //! Always compiled in; without the variable a point costs one load of a `OnceLock`. Points:
 //! `after_parquet_before_commit`, `between_table_commits`, `after_commit_before_manifest`
-//! (committer, `commit.rs`) and `mid_epoch` (parse operator, `source.rs`).
+//! (committer, `commit.rs`), `mid_epoch` (parse operator, `source.rs`) and `checkpoint_write`
+//! (a checkpoint file or manifest written but not yet renamed into place, `checkpoint.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -11,11 +12,12 @@ use std::sync::OnceLock;
 pub const ENV: &str = "TIDEWATER_FAILPOINT";
 
 /// Every point name (for validation of the variable).
-pub const POINTS: [&str; 4] = [
+pub const POINTS: [&str; 5] = [
     "after_parquet_before_commit",
     "between_table_commits",
     "after_commit_before_manifest",
     "mid_epoch",
+    "checkpoint_write",
 ];
 
 struct Armed {

@@ -4,6 +4,7 @@
 //! (`tidewater-connectors`) into a dataflow per pipeline file, and holds the CLI.
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod checkpoint;
 pub mod commit;
 pub mod config;
 pub mod error;

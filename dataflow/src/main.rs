@@ -173,6 +173,18 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
                 summary.last_epoch,
                 summary.elapsed
             );
+            if summary.replayed_epochs > 0 || summary.restored_from.is_some() {
+                eprintln!(
+                    "restart: {} recorded epochs replayed{}",
+                    summary.replayed_epochs,
+                    summary
+                        .restored_from
+                        .map(|c| format!(
+                            ", operator state restored from the checkpoint of epoch {c}"
+                        ))
+                        .unwrap_or_default()
+                );
+            }
             Ok(())
         }
         Cmd::Cluster {

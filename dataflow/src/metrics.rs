@@ -22,6 +22,8 @@ pub struct Metrics {
     pub last_epoch: AtomicU64,
     /// Total time spent committing, in µs.
     pub commit_micros: AtomicU64,
+    /// Total time this process's workers spent saving operator state, in µs.
+    pub checkpoint_micros: AtomicU64,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
 }

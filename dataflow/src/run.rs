@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tidewater_connectors::delta::{remove_orphan_files, Committer, CommitterConfig, ResumeInfo};
 use tidewater_connectors::formats::DebeziumParser;
 use tidewater_connectors::types::{Column, Schema};
-use tidewater_operators::ApplyChanges;
+use tidewater_operators::{ApplyChanges, ApplyState, CheckpointSchedule};
 use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Concatenate, Probe};
@@ -26,7 +26,8 @@ use timely::dataflow::ProbeHandle;
 use timely::WorkerConfig;
 use tracing::info;
 
-use crate::commit::committer;
+use crate::checkpoint::{self, ManifestWriter};
+use crate::commit::{committer, Checkpoints};
 use crate::config::PipelineConfig;
 use crate::metrics::{spawn_progress, Metrics};
 use crate::source::{cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions};
@@ -82,6 +83,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// The lakehouse directory.
     pub lakehouse: PathBuf,
+    /// The epoch of the checkpoint the operator state was restored from.
+    pub restored_from: Option<u64>,
+    /// Recorded epochs replayed at start (after the restored checkpoint, if any).
+    pub replayed_epochs: u64,
 }
 
 /// Each table's plan with the schema of its source.
@@ -140,19 +145,75 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     crate::failpoint::init();
     let plans = plan_tables(&cfg)?;
     let resume = prepare_resume(&cfg, opts.process_id)?;
-    let replays = plan_replay(&cfg, &resume)?;
+    let mut replays = plan_replay(&cfg, &resume)?;
+    let lakehouse = cfg.pipeline.lakehouse.clone();
+    // Operator state: the newest usable checkpoint, if any (process 0 first removes
+    // incomplete checkpoints, before any worker can write one).
+    let restore = if resume.max_epoch.is_some() && cfg.pipeline.state_checkpoint_every > 0 {
+        if opts.process_id == 0 {
+            let n = checkpoint::remove_incomplete(&lakehouse)?;
+            if n > 0 {
+                info!(
+                    removed = n,
+                    "removed incomplete checkpoints left by an interrupted run"
+                );
+            }
+        }
+        let table_plans: Vec<&TablePlan> = plans.iter().map(|(p, _)| p.as_ref()).collect();
+        checkpoint::find(
+            &lakehouse,
+            &cfg.pipeline.name,
+            &table_plans,
+            &resume,
+            opts.process_id == 0,
+        )?
+    } else {
+        None
+    };
+    if let Some(r) = &restore {
+        for replay in replays.values_mut() {
+            replay.skip_through(r.epoch());
+        }
+    }
+    let replayed_epochs = resume
+        .recorded
+        .keys()
+        .filter(|e| restore.as_ref().is_none_or(|r| **e > r.epoch()))
+        .count() as u64;
+    let workers_now = opts.workers * opts.processes.max(1);
     if let (Some(max), 0) = (resume.max_epoch, opts.process_id) {
         let committed: Vec<String> = resume
             .per_table_committed
             .iter()
             .map(|(t, e)| format!("{t}={}", e.map_or("none".to_string(), |e| e.to_string())))
             .collect();
-        info!(
-            "resuming at epoch {} (replaying {} recorded epochs); committed epochs per table: {}",
-            max + 1,
-            resume.recorded.len(),
-            committed.join(", ")
-        );
+        match &restore {
+            Some(r) => {
+                let m = &r.manifest;
+                let layout = if m.workers == workers_now && m.processes == opts.processes.max(1) {
+                    String::new()
+                } else {
+                    format!(
+                        "; it was written by {} workers in {} processes, now {} in {}: its state is redistributed by key bucket",
+                        m.workers,
+                        m.processes,
+                        workers_now,
+                        opts.processes.max(1)
+                    )
+                };
+                info!(
+                    "resuming at epoch {}: operator state restored from the checkpoint of epoch {}{layout}; replaying {replayed_epochs} recorded epochs after it; committed epochs per table: {}",
+                    max + 1,
+                    r.epoch(),
+                    committed.join(", ")
+                );
+            }
+            None => info!(
+                "resuming at epoch {} with no usable checkpoint: replaying all {replayed_epochs} recorded epochs; committed epochs per table: {}",
+                max + 1,
+                committed.join(", ")
+            ),
+        }
     }
     // The bucket files each resumed table starts from: read once per process, before the
     // workers start (each worker's sink uses the files of its own buckets).
@@ -171,6 +232,22 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     }
     let resume = Arc::new(resume);
     let replays = Arc::new(replays);
+    let restore = Arc::new(restore);
+    let restored_epoch = restore.as_ref().as_ref().map(|r| r.epoch());
+    let schedule = (cfg.pipeline.state_checkpoint_every > 0).then(|| CheckpointSchedule {
+        every: cfg.pipeline.state_checkpoint_every,
+        first: restored_epoch.map_or(0, |c| c + 1),
+    });
+    let manifest_writer = ManifestWriter {
+        lakehouse: lakehouse.clone(),
+        pipeline: cfg.pipeline.name.clone(),
+        tables: plans
+            .iter()
+            .map(|(p, _)| (p.name.clone(), (p.buckets, p.key_names.clone())))
+            .collect(),
+        workers: workers_now,
+        processes: opts.processes.max(1),
+    };
     let bucket_files = Arc::new(bucket_files);
     let retention = cfg.tombstone_retention()?;
     let metrics = Arc::new(Metrics::default());
@@ -217,7 +294,6 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         .progress
         .then(|| spawn_progress(metrics.clone(), stop.clone()));
 
-    let lakehouse = cfg.pipeline.lakehouse.clone();
     let cfg = Arc::new(cfg);
     let plans = Arc::new(plans);
     let m = metrics.clone();
@@ -252,8 +328,41 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 let parsed = parse(blocks, plan.clone(), schema.clone(), metrics.clone());
                 let (changes, bad) = parsed.ok_err(|r| r);
                 let route_plan = plan.clone();
-                let applied =
-                    changes.apply_changes(move |k| route_plan.bucket(k) as u64, retention);
+                let (peers, index) = (scope.peers(), scope.index());
+                let initial = match restore.as_ref() {
+                    Some(r) => checkpoint::load_worker_state(r, plan, peers, index)?,
+                    None => ApplyState::default(),
+                };
+                let (save_plan, save_metrics) = (plan.clone(), metrics.clone());
+                let save_lakehouse = cfg.pipeline.lakehouse.clone();
+                let applied = changes.apply_changes_with(
+                    move |k| route_plan.bucket(k) as u64,
+                    retention,
+                    initial,
+                    schedule,
+                    move |epoch, state| {
+                        let started = Instant::now();
+                        match checkpoint::save_worker_state(
+                            &save_lakehouse,
+                            epoch,
+                            &save_plan,
+                            peers,
+                            index,
+                            state,
+                        ) {
+                            Ok(bytes) => {
+                                save_metrics
+                                    .checkpoint_micros
+                                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                                tracing::debug!(epoch, table = %save_plan.name, worker = index, bytes, "state saved");
+                            }
+                            Err(e) => save_metrics.fail(format!(
+                                "saving the checkpoint of epoch {epoch} of table `{}`: {e}",
+                                save_plan.name
+                            )),
+                        }
+                    },
+                );
                 let table_resume = resume
                     .per_table_committed
                     .get(&plan.name)
@@ -295,6 +404,11 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 positions.clone(),
                 metrics.clone(),
                 resume.clone(),
+                schedule.map(|schedule| Checkpoints {
+                    schedule,
+                    writer: manifest_writer.clone(),
+                    restored: restored_epoch,
+                }),
             )
             .probe_with(&committed);
             Ok(())
@@ -331,5 +445,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         last_epoch: metrics.last_epoch.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         lakehouse,
+        restored_from: restored_epoch,
+        replayed_epochs,
     })
 }

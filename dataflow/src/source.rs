@@ -117,20 +117,51 @@ pub struct ReplayEpoch {
 /// What a source replays on restart, and where it continues.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceReplay {
-    /// The recorded epochs of this source, in order.
+    /// The recorded epochs of this source to replay, in order.
     pub epochs: Vec<ReplayEpoch>,
     /// The first epoch the cutter decides itself (the largest committed epoch + 1; 0 on a
     /// fresh lakehouse).
     pub next_epoch: u64,
+    /// Recorded epochs not replayed because a checkpoint holds their effect (see
+    /// [`SourceReplay::skip_through`]).
+    pub skipped: Vec<ReplayEpoch>,
 }
 
 impl SourceReplay {
-    /// Files read completely by the replayed epochs, and the file and offset to continue at
-    /// (the end of the last recorded range).
+    /// Leaves out the epochs `≤ epoch` (restored from a checkpoint of that epoch): they are
+    /// not replayed, but still count for where the input continues.
+    pub fn skip_through(&mut self, epoch: u64) {
+        let (skipped, kept) = std::mem::take(&mut self.epochs)
+            .into_iter()
+            .partition(|e| e.epoch <= epoch);
+        self.skipped = skipped;
+        self.epochs = kept;
+    }
+
+    /// The generator line the replay starts at: the end of the last skipped range.
+    fn generator_start(&self) -> u64 {
+        self.skipped
+            .iter()
+            .flat_map(|e| &e.ranges)
+            .filter_map(|r| match r {
+                ReplayRange::Generator { to, .. } => Some(*to),
+                ReplayRange::File { .. } => None,
+            })
+            .next_back()
+            .unwrap_or(0)
+    }
+
+    /// Files read completely by the recorded epochs (skipped or replayed), and the file and
+    /// offset to continue at (the end of the last recorded range).
     fn file_resume_point(&self) -> Option<(BTreeSet<PathBuf>, PathBuf, u64)> {
         let mut files = BTreeSet::new();
         let mut last = None;
-        for r in self.epochs.iter().flat_map(|e| &e.ranges) {
+        for r in self
+            .skipped
+            .iter()
+            .chain(&self.epochs)
+            .flat_map(|e| &e.ranges)
+        {
             if let ReplayRange::File { path, end, .. } = r {
                 files.insert(path.clone());
                 last = Some((path.clone(), *end));
@@ -164,6 +195,7 @@ pub fn plan_replay(
                 SourceReplay {
                     epochs: Vec::new(),
                     next_epoch,
+                    skipped: Vec::new(),
                 },
             )
         })
@@ -416,12 +448,19 @@ pub fn cutter<'scope>(
             }
             SourceKind::Generator => {
                 let cfg = src.generator();
+                let mut gen = cfg.build();
+                // After a checkpoint: regenerate (without parsing) the lines it covers.
+                let start = replay.generator_start();
+                let mut line = Vec::new();
+                while gen.position() < start && gen.next_line(&mut line) {
+                    line.clear();
+                }
                 Input::Generator {
                     total: cfg.total_lines(),
-                    gen: cfg.build(),
+                    gen,
                     rate: src.rate.unwrap_or(0),
                     started: Instant::now(),
-                    base: 0,
+                    base: start,
                 }
             }
             SourceKind::Kafka => unreachable!("rejected by validate"),

@@ -203,7 +203,7 @@ pub struct CheckpointSchedule {
 impl CheckpointSchedule {
     /// Whether a checkpoint is due at the end of `epoch`.
     pub fn is_due(&self, epoch: u64) -> bool {
-        epoch >= self.first && (epoch + 1) % self.every == 0
+        epoch >= self.first && (epoch + 1).is_multiple_of(self.every)
     }
 
     /// The first due epoch `≥ epoch` (and `≥ first`).
@@ -263,7 +263,13 @@ where
     where
         R: Fn(&K) -> u64 + 'static,
     {
-        self.apply_changes_with(route, retention_epochs, ApplyState::default(), None, |_, _| {})
+        self.apply_changes_with(
+            route,
+            retention_epochs,
+            ApplyState::default(),
+            None,
+            |_, _| {},
+        )
     }
 
     fn apply_changes_with<R, F>(

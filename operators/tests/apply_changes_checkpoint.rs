@@ -119,13 +119,18 @@ fn run(
                         let keys = st.keys.iter().map(|(k, s)| (*k, s.clone())).collect();
                         let mut saved = saved.lock().unwrap();
                         let prev = saved.entry(epoch).or_default().insert(index, keys);
-                        assert!(prev.is_none(), "epoch {epoch} saved twice by worker {index}");
+                        assert!(
+                            prev.is_none(),
+                            "epoch {epoch} saved twice by worker {index}"
+                        );
                     },
                 )
                 .inspect_core(move |event| {
                     if let Ok((stamp, data)) = event {
                         let t = *stamp.expect_singleton();
-                        sink.lock().unwrap().extend(data.iter().map(|(k, v)| (t, *k, *v)));
+                        sink.lock()
+                            .unwrap()
+                            .extend(data.iter().map(|(k, v)| (t, *k, *v)));
                     }
                 })
                 .probe_with(&probe);
@@ -212,7 +217,15 @@ fn saved_states_match_the_reference_and_restore_at_any_worker_count() {
         let n = epochs.len() as u64;
         let prefix = |e: u64| &flat[..ends[e as usize]];
         for (workers, every, stepping) in [(1, 3, 1), (2, 4, 3), (3, 5, 2), (2, 1, 5)] {
-            let (tables, saved) = run(&epochs, 0, Table::new(), Vec::new(), workers, every, stepping);
+            let (tables, saved) = run(
+                &epochs,
+                0,
+                Table::new(),
+                Vec::new(),
+                workers,
+                every,
+                stepping,
+            );
             for (e, t) in tables.iter().enumerate() {
                 assert_eq!(t, &reference_table(prefix(e as u64)), "epoch {e}");
             }
@@ -221,7 +234,9 @@ fn saved_states_match_the_reference_and_restore_at_any_worker_count() {
             // reference state.
             let due: Vec<u64> = (0..n).filter(|e| (e + 1) % every == 0).collect();
             for c in &due {
-                let per_worker = saved.get(c).unwrap_or_else(|| panic!("epoch {c} not saved"));
+                let per_worker = saved
+                    .get(c)
+                    .unwrap_or_else(|| panic!("epoch {c} not saved"));
                 assert_eq!(per_worker.len(), workers, "epoch {c}: workers that saved");
                 let got: KeyTable = union(per_worker)
                     .into_iter()

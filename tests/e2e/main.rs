@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cdc_file;
+mod checkpoints;
 mod config_errors;
 mod epochs;
 mod restart;

@@ -16,7 +16,7 @@ use tidewater_e2e::{
 };
 
 /// Generated CDC lines with a distinct malformed line after every 450th.
-fn input_lines(events: u64) -> (Vec<String>, Vec<String>) {
+pub(crate) fn input_lines(events: u64) -> (Vec<String>, Vec<String>) {
     let mut g = BankGenerator::new(BankGenConfig {
         seed: 5,
         events,
@@ -38,19 +38,19 @@ fn input_lines(events: u64) -> (Vec<String>, Vec<String>) {
     (lines, bad)
 }
 
-fn write_lines(path: &Path, lines: &[String]) {
+pub(crate) fn write_lines(path: &Path, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
-fn append_lines(path: &Path, lines: &[String]) {
+pub(crate) fn append_lines(path: &Path, lines: &[String]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     f.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
 }
 
-const SETTINGS: &str = "commit_every_records = 500\nbuckets = 4\nblock_bytes = 65536";
+pub(crate) const SETTINGS: &str = "commit_every_records = 500\nbuckets = 4\nblock_bytes = 65536";
 
-fn run_args(pipeline: &Path) -> Vec<String> {
+pub(crate) fn run_args(pipeline: &Path) -> Vec<String> {
     vec![
         "run".into(),
         pipeline.display().to_string(),
@@ -61,23 +61,28 @@ fn run_args(pipeline: &Path) -> Vec<String> {
 }
 
 /// A bank input of `events` lines (with bad lines) and its pipeline in a fresh directory.
-struct Prepared {
-    dir: tempfile::TempDir,
-    input: std::path::PathBuf,
-    lines: Vec<String>,
-    bad: Vec<String>,
-    lakehouse: std::path::PathBuf,
-    pipeline: std::path::PathBuf,
-    args: Vec<String>,
+pub(crate) struct Prepared {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) input: std::path::PathBuf,
+    pub(crate) lines: Vec<String>,
+    pub(crate) bad: Vec<String>,
+    pub(crate) lakehouse: std::path::PathBuf,
+    pub(crate) pipeline: std::path::PathBuf,
+    pub(crate) args: Vec<String>,
 }
 
-fn prepared(events: u64) -> Prepared {
+pub(crate) fn prepared(events: u64) -> Prepared {
+    prepared_with(events, SETTINGS)
+}
+
+/// [`prepared`] with other `[pipeline]` settings.
+pub(crate) fn prepared_with(events: u64, settings: &str) -> Prepared {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.json");
     let (lines, bad) = input_lines(events);
     write_lines(&input, &lines);
     let lakehouse = dir.path().join("lh");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, SETTINGS);
+    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, settings);
     let args = run_args(&pipeline);
     Prepared {
         dir,
@@ -91,7 +96,7 @@ fn prepared(events: u64) -> Prepared {
 }
 
 /// [`prepared`], run once to completion.
-fn committed_run(events: u64) -> Prepared {
+pub(crate) fn committed_run(events: u64) -> Prepared {
     let p = prepared(events);
     tidewater_ok(&p.args.iter().map(String::as_str).collect::<Vec<_>>());
     p
@@ -102,7 +107,7 @@ fn committed_run(events: u64) -> Prepared {
 /// of the epochs up to its own, every table commits each epoch once in increasing order, the
 /// recorded cut covers every input byte exactly once, `_quarantine` holds each bad line once,
 /// manifests match the versions, and no orphan file is left.
-fn check_lakehouse(lakehouse: &Path, inputs: &[PathBuf], bad: &[String]) {
+pub(crate) fn check_lakehouse(lakehouse: &Path, inputs: &[PathBuf], bad: &[String]) {
     let all: Vec<Vec<u8>> = inputs.iter().flat_map(|p| file_lines(p)).collect();
     let model = reference_apply(all.iter().map(|l| l.as_slice()), &["customer_id"], "__lsn");
     assert_eq!(model.bad.len(), bad.len());
