@@ -232,9 +232,10 @@ pub trait ApplyChanges<'scope, K, S, V> {
     /// restored checkpoint of this worker's keys) and, if `schedule` is set, handing the state
     /// as of the end of every due epoch to `save(epoch, &state)` (see [`CheckpointSchedule`]:
     /// the output frontier does not pass a due epoch before its state was saved). When the
-    /// input ends, every due epoch up to this worker's last epoch with data is saved, plus the
-    /// next one (which may lie beyond the last epoch of all workers: the caller ignores a
-    /// checkpoint that not every worker wrote).
+    /// input ends, due epochs are saved up to the largest epoch this worker knows to exist
+    /// (it had data of it or saw the frontier pass it), so the checkpoint of a due epoch at
+    /// the very end of the input may be saved by some workers only: the caller ignores a
+    /// checkpoint that not every worker saved.
     fn apply_changes_with<R, F>(
         self,
         route: R,
@@ -302,6 +303,9 @@ where
             // Changes of later epochs, coalesced per key to the one that wins among them, so
             // that what waits is bounded by the keys an epoch touches, not by its events.
             let mut later: BTreeMap<u64, Waiting<K, S, V>> = BTreeMap::new();
+            // The largest epoch this worker knows to exist: it received data of it, or saw the
+            // frontier pass it. When the input ends, checkpoints beyond it are not saved.
+            let mut known: Option<u64> = None;
 
             let apply = |state: &mut ApplyState<K, S>,
                          dirty: &mut HashMap<K, (bool, Option<V>), RandomState>,
@@ -322,11 +326,15 @@ where
             move |(input, frontier), output| {
                 // The least epoch that may still receive data (None: input finished).
                 let open = frontier.frontier().first().copied();
+                if let Some(o) = open.filter(|o| *o > 0) {
+                    known = known.max(Some(o - 1));
+                }
                 let port = output.output_index();
                 // Changes of an epoch past the pending checkpoint wait until it is saved.
                 let due = barrier.as_ref().map(|b| *b.time());
                 input.for_each_stamp(|cap, data| {
                     let Some(&epoch) = cap.least() else { return };
+                    known = known.max(Some(epoch));
                     if current.is_none()
                         && later.is_empty()
                         && Some(epoch) == open
@@ -385,10 +393,11 @@ where
                     if let (Some(b), Some(s)) = (barrier.as_mut(), schedule) {
                         let c = *b.time();
                         if open.is_none_or(|o| o > c) && next.is_none_or(|n| n > c) {
-                            save(c, &state);
-                            if open.is_none() && next.is_none() {
-                                barrier = None; // input done and applied: no later checkpoint
+                            if open.is_none() && known.is_none_or(|k| c > k) {
+                                // The input ended before `c` (as far as this worker knows).
+                                barrier = None;
                             } else {
+                                save(c, &state);
                                 b.downgrade(&s.next_due(c + 1));
                             }
                             continue;

@@ -473,7 +473,7 @@ fn a_generator_source_is_regenerated_exactly_after_a_crash() {
     std::fs::write(
         &pipeline,
         format!(
-            "[pipeline]\nname = \"bank\"\nlakehouse = \"{}\"\n{SETTINGS}\n\n\
+            "[pipeline]\nname = \"bank\"\nlakehouse = \"{}\"\n{SETTINGS}\nstate_checkpoint_every = 2\n\n\
              [[source]]\nname = \"gen\"\nkind = \"generator\"\nseed = 9\nevents = 4000\nkeys = 300\n\n\
              [[table]]\nname = \"customers\"\nfrom = \"gen\"\nkeys = [\"customer_id\"]\nsequence_by = \"__lsn\"\n",
             lakehouse.display()
@@ -488,7 +488,16 @@ fn a_generator_source_is_regenerated_exactly_after_a_crash() {
         dir.path(),
     );
     assert_eq!(out.status.signal(), Some(6));
-    tidewater_ok(&args);
+    // Epochs 0..=3 are committed, checkpoints 1 and 3 complete: the restart regenerates the
+    // lines of epochs 0..=3 without applying them, and continues after them.
+    let out = tidewater_ok(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "restart: 0 recorded epochs replayed, operator state restored from the checkpoint of epoch 3"
+        ),
+        "{stderr}"
+    );
 
     let mut g = BankGenerator::new(BankGenConfig {
         seed: 9,
