@@ -5,12 +5,17 @@
 //!
 //! - [`cdc_apply`]: `APPLY CHANGES` (SCD type 1) of a generated bank-customers Debezium file
 //!   into a Delta table, against a plain single-threaded Rust baseline and, optionally, DuckDB.
+//! - [`restart`]: restart time with and without operator-state checkpoints, and the
+//!   overhead of checkpointing on throughput.
+//! - [`codec`]: the checkpoint codec candidates (bincode, abomonation) on one worker's state.
 //! - [`common`]: peak RSS, medians, child processes, the result table and the JSON summary.
 //!
 //! Every measurement runs in its own process (the binary re-executes itself with the hidden
 //! `run-one` subcommand), so each reported peak RSS belongs to exactly one run.
 
 mod cdc_apply;
+mod codec;
+mod restart;
 
 /// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
 /// spent about a third of the run time on them (bench/RESULTS.md, 2026-11-22 profile).
@@ -40,6 +45,11 @@ enum Command {
     /// APPLY CHANGES (SCD type 1) of a generated Debezium CDC file into a Delta table:
     /// tidewater at each worker count vs. a plain single-threaded Rust loop (and DuckDB).
     CdcApply(cdc_apply::CdcApplyArgs),
+    /// Restart time after a long history with and without operator-state checkpoints, and
+    /// the throughput cost of checkpointing.
+    Restart(restart::RestartArgs),
+    /// Encode/decode speed of the checkpoint codec candidates (bincode vs abomonation).
+    CheckpointCodec(codec::CodecArgs),
     /// Run one measurement in this process and print one JSON line (used by the workloads,
     /// which re-execute the binary so that peak RSS is per run; also handy under a profiler).
     #[command(hide = true)]
@@ -74,6 +84,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CdcApply(args) => cdc_apply::run(&args),
+        Command::Restart(args) => restart::run(&args),
+        Command::CheckpointCodec(args) => codec::run(&args),
         Command::RunOne { what } => match what {
             RunOne::Tidewater { pipeline, workers } => {
                 cdc_apply::engine::run_one(&pipeline, workers)

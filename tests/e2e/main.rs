@@ -5,6 +5,7 @@ mod bad_input;
 mod cdc_file;
 mod checkpoints;
 mod config_errors;
+mod crash_kill;
 mod epochs;
 mod restart;
 mod second_writer;

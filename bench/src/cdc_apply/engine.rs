@@ -16,6 +16,11 @@ pub const TABLE: &str = "customers";
 /// The pipeline file of the benchmark: one `files` source, one SCD type 1 table keyed by
 /// `customer_id` and sequenced by `__lsn`, epochs every second (defaults otherwise).
 pub fn pipeline_toml(input: &Path, lakehouse: &Path) -> String {
+    pipeline_toml_with(input, lakehouse, "")
+}
+
+/// [`pipeline_toml`] with `extra` lines in `[pipeline]` (other epoch or checkpoint settings).
+pub fn pipeline_toml_with(input: &Path, lakehouse: &Path, extra: &str) -> String {
     // TOML basic strings: escape backslashes and quotes of the paths.
     let q = |p: &Path| {
         p.display()
@@ -29,6 +34,7 @@ pub fn pipeline_toml(input: &Path, lakehouse: &Path) -> String {
 name = "bench"
 lakehouse = "{lakehouse}"
 commit_interval_ms = 1000
+{extra}
 
 [[source]]
 name = "customers_cdc"
@@ -61,6 +67,12 @@ pub struct EngineReport {
     pub epochs: u64,
     /// Peak RSS of the process (`VmHWM`).
     pub peak_rss_bytes: u64,
+    /// The checkpoint the operator state was restored from (restarts).
+    #[serde(default)]
+    pub restored_from: Option<u64>,
+    /// Recorded epochs replayed at start (restarts).
+    #[serde(default)]
+    pub replayed_epochs: u64,
 }
 
 /// `run-one tidewater`: runs the pipeline until the file is consumed and committed, then
@@ -86,6 +98,8 @@ pub fn run_one(pipeline: &Path, workers: usize) -> anyhow::Result<()> {
         quarantined: summary.quarantined,
         epochs: summary.epochs_committed,
         peak_rss_bytes: peak_rss_bytes(),
+        restored_from: summary.restored_from,
+        replayed_epochs: summary.replayed_epochs,
     })
 }
 
