@@ -54,7 +54,7 @@ fn workload() -> Workload {
         text.push(b'\n');
         line.clear();
         i += 1;
-        if i % 20_000 == 0 {
+        if i.is_multiple_of(20_000) {
             let b = format!("{{\"payload\": {{\"op\": \"u\", \"broken at\": {i}");
             text.extend_from_slice(b.as_bytes());
             text.push(b'\n');
