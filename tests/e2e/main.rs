@@ -5,6 +5,7 @@ mod bad_input;
 mod cdc_file;
 mod config_errors;
 mod epochs;
+mod kafka_reader;
 mod restart;
 mod second_writer;
 mod transfers;
