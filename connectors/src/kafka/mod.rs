@@ -63,8 +63,9 @@
 //!   sees (`tracing` warn with the brokers and the error, repeats summarised), backs off
 //!   (100 ms doubling to 2 s, within the poll's timeout) and keeps going, returning fewer or no
 //!   records meanwhile. Because the reader checks every offset against its own position, a
-//!   reconnect cannot turn into lost or repeated records. Only fatal client errors, and an
-//!   offset that became out of range, are returned as errors.
+//!   reconnect cannot turn into lost or repeated records. Only fatal client errors, an offset
+//!   that became out of range, and a record larger than librdkafka can fetch at all
+//!   (`receive.message.max.bytes`, default 100 MB) are returned as errors.
 //!
 //! # Messages
 //!

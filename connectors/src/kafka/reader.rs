@@ -493,6 +493,12 @@ impl KafkaReader {
                     .cfg
                     .broker_error(format!("fatal Kafka client error: {code}")))
             }
+            KafkaError::MessageConsumption(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                return Err(self.cfg.broker_error(format!(
+                    "a record is larger than the client can fetch (raise \
+                     `properties.receive.message.max.bytes`, default 100000000): {e}"
+                )))
+            }
             KafkaError::MessageConsumption(
                 RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
             ) => {
@@ -561,9 +567,12 @@ impl KafkaReader {
         }
         if self.committer.as_ref().is_none_or(|(g, _)| g != group_id) {
             let mut c = self.cfg.client_config();
+            // Its requests give up after 10 s, so that closing the reader while the broker
+            // is away waits at most that long for an outstanding commit.
             c.set("group.id", group_id)
                 .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false");
+                .set("enable.auto.offset.store", "false")
+                .set("socket.timeout.ms", "10000");
             let mut ctx = LogContext::new(&self.cfg.brokers);
             ctx.group = Some(group_id.to_string());
             let committer: BaseConsumer<LogContext> = c.create_with_context(ctx).map_err(|e| {
