@@ -300,6 +300,11 @@ fn kafka_reader_survives_a_broker_restart_mid_stream() {
                 .expect("poll while down"),
         );
     }
+    assert!(
+        reader.stats().transient_errors > 0,
+        "the outage was seen: {:?}",
+        reader.stats()
+    );
     broker.restart().expect("restart tansu");
     let second = debezium_messages(300, 2);
     offsets.extend(produce(&broker, &topic, &second));

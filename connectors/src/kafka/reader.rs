@@ -174,6 +174,16 @@ impl KafkaReader {
     /// (Re)assigns every partition at its position; drops held records (they are fetched
     /// again).
     fn assign(&mut self) -> Result<(), ConnectorError> {
+        // librdkafka keeps a partition paused by the application across a new assignment.
+        let mut paused = TopicPartitionList::new();
+        for (tp, _) in self.parts.iter().zip(&self.paused).filter(|(_, p)| **p) {
+            paused.add_partition(&tp.topic, tp.partition);
+        }
+        if paused.count() > 0 {
+            self.consumer
+                .resume(&paused)
+                .map_err(|e| self.cfg.broker_error(format!("resume partitions: {e}")))?;
+        }
         let mut tpl = TopicPartitionList::with_capacity(self.parts.len());
         for (tp, &next) in self.parts.iter().zip(&self.next) {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next))

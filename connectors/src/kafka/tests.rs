@@ -447,6 +447,33 @@ fn start_offsets_seek_and_limit_replay_exact_ranges() {
     assert_eq!(got.get(&2), None, "partition 2 was at its end");
     assert_eq!((reader.position(0), reader.position(2)), (20, 3));
 
+    // Seeking back while held at a limit (the partition's fetching is paused) replays again.
+    reader.seek(0, 12).unwrap();
+    reader.set_limit(0, Some(15));
+    let start = Instant::now();
+    let mut recs = Vec::new();
+    while reader.position(0) < 15 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            reader.positions()
+        );
+        recs.extend(reader.poll(1000, Duration::from_millis(200)).unwrap());
+    }
+    recs.extend(reader.poll(1000, Duration::from_millis(300)).unwrap());
+    assert_eq!(by_partition(&reader, &recs)[&1], want[&1][12..15]);
+    reader.set_limit(0, Some(20));
+    let mut recs = Vec::new();
+    while reader.position(0) < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            reader.positions()
+        );
+        recs.extend(reader.poll(1000, Duration::from_millis(200)).unwrap());
+    }
+    assert_eq!(by_partition(&reader, &recs)[&1], want[&1][15..20]);
+
     // Lifting the limits continues exactly where the ranges ended.
     reader.set_limit(0, None);
     reader.set_limit(2, None);
