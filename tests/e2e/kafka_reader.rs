@@ -320,3 +320,60 @@ fn kafka_reader_survives_a_broker_restart_mid_stream() {
     let stats = reader.stats();
     assert_eq!((stats.gaps, stats.redelivered), (0, 0));
 }
+
+#[test]
+fn kafka_reader_commits_positions_to_a_group_for_lag_tools() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let Some(tansu) = tansu_or_skip("kafka_reader_commits_positions_to_a_group_for_lag_tools")
+    else {
+        return;
+    };
+    let broker = Broker::start(&tansu).expect("start tansu");
+    let topic = unique_topic("kafka-lag");
+    broker.create_topic(&topic, 2).expect("create topic");
+    let msgs: Vec<Msg> = debezium_messages(60, 3)
+        .into_iter()
+        .map(|(p, k, v)| (p % 2, k, v))
+        .collect();
+    produce(&broker, &topic, &msgs);
+    let cfg = config(&broker, &topic);
+    let parts = KafkaPartitions::discover(&cfg).expect("discover");
+    let starts: Vec<_> = parts.iter().map(|tp| (tp.clone(), None)).collect();
+    let mut reader = KafkaReader::open(&cfg, &starts).expect("open");
+    let ends = reader.end_offsets().expect("end offsets");
+    read_to(&mut reader, &ends);
+    let group = unique_topic("lag-group");
+    reader
+        .commit_offsets_to_group(&group, &reader.positions())
+        .expect("commit queued");
+
+    // What a lag tool sees: the group's committed offsets are the reader's positions.
+    let viewer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", &group)
+        .create()
+        .expect("viewer");
+    let want: Vec<Offset> = ends.values().map(|e| Offset::Offset(*e)).collect();
+    let start = Instant::now();
+    loop {
+        let _ = reader.poll(1, Duration::from_millis(100));
+        let mut tpl = TopicPartitionList::new();
+        for tp in &parts {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
+        let got: Vec<Offset> = viewer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .map(|t| t.elements().iter().map(|e| e.offset()).collect())
+            .unwrap_or_default();
+        if got == want {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "committed {got:?}, want {want:?}\n{}",
+            broker.stderr()
+        );
+    }
+}

@@ -65,7 +65,8 @@
 //!   records meanwhile. Because the reader checks every offset against its own position, a
 //!   reconnect cannot turn into lost or repeated records. Only fatal client errors, an offset
 //!   that became out of range, and a record larger than librdkafka can fetch at all
-//!   (`receive.message.max.bytes`, default 100 MB) are returned as errors.
+//!   (`receive.message.max.bytes`, default 100 MB) are returned as errors. A topic deleted
+//!   while being read is not told apart from a broker outage: it shows as repeated warnings.
 //!
 //! # Messages
 //!

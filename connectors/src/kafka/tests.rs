@@ -580,3 +580,21 @@ fn commit_offsets_to_group_shows_in_the_group() {
         );
     }
 }
+
+#[test]
+fn a_reader_without_partitions_just_waits() {
+    fn send<T: Send>() {}
+    send::<KafkaReader>();
+    send::<KafkaRecord>();
+    let cluster = mock(&[("cdc", 1)]);
+    let cfg = config(&cluster.bootstrap_servers(), &["cdc"]);
+    let mut reader = KafkaReader::open(&cfg, &[]).unwrap();
+    let start = Instant::now();
+    assert!(reader
+        .poll(10, Duration::from_millis(200))
+        .unwrap()
+        .is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(150));
+    assert!(reader.end_offsets().unwrap().is_empty());
+    assert!(reader.positions().is_empty());
+}
