@@ -2,6 +2,7 @@
 //! with two independent readers (Python/pyarrow replaying `_delta_log`, and delta-rs), and
 //! compute expected tables with the plain reference model.
 
+pub mod kafka;
 pub mod python_reader;
 
 use std::path::{Path, PathBuf};

@@ -38,6 +38,32 @@ pub enum ConnectorError {
         /// What went wrong.
         message: String,
     },
+    /// A connector setting is invalid.
+    #[error("invalid setting {key}: {message}")]
+    Config {
+        /// The setting, e.g. `topics` or `properties.security.protocol`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The Kafka brokers could not be reached, or the client failed.
+    #[error("Kafka brokers {brokers}: {message}")]
+    Kafka {
+        /// The bootstrap brokers as configured.
+        brokers: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A Kafka topic or partition does not exist, or cannot be read from where asked.
+    #[error("Kafka topic {topic} (brokers {brokers}): {message}")]
+    KafkaTopic {
+        /// The bootstrap brokers as configured.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl ConnectorError {
