@@ -15,10 +15,12 @@ use tidewater_operators::{CheckpointSchedule, EpochStash};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
 use tracing::info;
 
 use crate::checkpoint::{positions_at, ManifestWriter};
 use crate::failpoint;
+use crate::kafka_source::PositionFragment;
 use crate::metrics::Metrics;
 use crate::source::SharedPositions;
 use crate::table::CommitMsg;
@@ -69,8 +71,10 @@ impl PositionHistory {
 
 /// Builds the committer. Only worker 0 receives messages and commits. `resume` is where the
 /// lakehouse stood at start (empty on a fresh one).
+#[allow(clippy::too_many_arguments)]
 pub fn committer<'scope>(
     msgs: StreamVec<'scope, u64, CommitMsg>,
+    fragments: StreamVec<'scope, u64, PositionFragment>,
     config: CommitterConfig,
     tables: BTreeMap<String, Vec<Column>>,
     positions: SharedPositions,
@@ -89,7 +93,12 @@ pub fn committer<'scope>(
     let mut next_checkpoint = checkpoints
         .as_ref()
         .map(|c| c.schedule.next_due(c.schedule.first));
-    msgs.unary_frontier(Exchange::new(|_: &CommitMsg| 0), "Committer", move |cap, _info| {
+    msgs.binary_frontier(
+        fragments,
+        Exchange::new(|_: &CommitMsg| 0),
+        Exchange::new(|_: &PositionFragment| 0),
+        "Committer",
+        move |cap, _info| {
         let mut committer = if active {
             match Committer::new(config) {
                 Ok(c) => Some(c),
@@ -123,8 +132,21 @@ pub fn committer<'scope>(
             cap.downgrade(e);
             cap
         });
-        move |(input, frontier), output| {
+        move |(input, frontier1), (fragments, frontier2), output| {
             pending.stash(input, output.output_index());
+            // Position fragments of per-worker sources (Kafka): merged into the epoch's
+            // positions of their source.
+            fragments.for_each_stamp(|cap, data| {
+                let Some(&epoch) = cap.least() else { return };
+                let mut all = positions.borrow_mut();
+                for batch in data {
+                    for (source, fragment) in batch.drain(..) {
+                        merge_fragment(all.entry(epoch).or_default(), source, fragment);
+                    }
+                }
+            });
+            // The least epoch either input may still deliver (None: both ended).
+            let frontier = Frontier2(frontier1, frontier2);
             let Some(committer) = committer.as_mut() else {
                 pending.clear();
                 hold = None;
@@ -132,7 +154,7 @@ pub fn committer<'scope>(
                 return;
             };
             loop {
-                let complete = |e: &u64| !frontier.frontier().less_equal(e);
+                let complete = |e: &u64| !frontier.less_equal(e);
                 let next_msgs = pending.first_epoch().filter(complete);
                 let next_replay = replay.first().copied().filter(complete);
                 let (cap, msgs) = match (next_msgs, next_replay) {
@@ -266,8 +288,8 @@ pub fn committer<'scope>(
                 (Some(e), Some(h)) => h.downgrade(e),
                 _ => hold = None,
             }
-            match (frontier.frontier().first(), at_end.as_mut()) {
-                (Some(t), Some(c)) if c.time() < t => c.downgrade(t),
+            match (frontier.first(), at_end.as_mut()) {
+                (Some(t), Some(c)) if *c.time() < t => c.downgrade(&t),
                 (None, Some(_)) => {
                     // The input ended. Epochs after the last commit that changed no table have
                     // positions no commit recorded yet: record them in a commit without file
@@ -308,5 +330,47 @@ pub fn committer<'scope>(
                 _ => {}
             }
         }
-    })
+    },
+    )
+}
+
+/// The two input frontiers of the committer, as one.
+struct Frontier2<'a>(&'a MutableAntichain<u64>, &'a MutableAntichain<u64>);
+
+impl Frontier2<'_> {
+    fn less_equal(&self, e: &u64) -> bool {
+        self.0.frontier().less_equal(e) || self.1.frontier().less_equal(e)
+    }
+
+    fn first(&self) -> Option<u64> {
+        let a = self.0.frontier().first().copied();
+        let b = self.1.frontier().first().copied();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Adds one worker's fragment of an epoch's positions of `source` to the epoch's positions:
+/// the partitions maps are united, the record counts added.
+fn merge_fragment(epoch: &mut BTreeMap<String, Value>, source: String, fragment: Value) {
+    match epoch.get_mut(&source) {
+        None => {
+            epoch.insert(source, fragment);
+        }
+        Some(have) => {
+            if let (Some(parts), Some(more)) = (
+                have.get_mut("partitions").and_then(Value::as_object_mut),
+                fragment.get("partitions").and_then(Value::as_object),
+            ) {
+                for (k, v) in more {
+                    parts.insert(k.clone(), v.clone());
+                }
+            }
+            let records = have.get("records").and_then(Value::as_u64).unwrap_or(0)
+                + fragment.get("records").and_then(Value::as_u64).unwrap_or(0);
+            have["records"] = json!(records);
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tidewater_connectors::generator::{BankGenConfig, GeneratorConfig, TransfersGenConfig};
+use tidewater_connectors::kafka::KafkaConfig;
 use tidewater_connectors::types::ColumnType;
 
 use crate::error::TidewaterError;
@@ -147,12 +148,38 @@ pub struct SourceConfig {
     /// `generator`: include the Debezium `schema` block in every record (default false).
     #[serde(default)]
     pub with_schema: Option<bool>,
-    /// `kafka` keys, accepted so that the error can say Kafka is not implemented yet.
+    /// `kafka`: bootstrap brokers, `host:port[,host:port…]` (required).
     #[serde(default)]
     pub brokers: Option<String>,
-    /// `kafka` topics (see `brokers`).
+    /// `kafka`: the topics read into the table fed by this source (required, non-empty; one
+    /// table per source, so a table of several topics — e.g. shards — lists them all).
     #[serde(default)]
     pub topics: Option<Vec<String>>,
+    /// `kafka`: librdkafka consumer properties passed through (security settings such as
+    /// `security.protocol`, `sasl.*`, `ssl.*`); the properties tidewater sets itself
+    /// (`group.id`, offsets, auto commit) are refused (default: none).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// `kafka`: a message value over this many bytes goes to `_quarantine` (default 4 MiB).
+    #[serde(default)]
+    pub max_message_bytes: Option<usize>,
+    /// `kafka`: how long a broker fetch waits for data, ms (default 50).
+    #[serde(default)]
+    pub fetch_wait_ms: Option<u64>,
+    /// `kafka`: how long to wait for the brokers at start before failing, ms (default 10000).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// `kafka`: also commit each committed epoch's offsets to this consumer group, so that
+    /// ordinary Kafka lag tools work (never read back: the Delta log is the truth; default:
+    /// none).
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// `kafka`: how long the events of a partition's last source transaction are held back
+    /// waiting for its end (the first event of another transaction) before they are released
+    /// into an epoch anyway, ms (default 2000). An epoch never ends inside a transaction that
+    /// completes within this time.
+    #[serde(default)]
+    pub transaction_wait_ms: Option<u64>,
 }
 
 fn default_format() -> String {
@@ -306,10 +333,27 @@ impl PipelineConfig {
                     }
                 }
                 SourceKind::Kafka => {
-                    return Err(err(
-                        format!("{key}.kind"),
-                        "kind = \"kafka\" is not implemented yet (supported: files, generator)",
-                    ))
+                    if s.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
+                        return Err(err(
+                            format!("{key}.brokers"),
+                            "required for kind = \"kafka\"",
+                        ));
+                    }
+                    if s.topics.as_ref().is_none_or(|t| t.is_empty()) {
+                        return Err(err(
+                            format!("{key}.topics"),
+                            "at least one topic is required for kind = \"kafka\"",
+                        ));
+                    }
+                    if s.group_id.as_deref().is_some_and(|g| g.trim().is_empty()) {
+                        return Err(err(format!("{key}.group_id"), "must not be empty"));
+                    }
+                    s.kafka().validate().map_err(|e| match e {
+                        tidewater_connectors::ConnectorError::Config { key: k, message } => {
+                            err(format!("{key}.{k}"), message)
+                        }
+                        other => err(key.clone(), other.to_string()),
+                    })?;
                 }
             }
         }
@@ -403,6 +447,30 @@ impl TableConfig {
 }
 
 impl SourceConfig {
+    /// The Kafka settings of a `kafka` source.
+    pub fn kafka(&self) -> KafkaConfig {
+        let mut k = KafkaConfig::new(
+            self.brokers.clone().unwrap_or_default(),
+            &self
+                .topics
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        k.properties = self.properties.clone();
+        if let Some(v) = self.max_message_bytes {
+            k.max_message_bytes = v;
+        }
+        if let Some(v) = self.fetch_wait_ms {
+            k.fetch_wait_ms = v;
+        }
+        if let Some(v) = self.connect_timeout_ms {
+            k.connect_timeout = Duration::from_millis(v);
+        }
+        k
+    }
+
     /// The generator of a `generator` source (by `workload`), with its settings.
     pub fn generator(&self) -> GeneratorConfig {
         match self.workload.as_deref() {

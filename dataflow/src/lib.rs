@@ -9,6 +9,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod kafka_source;
 pub mod key;
 pub mod metrics;
 pub mod run;

@@ -28,7 +28,8 @@ use tracing::info;
 
 use crate::checkpoint::{self, ManifestWriter};
 use crate::commit::{committer, Checkpoints};
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, SourceKind};
+use crate::kafka_source::kafka_source;
 use crate::metrics::{spawn_progress, Metrics};
 use crate::source::{cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions};
 use crate::table::{
@@ -230,6 +231,15 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             bucket_files.insert(plan.name.clone(), files);
         }
     }
+    // The partitions of every Kafka source, looked up once per process before the workers
+    // start (an unreachable broker or a missing topic fails here, naming it).
+    let mut kafka_partitions = BTreeMap::new();
+    for src in cfg.source.iter().filter(|s| s.kind == SourceKind::Kafka) {
+        let parts = crate::kafka_source::discover(src)?;
+        info!(source = %src.name, partitions = parts.len(), "kafka partitions");
+        kafka_partitions.insert(src.name.clone(), parts);
+    }
+    let kafka_partitions = Arc::new(kafka_partitions);
     let resume = Arc::new(resume);
     let replays = Arc::new(replays);
     let restore = Arc::new(restore);
@@ -306,6 +316,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         let index = worker.index();
         let built = worker.dataflow::<u64, _, _>(|scope| -> Result<(), TidewaterError> {
             let mut to_commit = Vec::new();
+            let mut fragments = Vec::new();
             let mut bad_streams = Vec::new();
             let mut columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
             for (plan, schema) in plans.iter() {
@@ -316,15 +327,30 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         .expect("planned"),
                 );
                 let settings = settings_of(&cfg, src, exit_when_idle);
-                let blocks = cutter(
-                    scope,
-                    src,
-                    settings,
-                    committed.clone(),
-                    positions.clone(),
-                    metrics.clone(),
-                    replays.get(&src.name).cloned().unwrap_or_default(),
-                )?;
+                let replay = replays.get(&src.name).cloned().unwrap_or_default();
+                let blocks = if src.kind == SourceKind::Kafka {
+                    let (blocks, frags) = kafka_source(
+                        scope,
+                        src,
+                        kafka_partitions.get(&src.name).map_or(&[][..], |p| &p[..]),
+                        settings,
+                        committed.clone(),
+                        metrics.clone(),
+                        replay,
+                    );
+                    fragments.push(frags);
+                    blocks
+                } else {
+                    cutter(
+                        scope,
+                        src,
+                        settings,
+                        committed.clone(),
+                        positions.clone(),
+                        metrics.clone(),
+                        replay,
+                    )?
+                };
                 let parsed = parse(blocks, plan.clone(), schema.clone(), metrics.clone());
                 let (changes, bad) = parsed.ok_err(|r| r);
                 let route_plan = plan.clone();
@@ -397,8 +423,10 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 pipeline: cfg.pipeline.name.clone(),
                 checkpoint_interval: cfg.pipeline.checkpoint_interval,
             };
+            let fragments = scope.concatenate(fragments);
             committer(
                 msgs,
+                fragments,
                 committer_config,
                 columns,
                 positions.clone(),

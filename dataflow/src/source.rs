@@ -51,6 +51,14 @@ pub enum BlockData {
         /// The lines.
         bytes: Vec<u8>,
     },
+    /// Kafka messages of one partition, in offset order (tombstones left out).
+    Kafka {
+        /// `topic/partition`.
+        partition: String,
+        /// Per message: its offset and its value, or the size of a value over
+        /// `max_message_bytes` (quarantined).
+        records: Vec<(i64, Result<Vec<u8>, usize>)>,
+    },
 }
 
 /// A block with its sequence number within its source (used to spread blocks over workers).
@@ -99,6 +107,15 @@ pub enum ReplayRange {
         /// One past the index of the last line.
         to: u64,
     },
+    /// Offsets `from..to` of a Kafka partition.
+    Kafka {
+        /// `topic/partition`.
+        partition: String,
+        /// First offset.
+        from: i64,
+        /// The next offset after the range.
+        to: i64,
+    },
 }
 
 /// One recorded epoch of a source, to replay exactly.
@@ -138,6 +155,30 @@ impl SourceReplay {
         self.epochs = kept;
     }
 
+    /// Where each recorded Kafka partition starts reading: the first replayed range's
+    /// `from`, else the end of its last skipped range. Partitions never recorded start at
+    /// their earliest offset.
+    pub fn kafka_starts(&self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for r in self.skipped.iter().flat_map(|e| &e.ranges) {
+            if let ReplayRange::Kafka { partition, to, .. } = r {
+                out.insert(partition.clone(), *to);
+            }
+        }
+        let mut first = BTreeSet::new();
+        for r in self.epochs.iter().flat_map(|e| &e.ranges) {
+            if let ReplayRange::Kafka {
+                partition, from, ..
+            } = r
+            {
+                if first.insert(partition.clone()) {
+                    out.insert(partition.clone(), *from);
+                }
+            }
+        }
+        out
+    }
+
     /// The generator line the replay starts at: the end of the last skipped range.
     fn generator_start(&self) -> u64 {
         self.skipped
@@ -145,7 +186,7 @@ impl SourceReplay {
             .flat_map(|e| &e.ranges)
             .filter_map(|r| match r {
                 ReplayRange::Generator { to, .. } => Some(*to),
-                ReplayRange::File { .. } => None,
+                ReplayRange::File { .. } | ReplayRange::Kafka { .. } => None,
             })
             .next_back()
             .unwrap_or(0)
@@ -203,6 +244,7 @@ pub fn plan_replay(
     // Where each file / the generator of a source was left by the previous recorded range.
     let mut file_next: BTreeMap<(String, PathBuf), u64> = BTreeMap::new();
     let mut gen_next: BTreeMap<String, u64> = BTreeMap::new();
+    let mut kafka_next: BTreeMap<(String, String), i64> = BTreeMap::new();
     for (epoch, sources) in &resume.recorded {
         for (name, pos) in sources {
             let Some(src) = cfg.source.iter().find(|s| &s.name == name) else {
@@ -219,7 +261,8 @@ pub fn plan_replay(
             let kind = pos.get("kind").and_then(Value::as_str).unwrap_or("");
             let expected = match src.kind {
                 SourceKind::Files => "files",
-                _ => "generator",
+                SourceKind::Generator => "generator",
+                SourceKind::Kafka => "kafka",
             };
             if kind != expected {
                 return Err(TidewaterError::Config {
@@ -237,6 +280,48 @@ pub fn plan_replay(
                 )
             };
             let mut ranges = Vec::new();
+            if kind == "kafka" {
+                let parts = pos
+                    .get("partitions")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| bad("no partitions"))?;
+                for (partition, r) in parts {
+                    let num = |k: &str| r.get(k).and_then(Value::as_i64).ok_or_else(|| bad(k));
+                    let (from, to) = (num("from")?, num("to")?);
+                    if to < from {
+                        return Err(bad("to < from"));
+                    }
+                    let key = (name.clone(), partition.clone());
+                    if let Some(at) = kafka_next.get(&key) {
+                        if *at != from {
+                            return Err(replay_err(
+                                name,
+                                format!(
+                                    "epoch {epoch} records offsets {from}..{to} of {partition}, \
+                                     but the previous epochs end at offset {at} of it (a gap in \
+                                     the recorded cut)"
+                                ),
+                            ));
+                        }
+                    }
+                    kafka_next.insert(key, to);
+                    ranges.push(ReplayRange::Kafka {
+                        partition: partition.clone(),
+                        from,
+                        to,
+                    });
+                }
+                out.get_mut(name)
+                    .expect("source listed")
+                    .epochs
+                    .push(ReplayEpoch {
+                        epoch: *epoch,
+                        positions: pos.clone(),
+                        ranges,
+                        records: pos.get("records").and_then(Value::as_u64).unwrap_or(0),
+                    });
+                continue;
+            }
             for r in pos
                 .get("ranges")
                 .and_then(Value::as_array)
@@ -399,7 +484,7 @@ pub fn sample_lines(src: &SourceConfig, n: usize) -> Result<Vec<Vec<u8>>, crate:
                 out.push(std::mem::take(&mut line));
             }
         }
-        SourceKind::Kafka => unreachable!("rejected by validate"),
+        SourceKind::Kafka => out = crate::kafka_source::sample_values(src, n)?,
     }
     Ok(out)
 }
@@ -463,12 +548,13 @@ pub fn cutter<'scope>(
                     base: start,
                 }
             }
-            SourceKind::Kafka => unreachable!("rejected by validate"),
+            SourceKind::Kafka => unreachable!("a kafka source is read by `kafka_source`"),
         })
     };
     let kind = match src.kind {
         SourceKind::Files => "files",
-        _ => "generator",
+        SourceKind::Generator => "generator",
+        SourceKind::Kafka => "kafka",
     };
     // A generator's lines depend on its whole configuration: it is recorded with the ranges.
     let generator = (src.kind == SourceKind::Generator).then(|| generator_identity(src));
@@ -716,6 +802,9 @@ fn replay_block(
             *start = piece;
             Ok(Some(BlockData::File(block)))
         }
+        ReplayRange::Kafka { .. } => {
+            Err("a kafka range recorded for a files or generator source".into())
+        }
         ReplayRange::Generator { from, to } => {
             if *from >= *to {
                 return Ok(None);
@@ -789,6 +878,45 @@ pub fn parse<'scope>(
                 };
                 budget -= 1;
                 let mut session = output.session(cap);
+                if let BlockData::Kafka { partition, records } = &block.data {
+                    for (offset, value) in records {
+                        let position = || format!("{partition}@{offset}");
+                        let line = match value {
+                            Ok(v) => v.as_slice(),
+                            Err(size) => {
+                                session.give(Err(plan.quarantine(
+                                    position(),
+                                    b"",
+                                    format!(
+                                        "message value of {size} bytes is over the source's \
+                                         max_message_bytes"
+                                    ),
+                                )));
+                                continue;
+                            }
+                        };
+                        match parser.parse(line) {
+                            Ok(Parsed::Record { op, row }) => {
+                                match plan.change(op, &row, &mut scratch) {
+                                    Ok(change) => session.give(Ok(change)),
+                                    Err(reason) => {
+                                        session.give(Err(plan.quarantine(position(), line, reason)))
+                                    }
+                                }
+                                parser.recycle(row);
+                            }
+                            Ok(Parsed::Skip) => {}
+                            Err(bad) => {
+                                session.give(Err(plan.quarantine(position(), line, bad.reason)))
+                            }
+                        }
+                    }
+                    metrics
+                        .records_parsed
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    failpoint::hit("mid_epoch");
+                    continue;
+                }
                 let (bytes, base) = match &block.data {
                     BlockData::File(fb) => {
                         if let Err(e) = fb.read_into(&mut buf) {
@@ -798,10 +926,11 @@ pub fn parse<'scope>(
                         (&buf[..], fb.start)
                     }
                     BlockData::Inline { first, bytes } => (&bytes[..], *first),
+                    BlockData::Kafka { .. } => unreachable!("handled above"),
                 };
                 let where_ = match &block.data {
                     BlockData::File(fb) => fb.path.as_str(),
-                    BlockData::Inline { .. } => "generator",
+                    _ => "generator",
                 };
                 let mut n = 0u64;
                 let mut pos = 0usize;
@@ -811,7 +940,7 @@ pub fn parse<'scope>(
                     let line = &bytes[pos..end];
                     let position = || match &block.data {
                         BlockData::File(_) => format!("{where_}:{}", base + pos as u64),
-                        BlockData::Inline { .. } => format!("{where_}:{}", base + line_index),
+                        _ => format!("{where_}:{}", base + line_index),
                     };
                     n += 1;
                     match parser.parse(line) {

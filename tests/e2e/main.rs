@@ -7,6 +7,7 @@ mod checkpoints;
 mod config_errors;
 mod crash_kill;
 mod epochs;
+mod kafka_pipeline;
 mod kafka_reader;
 mod restart;
 mod second_writer;
