@@ -140,8 +140,8 @@ pub fn committer<'scope>(
                 let Some(&epoch) = cap.least() else { return };
                 let mut all = positions.borrow_mut();
                 for batch in data {
-                    for (source, fragment) in batch.drain(..) {
-                        merge_fragment(all.entry(epoch).or_default(), source, fragment);
+                    for fragment in batch.drain(..) {
+                        merge_fragment(all.entry(epoch).or_default(), &fragment);
                     }
                 }
             });
@@ -354,7 +354,9 @@ impl Frontier2<'_> {
 
 /// Adds one worker's fragment of an epoch's positions of `source` to the epoch's positions:
 /// the partitions maps are united, the record counts added.
-fn merge_fragment(epoch: &mut BTreeMap<String, Value>, source: String, fragment: Value) {
+fn merge_fragment(epoch: &mut BTreeMap<String, Value>, fragment: &PositionFragment) {
+    let source = fragment.source.clone();
+    let fragment = fragment.to_json();
     match epoch.get_mut(&source) {
         None => {
             epoch.insert(source, fragment);

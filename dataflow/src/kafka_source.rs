@@ -30,6 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tidewater_connectors::formats::DebeziumParser;
 use tidewater_connectors::kafka::{
@@ -45,8 +46,29 @@ use crate::metrics::Metrics;
 use crate::source::{Block, BlockData, CutterSettings, ReplayRange, SourceReplay};
 use crate::TidewaterError;
 
-/// A worker's part of one epoch's positions of a source: `(source name, positions)`.
-pub type PositionFragment = (String, Value);
+/// A worker's part of one epoch's positions of a Kafka source (typed, not JSON: it travels
+/// between processes, and timely's bincode cannot decode a `serde_json::Value`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PositionFragment {
+    /// The source.
+    pub source: String,
+    /// `topic/partition` → the offsets `(from, to)` released into the epoch.
+    pub partitions: BTreeMap<String, (i64, i64)>,
+    /// Messages in those ranges.
+    pub records: u64,
+}
+
+impl PositionFragment {
+    /// The positions value as recorded in the commit metadata.
+    pub fn to_json(&self) -> Value {
+        let parts: serde_json::Map<String, Value> = self
+            .partitions
+            .iter()
+            .map(|(p, (from, to))| (p.clone(), json!({"from": from, "to": to})))
+            .collect();
+        json!({"kind": "kafka", "partitions": parts, "records": self.records})
+    }
+}
 
 /// The name of a partition in positions and quarantine rows: `topic/partition`.
 pub fn partition_name(tp: &TopicPartition) -> String {
@@ -300,6 +322,11 @@ pub fn kafka_source<'scope>(
                 if let Some((e, ranges)) = replay.front() {
                     let e = *e;
                     if !limits_set {
+                        // Partitions without a range in this epoch read nothing in it.
+                        for i in 0..parts.len() {
+                            let at = reader.position(i);
+                            reader.set_limit(i, Some(at));
+                        }
                         for &(i, from, to) in ranges {
                             if reader.position(i) != from {
                                 metrics.fail(format!(
@@ -345,22 +372,27 @@ pub fn kafka_source<'scope>(
                         seq += peers as u64;
                     }
                     if done {
-                        let mut fragment = serde_json::Map::new();
+                        let mut fragment = BTreeMap::new();
                         for &(i, from, to) in ranges {
-                            fragment.insert(parts[i].name.clone(), json!({"from": from, "to": to}));
-                            reader.set_limit(i, None);
+                            fragment.insert(parts[i].name.clone(), (from, to));
                             parts[i].epoch_from = to;
                             parts[i].released_to = to;
                         }
-                        session.give(Err((
-                            source_name.clone(),
-                            json!({"kind": "kafka", "partitions": fragment, "records": pending}),
-                        )));
+                        session.give(Err(PositionFragment {
+                            source: source_name.clone(),
+                            partitions: fragment,
+                            records: pending,
+                        }));
                         drop(session);
                         metrics.records_cut.fetch_add(pending, Ordering::Relaxed);
                         pending = 0;
                         limits_set = false;
                         replay.pop_front();
+                        if replay.is_empty() {
+                            for i in 0..parts.len() {
+                                reader.set_limit(i, None);
+                            }
+                        }
                         activator.activate();
                     } else {
                         activator.activate_after(poll_wait);
@@ -421,21 +453,19 @@ pub fn kafka_source<'scope>(
                     || opened.elapsed() >= settings.interval
                     || settings.every_records.is_some_and(|n| epoch_records >= n);
                 if close {
-                    let mut fragment = serde_json::Map::new();
+                    let mut fragment = BTreeMap::new();
                     for p in parts.iter_mut() {
                         if p.released_to > p.epoch_from {
-                            fragment.insert(
-                                p.name.clone(),
-                                json!({"from": p.epoch_from, "to": p.released_to}),
-                            );
+                            fragment.insert(p.name.clone(), (p.epoch_from, p.released_to));
                             p.epoch_from = p.released_to;
                         }
                     }
                     if !fragment.is_empty() {
-                        session.give(Err((
-                        source_name.clone(),
-                        json!({"kind": "kafka", "partitions": fragment, "records": epoch_records}),
-                    )));
+                        session.give(Err(PositionFragment {
+                            source: source_name.clone(),
+                            partitions: fragment,
+                            records: epoch_records,
+                        }));
                         metrics
                             .records_cut
                             .fetch_add(epoch_records, Ordering::Relaxed);

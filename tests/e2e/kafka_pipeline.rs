@@ -23,16 +23,21 @@ use tidewater_e2e::{
     reference_rows, tidewater, tidewater_bin, tidewater_ok,
 };
 
-const MAX_MESSAGE_BYTES: usize = 65_536;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 65_536;
 
 /// Messages to produce: (partition, value; `None`: tombstone).
-type Values = Vec<(i32, Option<Vec<u8>>)>;
+pub(crate) type Values = Vec<(i32, Option<Vec<u8>>)>;
 
 /// The messages produced to a topic: per partition, offset → value (`None`: tombstone).
-type Produced = BTreeMap<i32, BTreeMap<i64, Option<Vec<u8>>>>;
+pub(crate) type Produced = BTreeMap<i32, BTreeMap<i64, Option<Vec<u8>>>>;
 
 /// Produces `values` (partition, value) and records them by offset.
-fn produce(broker: &Broker, topic: &str, values: &[(i32, Option<Vec<u8>>)], into: &mut Produced) {
+pub(crate) fn produce(
+    broker: &Broker,
+    topic: &str,
+    values: &[(i32, Option<Vec<u8>>)],
+    into: &mut Produced,
+) {
     let msgs: Vec<kafka::Message<'_>> = values
         .iter()
         .map(|(p, v)| (*p, None, v.as_deref()))
@@ -45,7 +50,7 @@ fn produce(broker: &Broker, topic: &str, values: &[(i32, Option<Vec<u8>>)], into
 
 /// Bank CDC lines (seed, events, keys) as messages over 3 partitions, with a tombstone after
 /// every 100th, a malformed value every 500th and one value over [`MAX_MESSAGE_BYTES`].
-fn bank_messages(seed: u64, events: u64, bad_tag: &str) -> Values {
+pub(crate) fn bank_messages(seed: u64, events: u64, bad_tag: &str) -> Values {
     let mut g = BankGenerator::new(BankGenConfig {
         seed,
         events,
@@ -76,7 +81,7 @@ fn bank_messages(seed: u64, events: u64, bad_tag: &str) -> Values {
     out
 }
 
-fn pipeline(
+pub(crate) fn pipeline(
     dir: &Path,
     name: &str,
     brokers: &str,
@@ -116,7 +121,7 @@ sequence_by = "__lsn"
     (path, lakehouse)
 }
 
-fn run_args(pipeline: &Path, workers: usize) -> Vec<String> {
+pub(crate) fn run_args(pipeline: &Path, workers: usize) -> Vec<String> {
     vec![
         "run".into(),
         pipeline.display().to_string(),
@@ -126,7 +131,7 @@ fn run_args(pipeline: &Path, workers: usize) -> Vec<String> {
     ]
 }
 
-fn run_ok(pipeline: &Path, workers: usize) -> String {
+pub(crate) fn run_ok(pipeline: &Path, workers: usize) -> String {
     let args = run_args(pipeline, workers);
     let out = tidewater_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     String::from_utf8_lossy(&out.stderr).to_string()
@@ -134,10 +139,11 @@ fn run_ok(pipeline: &Path, workers: usize) -> String {
 
 /// The values of the recorded ranges of epochs `≤ epoch` (`None`: all), in partition and
 /// offset order; checks that every partition's ranges chain from offset 0.
-fn values_up_to(
+pub(crate) fn values_up_to(
     positions: &BTreeMap<u64, serde_json::Map<String, Value>>,
     produced: &Produced,
     topic: &str,
+    source: &str,
     epoch: Option<u64>,
 ) -> Vec<Vec<u8>> {
     let mut next: BTreeMap<String, i64> = BTreeMap::new();
@@ -146,7 +152,13 @@ fn values_up_to(
         if epoch.is_some_and(|x| *e > x) {
             break;
         }
-        for (p, r) in sources["cdc"]["partitions"].as_object().unwrap() {
+        let Some(parts) = sources
+            .get(source)
+            .and_then(|s| s["partitions"].as_object())
+        else {
+            continue;
+        };
+        for (p, r) in parts {
             let (from, to) = (r["from"].as_i64().unwrap(), r["to"].as_i64().unwrap());
             let at = next.entry(p.clone()).or_insert(0);
             assert_eq!(from, *at, "epoch {e}: a gap or overlap in {p}");
@@ -169,15 +181,17 @@ fn values_up_to(
 }
 
 /// Every partition's recorded ranges end at its last produced offset + 1.
-fn assert_fully_recorded(
+pub(crate) fn assert_fully_recorded(
     positions: &BTreeMap<u64, serde_json::Map<String, Value>>,
     produced: &Produced,
     topic: &str,
 ) {
     let mut end: BTreeMap<String, i64> = BTreeMap::new();
     for sources in positions.values() {
-        for (p, r) in sources["cdc"]["partitions"].as_object().unwrap() {
-            end.insert(p.clone(), r["to"].as_i64().unwrap());
+        for src in sources.values() {
+            for (p, r) in src["partitions"].as_object().into_iter().flatten() {
+                end.insert(p.clone(), r["to"].as_i64().unwrap());
+            }
         }
     }
     for (p, msgs) in produced {
@@ -189,7 +203,7 @@ fn assert_fully_recorded(
     }
 }
 
-fn all_positions(lakehouse: &Path) -> BTreeMap<u64, serde_json::Map<String, Value>> {
+pub(crate) fn all_positions(lakehouse: &Path) -> BTreeMap<u64, serde_json::Map<String, Value>> {
     let mut positions = recorded_positions(&lakehouse.join("customers")).unwrap();
     if lakehouse.join("_quarantine/_delta_log").exists() {
         for (e, p) in recorded_positions(&lakehouse.join("_quarantine")).unwrap() {
@@ -203,7 +217,7 @@ fn all_positions(lakehouse: &Path) -> BTreeMap<u64, serde_json::Map<String, Valu
 
 /// The bank lakehouse equals the model over everything produced, every version equals the
 /// model over its epochs' ranges, and the quarantine holds each bad message once.
-fn check_bank(
+pub(crate) fn check_bank(
     lakehouse: &Path,
     produced: &Produced,
     topic: &str,
@@ -212,7 +226,7 @@ fn check_bank(
 ) {
     let positions = all_positions(lakehouse);
     assert_fully_recorded(&positions, produced, topic);
-    let values = values_up_to(&positions, produced, topic, None);
+    let values = values_up_to(&positions, produced, topic, "cdc", None);
     let model = reference_apply(
         values.iter().map(|v| v.as_slice()),
         &["customer_id"],
@@ -236,7 +250,7 @@ fn check_bank(
         let epoch = c.commit_info["tidewater"]["epoch"].as_i64().unwrap();
         assert!(epoch > last, "epoch {epoch} committed after {last}");
         last = epoch;
-        let vals = values_up_to(&positions, produced, topic, Some(epoch as u64));
+        let vals = values_up_to(&positions, produced, topic, "cdc", Some(epoch as u64));
         let m = reference_apply(vals.iter().map(|v| v.as_slice()), &["customer_id"], "__lsn");
         assert_eq!(
             canonical(&deltalake_rows(&table, Some(k as i64)).unwrap()),
@@ -330,7 +344,7 @@ fn debezium_topic_into_delta_exactly_once_with_restart_and_crash() {
 
 /// The transfers stream as messages: with `partitions > 1` every message of a transaction
 /// goes to the partition of its transaction id.
-fn transfer_messages(partitions: u64) -> (TransfersGenerator, Values) {
+pub(crate) fn transfer_messages(partitions: u64) -> (TransfersGenerator, Values) {
     let mut g = TransfersGenerator::new(TransfersGenConfig {
         seed: 4,
         events: 6_000,

@@ -9,6 +9,7 @@ mod crash_kill;
 mod epochs;
 mod kafka_pipeline;
 mod kafka_reader;
+mod kafka_scale;
 mod restart;
 mod second_writer;
 mod transfers;
