@@ -36,6 +36,76 @@ pub struct Checkpoints {
     pub restored: Option<u64>,
 }
 
+/// A Kafka source whose committed offsets are also reported to a consumer group (its
+/// `group_id`), after each commit, so that ordinary Kafka lag tools work.
+pub struct GroupCommit {
+    /// The source.
+    pub source: String,
+    /// Its Kafka settings.
+    pub config: tidewater_connectors::kafka::KafkaConfig,
+    /// The consumer group.
+    pub group: String,
+    /// A reader without partitions, opened at the first commit.
+    reader: Option<tidewater_connectors::kafka::KafkaReader>,
+}
+
+impl GroupCommit {
+    /// A group commit of `source` to `group`.
+    pub fn new(
+        source: String,
+        config: tidewater_connectors::kafka::KafkaConfig,
+        group: String,
+    ) -> Self {
+        GroupCommit {
+            source,
+            config,
+            group,
+            reader: None,
+        }
+    }
+
+    /// Reports the end offset of every partition in `epoch_positions` (epoch → source →
+    /// positions) to the group. Best effort: a failure is logged, never fatal.
+    fn report(&mut self, epoch_positions: &Value) {
+        let mut offsets = BTreeMap::new();
+        for sources in epoch_positions
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            let parts = sources[&self.source]["partitions"].as_object();
+            for (p, r) in parts.into_iter().flatten() {
+                let (Some((topic, part)), Some(to)) = (p.rsplit_once('/'), r["to"].as_i64()) else {
+                    continue;
+                };
+                let Ok(part) = part.parse::<i32>() else {
+                    continue;
+                };
+                let tp = tidewater_connectors::kafka::TopicPartition::new(topic, part);
+                let e = offsets.entry(tp).or_insert(to);
+                *e = (*e).max(to);
+            }
+        }
+        if offsets.is_empty() {
+            return;
+        }
+        if self.reader.is_none() {
+            match tidewater_connectors::kafka::KafkaReader::open(&self.config, &[]) {
+                Ok(r) => self.reader = Some(r),
+                Err(e) => {
+                    tracing::warn!(source = %self.source, group = %self.group, error = %e, "cannot report offsets to the consumer group");
+                    return;
+                }
+            }
+        }
+        if let Some(r) = self.reader.as_mut() {
+            if let Err(e) = r.commit_offsets_to_group(&self.group, &offsets) {
+                tracing::warn!(source = %self.source, group = %self.group, error = %e, "cannot report offsets to the consumer group");
+            }
+        }
+    }
+}
+
 /// Per source, its positions at the end of the epochs consumed so far, and the epochs whose
 /// positions are not folded in yet (for checkpoint manifests).
 #[derive(Default)]
@@ -81,6 +151,7 @@ pub fn committer<'scope>(
     metrics: Arc<Metrics>,
     resume: Arc<ResumeInfo>,
     checkpoints: Option<Checkpoints>,
+    mut groups: Vec<GroupCommit>,
 ) -> StreamVec<'scope, u64, u64> {
     let active = msgs.scope().index() == 0;
     let restored = checkpoints.as_ref().and_then(|c| c.restored);
@@ -265,6 +336,9 @@ pub fn committer<'scope>(
                 }
                 // Crash point: every table holds `epoch`, its manifest is not written.
                 failpoint::hit("after_commit_before_manifest");
+                for g in groups.iter_mut() {
+                    g.report(&epoch_positions);
+                }
                 if let Err(e) = committer.write_manifest(epoch, &names, epoch_positions) {
                     metrics.fail(e.to_string());
                     pending.clear();

@@ -27,7 +27,7 @@ use timely::WorkerConfig;
 use tracing::info;
 
 use crate::checkpoint::{self, ManifestWriter};
-use crate::commit::{committer, Checkpoints};
+use crate::commit::{committer, Checkpoints, GroupCommit};
 use crate::config::{PipelineConfig, SourceKind};
 use crate::kafka_source::kafka_source;
 use crate::metrics::{spawn_progress, Metrics};
@@ -437,6 +437,14 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     writer: manifest_writer.clone(),
                     restored: restored_epoch,
                 }),
+                cfg.source
+                    .iter()
+                    .filter_map(|s| {
+                        let group = s.group_id.clone()?;
+                        (s.kind == SourceKind::Kafka && index == 0)
+                            .then(|| GroupCommit::new(s.name.clone(), s.kafka(), group))
+                    })
+                    .collect(),
             )
             .probe_with(&committed);
             Ok(())

@@ -535,3 +535,57 @@ fn an_unreachable_broker_and_a_missing_topic_are_clear_errors() {
         "the error names the topic: {stderr}"
     );
 }
+
+#[test]
+fn committed_offsets_are_reported_to_a_consumer_group_for_lag_tools() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let Some(tansu) = tansu_or_skip("kafka_pipeline") else {
+        return;
+    };
+    let broker = Broker::start(&tansu).unwrap();
+    let topic = unique_topic("lag");
+    broker.create_topic(&topic, 3).unwrap();
+    let mut produced = Produced::new();
+    produce(&broker, &topic, &bank_messages(9, 900, "g"), &mut produced);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = pipeline(
+        dir.path(),
+        "bank",
+        &broker.brokers(),
+        &topic,
+        "customers",
+        "customer_id",
+        "",
+    );
+    let group = unique_topic("tidewater-lag");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "transaction_wait_ms = 500\n",
+        &format!("transaction_wait_ms = 500\ngroup_id = \"{group}\"\n"),
+    );
+    std::fs::write(&p, text).unwrap();
+    run_ok(&p, 2);
+    // What a lag tool sees: the group's offsets are the end of every partition.
+    let viewer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let want: Vec<Offset> = produced
+        .values()
+        .map(|m| Offset::Offset(m.keys().next_back().unwrap() + 1))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    for p in produced.keys() {
+        tpl.add_partition(&topic, *p);
+    }
+    let got: Vec<Offset> = viewer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.offset())
+        .collect();
+    assert_eq!(got, want);
+}
