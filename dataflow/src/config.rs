@@ -205,6 +205,11 @@ pub struct TableConfig {
     /// (default: none; types are inferred from the first records).
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// `kafka` sources feeding several tables: the topics of the source this table reads
+    /// (default: the topics named like the table — `<table>` or `….<table>`, as Debezium
+    /// names them — or, if the source feeds only this table, all its topics).
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
 }
 
 fn default_scd() -> u8 {
@@ -379,7 +384,17 @@ impl PipelineConfig {
                     format!("unknown source `{}`", t.from),
                 ));
             }
-            if !used_sources.insert(t.from.clone()) {
+            let from_kafka = self
+                .source
+                .iter()
+                .any(|s| s.name == t.from && s.kind == SourceKind::Kafka);
+            if t.topics.is_some() && !from_kafka {
+                return Err(err(
+                    format!("{key}.topics"),
+                    "only a table fed by a kafka source names topics",
+                ));
+            }
+            if !used_sources.insert(t.from.clone()) && !from_kafka {
                 return Err(err(
                     format!("{key}.from"),
                     format!(
@@ -412,7 +427,82 @@ impl PipelineConfig {
                 }
             }
         }
+        // Every topic of a kafka source feeds exactly one table, and every table one topic
+        // at least.
+        for src in self.source.iter().filter(|s| s.kind == SourceKind::Kafka) {
+            let tables: Vec<&TableConfig> =
+                self.table.iter().filter(|t| t.from == src.name).collect();
+            let mut fed: BTreeMap<&str, &str> = BTreeMap::new();
+            for t in &tables {
+                let topics = self.topics_of(t);
+                if topics.is_empty() {
+                    return Err(err(
+                        format!("table `{}`.topics", t.name),
+                        format!(
+                            "no topic of source `{}` ({}) feeds this table: name them in `topics`",
+                            src.name,
+                            src.topics
+                                .iter()
+                                .flatten()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                for topic in topics {
+                    if !src.topics.iter().flatten().any(|x| *x == topic) {
+                        return Err(err(
+                            format!("table `{}`.topics", t.name),
+                            format!("`{topic}` is not a topic of source `{}`", src.name),
+                        ));
+                    }
+                    if let Some(other) = fed.insert(
+                        src.topics
+                            .iter()
+                            .flatten()
+                            .find(|x| **x == topic)
+                            .expect("listed"),
+                        &t.name,
+                    ) {
+                        return Err(err(
+                            format!("table `{}`.topics", t.name),
+                            format!("topic `{topic}` already feeds table `{other}`"),
+                        ));
+                    }
+                }
+            }
+            if !tables.is_empty() {
+                if let Some(t) = src
+                    .topics
+                    .iter()
+                    .flatten()
+                    .find(|t| !fed.contains_key(t.as_str()))
+                {
+                    return Err(err(
+                        format!("source `{}`.topics", src.name),
+                        format!("topic `{t}` feeds no table (name it in a table's `topics`)"),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The topics of its kafka source that a table reads (see [`TableConfig::topics`]).
+    pub fn topics_of(&self, table: &TableConfig) -> Vec<String> {
+        let src = self.source_of(table);
+        let all: Vec<String> = src.topics.clone().unwrap_or_default();
+        if let Some(t) = &table.topics {
+            return t.clone();
+        }
+        let fed = self.table.iter().filter(|t| t.from == src.name).count();
+        if fed == 1 {
+            return all;
+        }
+        all.into_iter()
+            .filter(|t| *t == table.name || t.ends_with(&format!(".{}", table.name)))
+            .collect()
     }
 
     /// The tombstone retention in epochs.
@@ -559,7 +649,7 @@ scd = 1
         );
         assert!(
             error_of(&MINIMAL.replace("kind = \"generator\"", "kind = \"kafka\""))
-                .contains("not implemented yet")
+                .contains("source `customers_cdc`.brokers")
         );
         assert!(
             error_of(&MINIMAL.replace("keys = [\"customer_id\"]", "keys = []")).contains("keys")
@@ -577,6 +667,67 @@ scd = 1
             "kind = \"generator\"\nworkload = \"transfer\""
         ))
         .contains("source `customers_cdc`.workload"));
+    }
+
+    #[test]
+    fn kafka_topics_map_to_tables_by_name_or_explicitly() {
+        let two = |t1: &str, t2: &str| {
+            format!(
+                r#"
+[pipeline]
+name = "bank"
+lakehouse = "/tmp/lh"
+
+[[source]]
+name = "cdc"
+kind = "kafka"
+brokers = "127.0.0.1:9092"
+topics = ["bank.public.customers", "bank.public.accounts"]
+
+[[table]]
+name = "customers"
+from = "cdc"
+keys = ["customer_id"]
+sequence_by = "__lsn"
+{t1}
+
+[[table]]
+name = "accounts"
+from = "cdc"
+keys = ["account_id"]
+sequence_by = "__lsn"
+{t2}
+"#
+            )
+        };
+        // By name.
+        let c = PipelineConfig::parse(&two("", "")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.topics_of(&c.table[0]), vec!["bank.public.customers"]);
+        assert_eq!(c.topics_of(&c.table[1]), vec!["bank.public.accounts"]);
+        // Explicitly.
+        let c = PipelineConfig::parse(&two(
+            "topics = [\"bank.public.accounts\"]",
+            "topics = [\"bank.public.customers\"]",
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.topics_of(&c.table[0]), vec!["bank.public.accounts"]);
+        // Errors name the table and the topic.
+        let e = error_of(&two("topics = [\"bank.public.accounts\"]", ""));
+        assert!(
+            e.contains("table `accounts`.topics") && e.contains("already feeds table `customers`"),
+            "{e}"
+        );
+        let e = error_of(&two("topics = [\"nope\"]", ""));
+        assert!(e.contains("`nope` is not a topic of source `cdc`"), "{e}");
+        let e = error_of(&two("", "").replace("name = \"accounts\"", "name = \"balances\""));
+        assert!(e.contains("table `balances`.topics"), "{e}");
+        let e = error_of(&two("", "").replace(
+            "topics = [\"bank.public.customers\", \"bank.public.accounts\"]",
+            "topics = [\"bank.public.customers\", \"bank.public.accounts\", \"x\"]",
+        ));
+        assert!(e.contains("topic `x` feeds no table"), "{e}");
     }
 
     #[test]

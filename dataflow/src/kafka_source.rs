@@ -82,10 +82,16 @@ pub fn discover(src: &SourceConfig) -> Result<Vec<TopicPartition>, TidewaterErro
     Ok(KafkaPartitions::discover(&src.kafka())?)
 }
 
-/// Up to `n` message values from the start of the source's partitions (for the schema of a
-/// table whose records carry no schema block); waits at most `connect_timeout_ms` for them.
-pub fn sample_values(src: &SourceConfig, n: usize) -> Result<Vec<Vec<u8>>, TidewaterError> {
-    let cfg = src.kafka();
+/// Up to `n` message values from the start of the partitions of `topics` of the source (for
+/// the schema of a table whose records carry no schema block); waits at most
+/// `connect_timeout_ms` for them.
+pub fn sample_values(
+    src: &SourceConfig,
+    topics: &[String],
+    n: usize,
+) -> Result<Vec<Vec<u8>>, TidewaterError> {
+    let mut cfg = src.kafka();
+    cfg.topics = topics.to_vec();
     let parts = KafkaPartitions::discover(&cfg)?;
     let starts: Vec<(TopicPartition, Option<i64>)> =
         parts.iter().map(|p| (p.clone(), None)).collect();

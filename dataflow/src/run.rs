@@ -99,7 +99,11 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError
     let mut out = Vec::new();
     for t in &cfg.table {
         let src = cfg.source_of(t);
-        let sample = sample_lines(src, 1000)?;
+        let sample = if src.kind == SourceKind::Kafka {
+            crate::kafka_source::sample_values(src, &cfg.topics_of(t), 1000)?
+        } else {
+            sample_lines(src, 1000)?
+        };
         let refs: Vec<&[u8]> = sample.iter().map(|l| l.as_slice()).collect();
         let schema = DebeziumParser::resolve_schema(&src.name, &t.declared_columns(), &refs)?;
         let plan = TablePlan::new(cfg, t, &schema)?;
@@ -329,10 +333,20 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 let settings = settings_of(&cfg, src, exit_when_idle);
                 let replay = replays.get(&src.name).cloned().unwrap_or_default();
                 let blocks = if src.kind == SourceKind::Kafka {
+                    // The partitions of the topics this table reads.
+                    let table = cfg.table.iter().find(|t| t.name == plan.name).expect("planned");
+                    let topics = cfg.topics_of(table);
+                    let parts: Vec<_> = kafka_partitions
+                        .get(&src.name)
+                        .into_iter()
+                        .flatten()
+                        .filter(|tp| topics.contains(&tp.topic))
+                        .cloned()
+                        .collect();
                     let (blocks, frags) = kafka_source(
                         scope,
                         src,
-                        kafka_partitions.get(&src.name).map_or(&[][..], |p| &p[..]),
+                        &parts,
                         settings,
                         committed.clone(),
                         metrics.clone(),

@@ -484,7 +484,9 @@ pub fn sample_lines(src: &SourceConfig, n: usize) -> Result<Vec<Vec<u8>>, crate:
                 out.push(std::mem::take(&mut line));
             }
         }
-        SourceKind::Kafka => out = crate::kafka_source::sample_values(src, n)?,
+        SourceKind::Kafka => {
+            out = crate::kafka_source::sample_values(src, src.topics.as_deref().unwrap_or(&[]), n)?
+        }
     }
     Ok(out)
 }

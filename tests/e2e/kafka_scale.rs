@@ -119,6 +119,63 @@ fn a_100k_event_stream_at_1_and_2_workers_as_a_cluster_and_after_kill_9() {
     check_final(&lakehouse, &produced, &topic);
 }
 
+/// The sources of the two-table pipeline: two sources of one topic each, or one source of
+/// both topics with each table naming its topic.
+fn two_table_pipeline(
+    lakehouse: &Path,
+    brokers: &str,
+    customers: &str,
+    accounts: &str,
+    one_source: bool,
+) -> String {
+    let (sources, (cs, ct), (as_, at)) = if one_source {
+        (
+            format!(
+                "[[source]]\nname = \"cdc\"\nkind = \"kafka\"\nbrokers = \"{brokers}\"\n\
+                 topics = [\"{customers}\", \"{accounts}\"]\nmax_message_bytes = 65536\n"
+            ),
+            ("cdc", format!("topics = [\"{customers}\"]")),
+            ("cdc", format!("topics = [\"{accounts}\"]")),
+        )
+    } else {
+        (
+            format!(
+                "[[source]]\nname = \"customers_cdc\"\nkind = \"kafka\"\nbrokers = \"{brokers}\"\n\
+                 topics = [\"{customers}\"]\nmax_message_bytes = 65536\n\n\
+                 [[source]]\nname = \"accounts_cdc\"\nkind = \"kafka\"\nbrokers = \"{brokers}\"\n\
+                 topics = [\"{accounts}\"]\n"
+            ),
+            ("customers_cdc", String::new()),
+            ("accounts_cdc", String::new()),
+        )
+    };
+    format!(
+        r#"[pipeline]
+name = "two"
+lakehouse = "{}"
+commit_interval_ms = 300
+commit_every_records = 500
+buckets = 4
+
+{sources}
+[[table]]
+name = "customers"
+from = "{cs}"
+keys = ["customer_id"]
+sequence_by = "__lsn"
+{ct}
+
+[[table]]
+name = "accounts"
+from = "{as_}"
+keys = ["account_id"]
+sequence_by = "__lsn"
+{at}
+"#,
+        lakehouse.display()
+    )
+}
+
 #[test]
 fn two_topics_into_two_tables_at_one_consistent_cut() {
     let Some(tansu) = tansu_or_skip("kafka_scale") else {
@@ -132,91 +189,83 @@ fn two_topics_into_two_tables_at_one_consistent_cut() {
     produce(&broker, &customers, &bank_messages(23, 6_000, "t"), &mut pc);
     let (g, values) = transfer_messages(1);
     produce(&broker, &accounts, &values, &mut pa);
-    let dir = tempfile::tempdir().unwrap();
-    let lakehouse = dir.path().join("lh");
-    let text = format!(
-        r#"[pipeline]
-name = "two"
-lakehouse = "{}"
-commit_interval_ms = 300
-commit_every_records = 500
-buckets = 4
+    for one_source in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = dir.path().join("lh");
+        let p = dir.path().join("two.toml");
+        std::fs::write(
+            &p,
+            two_table_pipeline(
+                &lakehouse,
+                &broker.brokers(),
+                &customers,
+                &accounts,
+                one_source,
+            ),
+        )
+        .unwrap();
+        tidewater_ok(
+            &run_args(&p, 2)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        let (cs, as_) = if one_source {
+            ("cdc", "cdc")
+        } else {
+            ("customers_cdc", "accounts_cdc")
+        };
 
-[[source]]
-name = "customers_cdc"
-kind = "kafka"
-brokers = "{b}"
-topics = ["{customers}"]
-max_message_bytes = 65536
-
-[[source]]
-name = "accounts_cdc"
-kind = "kafka"
-brokers = "{b}"
-topics = ["{accounts}"]
-
-[[table]]
-name = "customers"
-from = "customers_cdc"
-keys = ["customer_id"]
-sequence_by = "__lsn"
-
-[[table]]
-name = "accounts"
-from = "accounts_cdc"
-keys = ["account_id"]
-sequence_by = "__lsn"
-"#,
-        lakehouse.display(),
-        b = broker.brokers()
-    );
-    let p = dir.path().join("two.toml");
-    std::fs::write(&p, text).unwrap();
-    tidewater_ok(
-        &run_args(&p, 2)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-
-    // The recorded cut, from both tables' commits.
-    let mut positions = recorded_positions(&lakehouse.join("customers")).unwrap();
-    for (e, s) in recorded_positions(&lakehouse.join("accounts")).unwrap() {
-        positions.entry(e).or_default().extend(s);
-    }
-    // Every manifest: each table at its version is the model over its source's ranges up to
-    // the manifest's epoch, and accounts balance.
-    let manifests = read_manifests(&lakehouse).unwrap();
-    assert!(manifests.len() > 5, "{} manifests", manifests.len());
-    let mut both = 0;
-    for (e, m) in &manifests {
-        let vc = values_up_to(&positions, &pc, &customers, "customers_cdc", Some(*e));
-        let mc = reference_apply(vc.iter().map(|v| v.as_slice()), &["customer_id"], "__lsn");
-        let va = values_up_to(&positions, &pa, &accounts, "accounts_cdc", Some(*e));
-        let ma = reference_apply(va.iter().map(|v| v.as_slice()), &["account_id"], "__lsn");
-        if let Some(v) = m.tables.get("customers") {
-            assert_eq!(
-                canonical(&deltalake_rows(&lakehouse.join("customers"), Some(*v)).unwrap()),
-                canonical(&reference_rows(&mc)),
-                "customers at the cut of epoch {e}"
-            );
+        // The recorded cut, from both tables' commits.
+        let mut positions = recorded_positions(&lakehouse.join("customers")).unwrap();
+        for (e, s) in recorded_positions(&lakehouse.join("accounts")).unwrap() {
+            positions.entry(e).or_default().extend(s);
         }
-        if let Some(v) = m.tables.get("accounts") {
-            let rows = deltalake_rows(&lakehouse.join("accounts"), Some(*v)).unwrap();
-            assert_eq!(
-                canonical(&rows),
-                canonical(&reference_rows(&ma)),
-                "accounts at epoch {e}"
-            );
-            assert_eq!(
-                column_sum(&rows, "balance"),
-                g.initial_total(),
-                "accounts at epoch {e}"
-            );
-            if m.tables.contains_key("customers") {
-                both += 1;
+        // Every manifest: each table at its version is the model over its topic's ranges up to
+        // the manifest's epoch, and accounts balance.
+        let manifests = read_manifests(&lakehouse).unwrap();
+        assert!(manifests.len() > 5, "{} manifests", manifests.len());
+        let mut both = 0;
+        for (e, m) in &manifests {
+            let vc = values_up_to(&positions, &pc, &customers, cs, Some(*e));
+            let mc = reference_apply(vc.iter().map(|v| v.as_slice()), &["customer_id"], "__lsn");
+            let va = values_up_to(&positions, &pa, &accounts, as_, Some(*e));
+            let ma = reference_apply(va.iter().map(|v| v.as_slice()), &["account_id"], "__lsn");
+            if let Some(v) = m.tables.get("customers") {
+                assert_eq!(
+                    canonical(&deltalake_rows(&lakehouse.join("customers"), Some(*v)).unwrap()),
+                    canonical(&reference_rows(&mc)),
+                    "customers at the cut of epoch {e}"
+                );
+            }
+            if let Some(v) = m.tables.get("accounts") {
+                let rows = deltalake_rows(&lakehouse.join("accounts"), Some(*v)).unwrap();
+                assert_eq!(
+                    canonical(&rows),
+                    canonical(&reference_rows(&ma)),
+                    "accounts at epoch {e}"
+                );
+                assert_eq!(
+                    column_sum(&rows, "balance"),
+                    g.initial_total(),
+                    "accounts at epoch {e}"
+                );
+                if m.tables.contains_key("customers") {
+                    both += 1;
+                }
             }
         }
+        assert!(both > 5, "{both} cuts with both tables");
+        // Everything was read.
+        let last = values_up_to(&positions, &pc, &customers, cs, None);
+        assert_eq!(
+            last.len(),
+            pc.values()
+                .map(|m| m
+                    .values()
+                    .filter(|v| v.as_ref().is_some_and(|v| v.len() <= 65536))
+                    .count())
+                .sum::<usize>()
+        );
     }
-    assert!(both > 5, "{both} cuts with both tables");
 }
