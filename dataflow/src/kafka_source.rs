@@ -43,7 +43,7 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::config::SourceConfig;
 use crate::metrics::Metrics;
-use crate::source::{Block, BlockData, CutterSettings, ReplayRange, SourceReplay};
+use crate::source::{Block, BlockData, CutterSettings, KafkaMessage, ReplayRange, SourceReplay};
 use crate::TidewaterError;
 
 /// A worker's part of one epoch's positions of a Kafka source (typed, not JSON: it travels
@@ -125,8 +125,9 @@ type ReplayOfWorker = (u64, Vec<(usize, i64, i64)>);
 enum Kind {
     /// A null value: skipped, but part of the range.
     Tombstone,
-    /// A value, with its source transaction if it names one.
-    Value(Result<Vec<u8>, usize>, Option<String>),
+    /// A value (or the size of an oversized one), the message key, and the value's source
+    /// transaction if it names one.
+    Value(Result<Vec<u8>, usize>, Option<Vec<u8>>, Option<String>),
 }
 
 /// One assigned partition's state.
@@ -137,7 +138,7 @@ struct Part {
     /// The offset after the last message released into the current epoch.
     released_to: i64,
     /// Messages released into the current epoch, not yet sent to the parser.
-    ready: Vec<(i64, Result<Vec<u8>, usize>)>,
+    ready: Vec<KafkaMessage>,
     /// The held-back messages of the last transaction read: (offset, kind).
     tail: Vec<(i64, Kind)>,
     /// The transaction of `tail`.
@@ -153,8 +154,8 @@ impl Part {
     fn release_tail(&mut self) -> u64 {
         let n = self.tail.len() as u64;
         for (offset, kind) in self.tail.drain(..) {
-            if let Kind::Value(v, _) = kind {
-                self.ready.push((offset, v));
+            if let Kind::Value(value, key, _) = kind {
+                self.ready.push(KafkaMessage { offset, value, key });
             }
             self.released_to = offset + 1;
         }
@@ -168,7 +169,7 @@ impl Part {
         let joins_tail = !self.tail.is_empty()
             && match &kind {
                 Kind::Tombstone => true,
-                Kind::Value(_, tx) => tx.is_some() && *tx == self.tail_tx,
+                Kind::Value(_, _, tx) => tx.is_some() && *tx == self.tail_tx,
             };
         if joins_tail {
             self.tail.push((offset, kind));
@@ -177,13 +178,13 @@ impl Part {
         }
         released += self.release_tail();
         match kind {
-            Kind::Value(v, Some(tx)) => {
+            Kind::Value(v, k, Some(tx)) => {
                 self.tail_tx = Some(tx.clone());
-                self.tail.push((offset, Kind::Value(v, Some(tx))));
+                self.tail.push((offset, Kind::Value(v, k, Some(tx))));
                 self.tail_at = Instant::now();
             }
-            Kind::Value(v, None) => {
-                self.ready.push((offset, v));
+            Kind::Value(value, key, None) => {
+                self.ready.push(KafkaMessage { offset, value, key });
                 self.released_to = offset + 1;
                 released += 1;
             }
@@ -198,11 +199,11 @@ impl Part {
 
 fn kind_of(r: KafkaRecord) -> Kind {
     match (r.value, r.oversized) {
-        (_, true) => Kind::Value(Err(r.value_len), None),
+        (_, true) => Kind::Value(Err(r.value_len), r.key, None),
         (None, false) => Kind::Tombstone,
         (Some(v), false) => {
             let tx = DebeziumParser::transaction_id(&v);
-            Kind::Value(Ok(v), tx)
+            Kind::Value(Ok(v), r.key, tx)
         }
     }
 }
@@ -353,8 +354,8 @@ pub fn kafka_source<'scope>(
                             for r in records {
                                 let i = r.part;
                                 let offset = r.offset;
-                                if let Kind::Value(v, _) = kind_of(r) {
-                                    parts[i].ready.push((offset, v));
+                                if let Kind::Value(value, key, _) = kind_of(r) {
+                                    parts[i].ready.push(KafkaMessage { offset, value, key });
                                 }
                                 pending += 1;
                             }

@@ -55,10 +55,55 @@ pub enum BlockData {
     Kafka {
         /// `topic/partition`.
         partition: String,
-        /// Per message: its offset and its value, or the size of a value over
-        /// `max_message_bytes` (quarantined).
-        records: Vec<(i64, Result<Vec<u8>, usize>)>,
+        /// The messages.
+        records: Vec<KafkaMessage>,
     },
+}
+
+/// One Kafka message to parse.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KafkaMessage {
+    /// Its offset.
+    pub offset: i64,
+    /// Its value, or the size of a value over `max_message_bytes` (quarantined).
+    pub value: Result<Vec<u8>, usize>,
+    /// Its key (Debezium key JSON), used when the value lacks the key columns.
+    pub key: Option<Vec<u8>>,
+}
+
+/// The envelope `value` with the key fields of the Debezium key JSON `key` (with or without
+/// its `schema` block) filled into the row image (`before` for a delete, else `after`) where
+/// they are missing or null; `None` if either is not a JSON object.
+pub fn with_message_key(value: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(value).ok()?;
+    let mut k: Value = serde_json::from_slice(key).ok()?;
+    if k.get("schema").is_some() && k.get("payload").is_some_and(Value::is_object) {
+        k = k["payload"].take();
+    }
+    let k = k.as_object()?;
+    let env = if v.get("payload").is_some_and(Value::is_object) {
+        &mut v["payload"]
+    } else {
+        &mut v
+    };
+    let env = env.as_object_mut()?;
+    let image = if env.get("op").and_then(Value::as_str) == Some("d") {
+        "before"
+    } else {
+        "after"
+    };
+    let img = env.entry(image).or_insert(Value::Null);
+    if img.is_null() {
+        *img = json!({});
+    }
+    let img = img.as_object_mut()?;
+    for (name, val) in k {
+        let slot = img.entry(name.clone()).or_insert(Value::Null);
+        if slot.is_null() {
+            *slot = val.clone();
+        }
+    }
+    serde_json::to_vec(&v).ok()
 }
 
 /// A block with its sequence number within its source (used to spread blocks over workers).
@@ -881,9 +926,10 @@ pub fn parse<'scope>(
                 budget -= 1;
                 let mut session = output.session(cap);
                 if let BlockData::Kafka { partition, records } = &block.data {
-                    for (offset, value) in records {
+                    for m in records {
+                        let offset = m.offset;
                         let position = || format!("{partition}@{offset}");
-                        let line = match value {
+                        let line = match &m.value {
                             Ok(v) => v.as_slice(),
                             Err(size) => {
                                 session.give(Err(plan.quarantine(
@@ -897,20 +943,32 @@ pub fn parse<'scope>(
                                 continue;
                             }
                         };
-                        match parser.parse(line) {
-                            Ok(Parsed::Record { op, row }) => {
-                                match plan.change(op, &row, &mut scratch) {
-                                    Ok(change) => session.give(Ok(change)),
-                                    Err(reason) => {
-                                        session.give(Err(plan.quarantine(position(), line, reason)))
-                                    }
+                        let mut apply = |l: &[u8]| -> Result<Option<ParseResult>, String> {
+                            match parser.parse(l) {
+                                Ok(Parsed::Record { op, row }) => {
+                                    let r = plan.change(op, &row, &mut scratch);
+                                    parser.recycle(row);
+                                    r.map(|c| Some(Ok(c)))
                                 }
-                                parser.recycle(row);
+                                Ok(Parsed::Skip) => Ok(None),
+                                Err(bad) => Err(bad.reason),
                             }
-                            Ok(Parsed::Skip) => {}
-                            Err(bad) => {
-                                session.give(Err(plan.quarantine(position(), line, bad.reason)))
-                            }
+                        };
+                        let out = match apply(line) {
+                            Ok(r) => r,
+                            // The value lacks the key: take it from the message key.
+                            Err(reason) => match m
+                                .key
+                                .as_deref()
+                                .and_then(|k| with_message_key(line, k))
+                                .map(|patched| apply(&patched))
+                            {
+                                Some(Ok(r)) => r,
+                                _ => Some(Err(plan.quarantine(position(), line, reason))),
+                            },
+                        };
+                        if let Some(out) = out {
+                            session.give(out);
                         }
                     }
                     metrics

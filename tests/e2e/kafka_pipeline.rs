@@ -591,3 +591,65 @@ fn committed_offsets_are_reported_to_a_consumer_group_for_lag_tools() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_delete_without_its_key_in_the_value_takes_it_from_the_message_key() {
+    let Some(tansu) = tansu_or_skip("kafka_pipeline") else {
+        return;
+    };
+    let broker = Broker::start(&tansu).unwrap();
+    let topic = unique_topic("keys");
+    broker.create_topic(&topic, 1).unwrap();
+    let create = |id: i64, lsn: i64| {
+        format!(
+            r#"{{"before":null,"after":{{"customer_id":{id},"name":"c{id}"}},"source":{{"lsn":{lsn}}},"op":"c","ts_ms":1}}"#
+        )
+    };
+    let delete = |lsn: i64| {
+        format!(r#"{{"before":null,"after":null,"source":{{"lsn":{lsn}}},"op":"d","ts_ms":2}}"#)
+    };
+    let (c1, c2, d1, d3) = (create(1, 10), create(2, 11), delete(12), delete(13));
+    // The key with its schema block (as Debezium's JsonConverter writes it) and without.
+    let k1 = r#"{"schema":{"type":"struct","fields":[{"type":"int64","field":"customer_id"}]},"payload":{"customer_id":1}}"#;
+    let k2 = r#"{"customer_id":2}"#;
+    let msgs: Vec<tidewater_e2e::kafka::Message<'_>> = vec![
+        (
+            0,
+            Some(br#"{"customer_id":1}"#.as_slice()),
+            Some(c1.as_bytes()),
+        ),
+        (0, Some(k2.as_bytes()), Some(c2.as_bytes())),
+        (0, Some(k1.as_bytes()), Some(d1.as_bytes())),
+        (0, None, Some(d3.as_bytes())),
+    ];
+    broker.produce(&topic, &msgs).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (p, lakehouse) = pipeline(
+        dir.path(),
+        "bank",
+        &broker.brokers(),
+        &topic,
+        "customers",
+        "customer_id",
+        "",
+    );
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "sequence_by = \"__lsn\"\n",
+        "sequence_by = \"__lsn\"\ncolumns = { customer_id = \"int64\", name = \"string\" }\n",
+    );
+    std::fs::write(&p, text).unwrap();
+    run_ok(&p, 1);
+    let rows = deltalake_rows(&lakehouse.join("customers"), None).unwrap();
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r["customer_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![2], "customer 1 deleted through its message key");
+    let q = py_read_table(&lakehouse.join("_quarantine"), None).unwrap();
+    assert_eq!(q.rows.len(), 1, "the delete without any key is quarantined");
+    assert!(
+        q.rows[0]["position"].as_str().unwrap().ends_with("/0@3"),
+        "{:?}",
+        q.rows[0]
+    );
+}
