@@ -1,7 +1,8 @@
 //! The crash test of issue 4 through the binary: a generated CDC workload of 210k events over
 //! two tables (bank customers with malformed lines, and bank transfers) is run while being
-//! killed with SIGKILL at 24 random moments (a kill that comes after a run finished does not
-//! count) and aborted once at each named failpoint,
+//! killed with SIGKILL at 24 random moments spread over the run (the k-th a random 0-150 ms
+//! after the k-th of 26 equal steps of the committed versions; a kill that comes after a run
+//! finished does not count) and aborted once at each named failpoint,
 //! restarting after each with 1, 2 or 3 workers. At the end:
 //!
 //! - every table equals the model (and the transfers ground truth), read by two readers;
@@ -142,9 +143,26 @@ impl XorShift {
     }
 }
 
-/// Starts a run and kills it with SIGKILL after `delay`; true if it was killed while running
-/// (false: it finished first, successfully).
-fn kill_after(args: &[String], delay: Duration, cwd: &Path) -> bool {
+/// The number of committed versions of a table (its `_delta_log/*.json` files).
+fn versions(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Starts a run and kills it with SIGKILL `delay` after `table` has at least `at_versions`
+/// committed versions; true if it was killed while running (false: it finished first).
+fn kill_after(
+    args: &[String],
+    table: &Path,
+    at_versions: usize,
+    delay: Duration,
+    cwd: &Path,
+) -> bool {
     let mut child = Command::new(tidewater_bin())
         .args(args)
         .env("TIDEWATER_LOG", "warn")
@@ -153,13 +171,18 @@ fn kill_after(args: &[String], delay: Duration, cwd: &Path) -> bool {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while started.elapsed() < delay {
+    let mut reached: Option<Instant> = None;
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "a run failed before its kill: {status}");
             return false;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        match reached {
+            None if versions(table) >= at_versions => reached = Some(Instant::now()),
+            Some(t) if t.elapsed() >= delay => break,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();
@@ -207,20 +230,30 @@ fn kill_9_at_random_moments_and_at_every_failpoint_changes_nothing() {
         (11, "after_commit_before_manifest:2"),
         (14, "mid_epoch:9"),
     ];
+    // The k-th kill comes a random 0-150 ms after the k-th of 26 equal steps of the clean
+    // run's versions is committed: spread over the whole run whatever the machine's speed.
+    let total = versions(&clean.join("customers"));
+    let table = crashed.join("customers");
     let mut rng = XorShift(0x5EED_1234_ABCD_0042);
     let (mut kills, mut step) = (0, 0);
-    while kills < 24 && step < 80 {
+    while kills < 24 && step < 40 {
         let workers = 1 + step % 3;
         let a = args(&crash_pipeline, workers);
         if let Some((_, spec)) = failpoints.iter().find(|(s, _)| *s == step) {
             let a: Vec<&str> = a.iter().map(String::as_str).collect();
             abort_at(&a, spec, w.dir.path());
-        } else if kill_after(&a, full.mul_f64(0.02 + 0.13 * rng.next_f64()), w.dir.path()) {
-            kills += 1;
+        } else {
+            let at = kills * total / 26;
+            let delay = Duration::from_millis((150.0 * rng.next_f64()) as u64);
+            if kill_after(&a, &table, at, delay, w.dir.path()) {
+                kills += 1;
+            }
         }
         step += 1;
     }
-    eprintln!("uninterrupted run: {full:.2?}; {kills} kills hit a running process in {step} runs");
+    eprintln!(
+        "uninterrupted run: {full:.2?}, {total} versions; {kills} kills hit a running process in {step} runs"
+    );
     assert!(
         kills >= 24 && step > 14,
         "only {kills} runs were killed while running"
