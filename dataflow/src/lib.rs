@@ -14,6 +14,7 @@ pub mod key;
 pub mod metrics;
 pub mod run;
 pub mod source;
+pub mod sql;
 pub mod table;
 
 use std::cmp::Ordering;

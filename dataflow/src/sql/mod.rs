@@ -1,0 +1,210 @@
+//! SQL scalar expressions over typed records: compiled once against a [`Schema`], evaluated
+//! per record.
+//!
+//! Used for APPLY CHANGES conditions (`apply_as_deletes = "__op = 'd'"`), expectations
+//! (`amount > 0 AND currency IS NOT NULL`) and, later, the projections and `WHERE` of views.
+//!
+//! ```
+//! use tidewater::sql::compile_predicate;
+//! use tidewater_connectors::types::{Column, ColumnType, Datum, Schema};
+//!
+//! let schema = Schema::with_meta(vec![Column { name: "amount".into(), ty: ColumnType::Int64 }]);
+//! let deletes = compile_predicate("__op = 'd'", &schema).unwrap();
+//! let row = vec![
+//!     Datum::Int(5), Datum::Str("d".into()), Datum::Int(1), Datum::Null, Datum::Null, Datum::Null,
+//! ];
+//! assert!(deletes.eval_predicate(&row));
+//! let err = compile_predicate("amout > 0", &schema).unwrap_err();
+//! assert!(err.to_string().starts_with("unknown column `amout` at 1:1"));
+//! ```
+//!
+//! [`compile`] parses one expression with sqlparser (generic dialect), resolves column names
+//! against the schema and type-checks it; [`Expr::eval`] evaluates it on a row indexed like
+//! the schema's columns. Anything not in the table below is an error
+//! ([`SqlError::Unsupported`]) naming the construct and its `line:column` — never a silent
+//! wrong answer.
+//!
+//! | construct | notes |
+//! |---|---|
+//! | column names | exactly as in the schema (case-sensitive); `"quoted"` or `` `quoted` `` for other names |
+//! | literals | integers (`int64`; larger → `decimal(p,0)`), `1.50` → `decimal(3,2)` (exact), `1e3` → `double`, `'text'`, `TRUE`/`FALSE`, `NULL`, `TIMESTAMP '2024-01-01 10:00:00'` |
+//! | `+ - * / %`, unary `-` `+` | int → decimal → double promotion; int `/` int is `double`; decimals exact (below) |
+//! | `= <> != < <= > >=` | any numeric mix (int/decimal exactly, double as double); strings by bytes; booleans; timestamps (also with a string literal, parsed at compile time); bytes |
+//! | `AND OR NOT` | three-valued logic: `NULL AND FALSE` = FALSE, `NULL OR TRUE` = TRUE |
+//! | `IS [NOT] NULL`, `IS [NOT] TRUE/FALSE/UNKNOWN`, `IS [NOT] DISTINCT FROM` | never NULL |
+//! | `[NOT] IN (list)` | `x IN (1, NULL)` with x = 2 is NULL |
+//! | `[NOT] BETWEEN a AND b` | `x >= a AND x <= b` with x evaluated once |
+//! | `[NOT] LIKE`, `[NOT] ILIKE` `[ESCAPE 'c']` | `%`, `_`; no escape character unless `ESCAPE` is given (standard SQL) |
+//! | `CASE WHEN … THEN … [ELSE …] END`, `CASE x WHEN v THEN …` | no ELSE → NULL; branch types unified |
+//! | `COALESCE(a, …)`, `NULLIF(a, b)` | |
+//! | `CAST(x AS t)`, `TRY_CAST`, `x::t` | t: `tinyint smallint int bigint float real double varchar string text boolean decimal(p,s) timestamp binary`, or a tidewater type name (`int64`) |
+//! | `lower upper length char_length concat trim ltrim rtrim substring substr abs round` | `TRIM([LEADING\|TRAILING\|BOTH] [chars FROM] s)`, `SUBSTRING(s FROM a FOR n)` |
+//! | `\|\|` | string concatenation; non-strings are cast to string |
+//!
+//! Not supported (errors): subqueries, `EXISTS`, aggregates and window functions, qualified
+//! names (`t.col`), `INTERVAL` and date arithmetic, `EXTRACT`, `CEIL`/`FLOOR`, `DATE` literals
+//! (there is no date type), regular expressions, arrays, structs and JSON access.
+//!
+//! ## Choices
+//!
+//! - **Runtime failures give NULL.** Integer overflow (`i64`, also `abs(i64::MIN)`), decimal
+//!   results that do not fit their precision, division or `%` by zero (for doubles too), and a
+//!   cast whose value does not convert (`CAST('x' AS int)`, `CAST(300 AS tinyint)`,
+//!   `CAST(1e300 AS decimal(5,2))`) give NULL, as in Spark SQL's default mode. The failure is
+//!   not lost: [`Expr::eval_checked`] returns it as [`SqlError::Eval`] (kind and position), so
+//!   a caller can quarantine the record instead.
+//! - **Numbers.** Integer arithmetic is `int64`. `int / int` is `double` (Spark, DuckDB). Any
+//!   double operand makes the result `double`. Otherwise decimals are computed exactly with
+//!   256-bit intermediates and rounded half away from zero to the result scale: `+ - %` keep
+//!   the larger scale (precision capped at 38); `*` and `/` follow Spark's precision/scale
+//!   rules (`*`: `(p1+p2+1, s1+s2)`, `/`: scale `max(6, s1+p2+1)`; past 38 digits the scale
+//!   is cut but kept ≥ `min(s, 6)`). Integers take part in decimal arithmetic as
+//!   `decimal(digits, 0)` (a literal `2` has 1 digit, an `int32` column 10).
+//! - **Casts.** To integers: truncation toward zero (double and decimal); strings must be
+//!   integer text. Double → decimal goes through the shortest decimal text of the double
+//!   (`0.1` → `0.1`). Strings → boolean: `true/t/yes/y/1`, `false/f/no/n/0`, any case. Doubles
+//!   → string in Rust's shortest round-trip form (`1.0`, `1e100`, `Infinity`). Timestamps ↔
+//!   strings as `YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC (input may use `T`, `Z` or `±HH:MM`).
+//! - **Strings.** `concat` skips NULL arguments (PostgreSQL, DuckDB, SQLite); `||` is NULL if
+//!   either side is (standard). `length` counts characters. Comparison is by UTF-8 bytes
+//!   (code points), no collation.
+//! - **Floats.** NaN equals NaN and sorts above every number; `-0 = 0`.
+//! - A bare `NULL` has no type of its own; [`compile`] types it as `string`,
+//!   [`compile_predicate`] as `boolean`.
+
+mod compile;
+mod convert;
+mod expr;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use thiserror::Error;
+use tidewater_connectors::types::ColumnType;
+
+use crate::error::TidewaterError;
+
+pub use compile::{compile, compile_predicate};
+pub use expr::Expr;
+
+/// A position in the SQL text: 1-based line and column (as sqlparser counts them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column (characters).
+    pub column: u64,
+}
+
+impl Pos {
+    fn of(l: sqlparser::tokenizer::Location) -> Pos {
+        Pos {
+            line: l.line,
+            column: l.column,
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// What went wrong while evaluating an expression on one record (see [`Expr::eval_checked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum EvalErrorKind {
+    /// An integer or decimal result out of range.
+    #[error("numeric overflow")]
+    Overflow,
+    /// Division or `%` by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// A value that does not convert to the target type of a cast.
+    #[error("value cannot be cast to {to}")]
+    InvalidCast {
+        /// The target type.
+        to: ColumnType,
+    },
+    /// A `LIKE` pattern that ends with its escape character.
+    #[error("LIKE pattern ends with its escape character")]
+    InvalidLikePattern,
+    /// `substring` with a negative length.
+    #[error("negative substring length")]
+    NegativeSubstringLength,
+    /// The row holds a datum that does not match its column's type.
+    #[error("column {column} holds a value that does not match its type")]
+    MistypedDatum {
+        /// The column index.
+        column: usize,
+    },
+    /// An intermediate value of an unexpected type (a bug; never expected).
+    #[error("internal type mismatch")]
+    MistypedValue,
+}
+
+/// Errors of compiling or (checked) evaluating a SQL expression. Each names the text and,
+/// where it has one, the position.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum SqlError {
+    /// The text is not one SQL expression.
+    #[error("cannot parse `{sql}`: {message}")]
+    Parse {
+        /// sqlparser's message (with its line and column).
+        message: String,
+        /// The whole text.
+        sql: String,
+    },
+    /// A name that is not a column of the schema.
+    #[error("unknown column `{name}` at {at} (columns: {columns}) in `{sql}`")]
+    UnknownColumn {
+        /// The name as written.
+        name: String,
+        /// Where it is.
+        at: Pos,
+        /// The schema's column names (and a hint if only the case differs).
+        columns: String,
+        /// The whole text.
+        sql: String,
+    },
+    /// Valid SQL that tidewater does not evaluate.
+    #[error("unsupported construct `{construct}` at {at} in `{sql}`")]
+    Unsupported {
+        /// What it is (`EXISTS (subquery)`, `function foo`, …).
+        construct: String,
+        /// Where it is.
+        at: Pos,
+        /// The whole text.
+        sql: String,
+    },
+    /// Operands of the wrong types, an invalid literal or argument.
+    #[error("{message} at {at} in `{sql}`")]
+    Type {
+        /// What is wrong, quoting the sub-expression.
+        message: String,
+        /// Where it is.
+        at: Pos,
+        /// The whole text.
+        sql: String,
+    },
+    /// A runtime failure reported by [`Expr::eval_checked`].
+    #[error("{kind} at {at}")]
+    Eval {
+        /// What failed.
+        kind: EvalErrorKind,
+        /// The position of the failing operation in the text.
+        at: Pos,
+    },
+}
+
+impl SqlError {
+    /// This error as a configuration error at `key` (e.g. ``table `orders`.apply_as_deletes``).
+    pub fn into_config(self, key: impl Into<String>) -> TidewaterError {
+        TidewaterError::Config {
+            key: key.into(),
+            message: self.to_string(),
+        }
+    }
+}
