@@ -205,6 +205,12 @@ pub struct TableConfig {
     /// (default: none; types are inferred from the first records).
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// APPLY CHANGES `APPLY AS DELETE WHEN`: a SQL condition on the flattened record (any of
+    /// its columns, `__op` included) under which a record deletes its key (default:
+    /// `__op = 'd'`), e.g. `"__op = 'd' OR is_deleted"` for soft deletes. A condition that does
+    /// not parse or names an unknown column is a config error naming the table and the text.
+    #[serde(default)]
+    pub apply_as_deletes: Option<String>,
     /// `kafka` sources feeding several tables: the topics of the source this table reads
     /// (default: the topics named like the table — `<table>` or `….<table>`, as Debezium
     /// names them — or, if the source feeds only this table, all its topics).

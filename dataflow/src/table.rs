@@ -87,6 +87,8 @@ pub struct TablePlan {
     pub buckets: u32,
     /// Directory of the Delta table.
     pub dir: PathBuf,
+    /// `apply_as_deletes`: the records that delete their key (default: `__op = 'd'`).
+    pub deletes: Option<Arc<crate::sql::Expr>>,
 }
 
 impl TablePlan {
@@ -148,6 +150,15 @@ impl TablePlan {
             stored,
             buckets: cfg.pipeline.buckets,
             dir: cfg.pipeline.lakehouse.join(&t.name),
+            deletes: t
+                .apply_as_deletes
+                .as_deref()
+                .map(|text| {
+                    crate::sql::compile_predicate(text, schema)
+                        .map(Arc::new)
+                        .map_err(|e| e.into_config(format!("table `{}`.apply_as_deletes", t.name)))
+                })
+                .transpose()?,
         })
     }
 
@@ -182,7 +193,11 @@ impl TablePlan {
             ));
         }
         let seq = Seq(seq.clone());
-        if op == Op::Delete {
+        let delete = match &self.deletes {
+            Some(condition) => condition.eval_predicate(row),
+            None => op == Op::Delete,
+        };
+        if delete {
             return Ok(Change {
                 key,
                 seq,

@@ -1,6 +1,7 @@
 //! End-to-end tests: whole pipelines through the `tidewater` binary against real Delta tables
 //! on local disk, read back by two independent readers. One scenario per file.
 
+mod apply_options;
 mod bad_input;
 mod cdc_file;
 mod checkpoints;
