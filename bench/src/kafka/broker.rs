@@ -173,8 +173,8 @@ impl Drop for Broker {
     }
 }
 
-/// The delivery of message `.0`: its offset, or the error.
-type Delivery = (usize, Result<i64, String>);
+/// The delivery of message `.0`: its offset and when the report was served, or the error.
+type Delivery = (usize, Result<(i64, Instant), String>);
 
 /// Delivery reports by message index.
 #[derive(Default)]
@@ -186,7 +186,7 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
     fn delivery(&self, r: &DeliveryResult<'_>, i: usize) {
         let r = match r {
-            Ok(m) => Ok(m.offset()),
+            Ok(m) => Ok((m.offset(), Instant::now())),
             Err((e, _)) => Err(e.to_string()),
         };
         self.0.lock().expect("lock").push((i, r));
@@ -247,8 +247,11 @@ impl Producer {
         Ok(())
     }
 
-    /// Waits until every message sent is acknowledged; returns their offsets by index.
-    pub fn finish(self) -> anyhow::Result<Vec<i64>> {
+    /// Waits until every message sent is acknowledged; returns, by index, their offsets and
+    /// when their acknowledgement was served (delivery reports are served by `send` and
+    /// `finish`: while sending at a steady rate, within one send interval of the broker's
+    /// answer).
+    pub fn finish(self) -> anyhow::Result<Vec<(i64, Instant)>> {
         self.inner
             .flush(Duration::from_secs(120))
             .context("flushing the producer")?;

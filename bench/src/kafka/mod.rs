@@ -174,13 +174,14 @@ fn fresh_run(
     Ok((run_dir, path, lakehouse))
 }
 
-/// Produces `messages` as fast as the broker takes them; returns their offsets.
+/// Produces `messages` as fast as the broker takes them; returns their offsets and
+/// acknowledgement times.
 fn produce_all(
     brokers: &str,
     topic: &str,
     messages: &[Message],
     linger_ms: u64,
-) -> anyhow::Result<Vec<i64>> {
+) -> anyhow::Result<Vec<(i64, Instant)>> {
     let mut p = Producer::new(brokers, topic, linger_ms)?;
     for (i, m) in messages.iter().enumerate() {
         p.send(i, m.partition, &m.key, &m.value)?;
@@ -427,7 +428,12 @@ struct FreshnessResult {
     achieved_rate: f64,
     /// How far the producer fell behind its schedule at worst, ms.
     producer_behind_max_ms: f64,
+    /// Produce (send) → visible in a committed Delta version.
     latency: freshness::Percentiles,
+    /// Produce (send) → the broker's acknowledgement (producer batching + broker write).
+    produce_to_ack: freshness::Percentiles,
+    /// The broker's acknowledgement → visible (fetch wait, epoch, commit).
+    ack_to_visible: freshness::Percentiles,
     /// Delta versions that appeared while the measured events were produced and drained.
     versions: usize,
     /// Mean time between those versions, ms.
@@ -455,9 +461,9 @@ fn freshness_run(args: &KafkaArgs, broker: &Broker, dir: &Path) -> anyhow::Resul
     };
     let messages = bank_messages(&cfg, args.partitions)?;
     let (warmup, live) = messages.split_at(args.warmup_events as usize);
-    let end_offsets = |offsets: &[i64], msgs: &[Message]| {
+    let end_offsets = |acks: &[(i64, Instant)], msgs: &[Message]| {
         let mut need: BTreeMap<i32, i64> = BTreeMap::new();
-        for (o, m) in offsets.iter().zip(msgs) {
+        for ((o, _), m) in acks.iter().zip(msgs) {
             let e = need.entry(m.partition).or_default();
             *e = (*e).max(o + 1);
         }
@@ -555,13 +561,38 @@ fn freshness_run(args: &KafkaArgs, broker: &Broker, dir: &Path) -> anyhow::Resul
     child.stop();
     let vis = watcher.finish();
 
-    let latency = freshness::latencies(
-        &vis,
-        live.iter()
-            .zip(&live_offsets)
-            .zip(&sent)
-            .map(|((m, o), s)| (m.partition, *o, *s)),
-    )?;
+    // Per event: sent, acknowledged by the broker, visible in a committed version.
+    let mut times = Vec::with_capacity(live.len());
+    for ((m, (o, acked)), sent) in live.iter().zip(&live_offsets).zip(&sent) {
+        let visible = vis.visible_at(m.partition, *o).with_context(|| {
+            format!("partition {} offset {o} never became visible", m.partition)
+        })?;
+        times.push((m.partition, *o, *sent, *acked, visible));
+    }
+    let latency = freshness::percentiles(times.iter().map(|t| t.4.duration_since(t.2)))?;
+    let produce_to_ack = freshness::percentiles(times.iter().map(|t| t.3.duration_since(t.2)))?;
+    let ack_to_visible =
+        freshness::percentiles(times.iter().map(|t| t.4.saturating_duration_since(t.3)))?;
+    if args.keep {
+        // Raw data for analysis: per event and per version, ms since the first send.
+        let ms = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+        let mut csv = String::from("partition,offset,sent_ms,acked_ms,visible_ms\n");
+        for (p, o, s, a, v) in &times {
+            csv.push_str(&format!(
+                "{p},{o},{:.3},{:.3},{:.3}\n",
+                ms(*s),
+                ms(*a),
+                ms(*v)
+            ));
+        }
+        std::fs::write(run_dir.join("events.csv"), csv)?;
+        let mut csv = String::from("version,seen_ms,epochs\n");
+        for (v, at, epochs) in &vis.versions {
+            let e: Vec<String> = epochs.iter().map(u64::to_string).collect();
+            csv.push_str(&format!("{v},{:.3},{}\n", ms(*at), e.join(" ")));
+        }
+        std::fs::write(run_dir.join("versions.csv"), csv)?;
+    }
     let during: Vec<Instant> = vis
         .versions
         .iter()
@@ -604,6 +635,8 @@ fn freshness_run(args: &KafkaArgs, broker: &Broker, dir: &Path) -> anyhow::Resul
         producer_behind_max_ms: behind.as_secs_f64() * 1000.0,
         target_met: latency.p99_ms <= target_p99_ms,
         latency,
+        produce_to_ack,
+        ack_to_visible,
         versions: during.len(),
         mean_version_gap_ms: mean_gap_ms,
         tidewater_cpu_per_s: tw_cpu / phase_s,
@@ -722,25 +755,22 @@ pub fn run(args: &KafkaArgs) -> anyhow::Result<()> {
             thousands(f.table_rows)
         );
         println!();
-        let mut t = Table::new(&[
-            "produce → visible in Delta",
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            "mean",
-        ]);
-        let l = &f.latency;
-        t.row(
-            std::iter::once("latency ms".to_string())
-                .chain(
-                    [l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms]
-                        .iter()
-                        .map(|x| format!("{x:.0}")),
-                )
-                .collect(),
-        );
+        let mut t = Table::new(&["latency, ms", "p50", "p90", "p99", "p99.9", "max", "mean"]);
+        for (name, l) in [
+            ("produce → visible in Delta", &f.latency),
+            ("  of which produce → broker ack", &f.produce_to_ack),
+            ("  of which broker ack → visible", &f.ack_to_visible),
+        ] {
+            t.row(
+                std::iter::once(name.to_string())
+                    .chain(
+                        [l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms]
+                            .iter()
+                            .map(|x| format!("{x:.0}")),
+                    )
+                    .collect(),
+            );
+        }
         print!("{}", t.render());
         println!();
         println!(
