@@ -247,17 +247,19 @@ impl Producer {
         Ok(())
     }
 
-    /// Waits until every message sent is acknowledged; returns, by index, their offsets and
-    /// when their acknowledgement was served (delivery reports are served by `send` and
-    /// `finish`: while sending at a steady rate, within one send interval of the broker's
-    /// answer).
-    pub fn finish(self) -> anyhow::Result<Vec<(i64, Instant)>> {
+    /// Waits until every message sent since the last flush is acknowledged; returns, by index,
+    /// their offsets and when their acknowledgement was served (delivery reports are served
+    /// by `send` and `flush`: while sending at a steady rate, within one send interval of the
+    /// broker's answer). The next batch is numbered from 0 again; the producer stays
+    /// connected.
+    pub fn flush(&mut self) -> anyhow::Result<Vec<(i64, Instant)>> {
         self.inner
             .flush(Duration::from_secs(120))
             .context("flushing the producer")?;
         let mut results = std::mem::take(&mut *self.inner.context().0.lock().expect("lock"));
-        if results.len() != self.sent {
-            bail!("{} of {} messages acknowledged", results.len(), self.sent);
+        let sent = std::mem::take(&mut self.sent);
+        if results.len() != sent {
+            bail!("{} of {sent} messages acknowledged", results.len());
         }
         results.sort_by_key(|(i, _)| *i);
         results
@@ -265,7 +267,7 @@ impl Producer {
             .enumerate()
             .map(|(n, (i, r))| match r {
                 Ok(o) if i == n => Ok(o),
-                Ok(_) => bail!("delivery reports do not cover messages 0..{}", self.sent),
+                Ok(_) => bail!("delivery reports do not cover messages 0..{sent}"),
                 Err(e) => bail!("message {i} to {}: {e}", self.topic),
             })
             .collect()

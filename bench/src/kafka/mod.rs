@@ -186,7 +186,7 @@ fn produce_all(
     for (i, m) in messages.iter().enumerate() {
         p.send(i, m.partition, &m.key, &m.value)?;
     }
-    p.finish()
+    p.flush()
 }
 
 /// One measured run.
@@ -475,7 +475,14 @@ fn freshness_run(args: &KafkaArgs, broker: &Broker, dir: &Path) -> anyhow::Resul
         thousands(args.rate),
         args.duration_s
     );
-    let warm_offsets = produce_all(&brokers, topic, warmup, args.linger_ms)?;
+    // The warm-up goes through the producer of the measured phase: that one is connected
+    // (metadata, producer id) before the clock starts. (A new producer holds its first
+    // messages for up to ~1 s while it connects, which would count as latency.)
+    let mut producer = Producer::new(&brokers, topic, args.linger_ms)?;
+    for (i, m) in warmup.iter().enumerate() {
+        producer.send(i, m.partition, &m.key, &m.value)?;
+    }
+    let warm_offsets = producer.flush()?;
 
     let (run_dir, pipeline, lakehouse) = fresh_run(dir, "kafka-freshness", |lh| {
         pipeline_toml(
@@ -527,7 +534,6 @@ fn freshness_run(args: &KafkaArgs, broker: &Broker, dir: &Path) -> anyhow::Resul
     // The measured phase: event i is sent at t0 + i / rate (at once when behind schedule).
     let tw_cpu0 = cpu_seconds(child.pid());
     let b_cpu0 = cpu_seconds(broker.pid());
-    let mut producer = Producer::new(&brokers, topic, args.linger_ms)?;
     let mut sent = Vec::with_capacity(live.len());
     let mut behind = Duration::ZERO;
     let t0 = Instant::now();
@@ -548,7 +554,7 @@ fn freshness_run(args: &KafkaArgs, broker: &Broker, dir: &Path) -> anyhow::Resul
     let produced_in = sent
         .last()
         .map_or(0.0, |l| l.duration_since(sent[0]).as_secs_f64());
-    let live_offsets = producer.finish()?;
+    let live_offsets = producer.flush()?;
     drain(
         &end_offsets(&live_offsets, live),
         &mut child,
