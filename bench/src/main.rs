@@ -8,6 +8,8 @@
 //! - [`restart`]: restart time with and without operator-state checkpoints, and the
 //!   overhead of checkpointing on throughput.
 //! - [`codec`]: the checkpoint codec candidates (bincode, abomonation) on one worker's state.
+//! - [`kafka`]: the Kafka source against a real broker (tansu): throughput vs. a plain
+//!   rdkafka consume loop, and produce → visible-in-Delta freshness.
 //! - [`common`]: peak RSS, medians, child processes, the result table and the JSON summary.
 //!
 //! Every measurement runs in its own process (the binary re-executes itself with the hidden
@@ -15,6 +17,7 @@
 
 mod cdc_apply;
 mod codec;
+mod kafka;
 mod restart;
 
 /// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
@@ -50,6 +53,10 @@ enum Command {
     Restart(restart::RestartArgs),
     /// Encode/decode speed of the checkpoint codec candidates (bincode vs abomonation).
     CheckpointCodec(codec::CodecArgs),
+    /// Kafka source against a real broker (tansu): throughput from a pre-filled topic vs. a
+    /// plain rdkafka consume loop, and freshness (produce → visible in a committed Delta
+    /// version) at a fixed produce rate.
+    Kafka(kafka::KafkaArgs),
     /// Run one measurement in this process and print one JSON line (used by the workloads,
     /// which re-execute the binary so that peak RSS is per run; also handy under a profiler).
     #[command(hide = true)]
@@ -71,7 +78,14 @@ enum RunOne {
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Keep running after the input is consumed, until the process is stopped (Kafka
+        /// freshness); prints no report.
+        #[arg(long)]
+        follow: bool,
     },
+    /// A plain rdkafka consume loop (the baseline of `kafka`): reads `--events` messages from
+    /// every partition of a topic, from the beginning.
+    KafkaPlain(kafka::PlainArgs),
     /// The plain single-threaded Rust baseline of `cdc-apply` on a Debezium JSON-lines file.
     Baseline {
         /// The input file.
@@ -86,10 +100,14 @@ fn main() -> ExitCode {
         Command::CdcApply(args) => cdc_apply::run(&args),
         Command::Restart(args) => restart::run(&args),
         Command::CheckpointCodec(args) => codec::run(&args),
+        Command::Kafka(args) => kafka::run(&args),
         Command::RunOne { what } => match what {
-            RunOne::Tidewater { pipeline, workers } => {
-                cdc_apply::engine::run_one(&pipeline, workers)
-            }
+            RunOne::Tidewater {
+                pipeline,
+                workers,
+                follow,
+            } => cdc_apply::engine::run_one(&pipeline, workers, follow),
+            RunOne::KafkaPlain(args) => kafka::plain::run_one(&args),
             RunOne::Baseline { input } => cdc_apply::baseline::run_one(&input),
         },
     };

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tidewater::{PipelineConfig, RunOptions};
 
-use crate::common::{peak_rss_bytes, print_report};
+use crate::common::{cpu_seconds, peak_rss_bytes, print_report};
 
 /// The name of the table the pipeline writes.
 pub const TABLE: &str = "customers";
@@ -67,6 +67,9 @@ pub struct EngineReport {
     pub epochs: u64,
     /// Peak RSS of the process (`VmHWM`).
     pub peak_rss_bytes: u64,
+    /// CPU seconds (user + system) of the whole process, start-up included.
+    #[serde(default)]
+    pub cpu_s: f64,
     /// The checkpoint the operator state was restored from (restarts).
     #[serde(default)]
     pub restored_from: Option<u64>,
@@ -75,9 +78,10 @@ pub struct EngineReport {
     pub replayed_epochs: u64,
 }
 
-/// `run-one tidewater`: runs the pipeline until the file is consumed and committed, then
-/// prints an [`EngineReport`].
-pub fn run_one(pipeline: &Path, workers: usize) -> anyhow::Result<()> {
+/// `run-one tidewater`: runs the pipeline until the input is consumed and committed (with
+/// `follow`: until the process is stopped, `exit_when_idle = false`), then prints an
+/// [`EngineReport`].
+pub fn run_one(pipeline: &Path, workers: usize, follow: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let cfg = PipelineConfig::load(pipeline)
         .with_context(|| format!("pipeline {}", pipeline.display()))?;
@@ -85,7 +89,7 @@ pub fn run_one(pipeline: &Path, workers: usize) -> anyhow::Result<()> {
         cfg,
         RunOptions {
             workers,
-            exit_when_idle: true,
+            exit_when_idle: !follow,
             progress: false,
             ..RunOptions::default()
         },
@@ -98,6 +102,7 @@ pub fn run_one(pipeline: &Path, workers: usize) -> anyhow::Result<()> {
         quarantined: summary.quarantined,
         epochs: summary.epochs_committed,
         peak_rss_bytes: peak_rss_bytes(),
+        cpu_s: cpu_seconds(None),
         restored_from: summary.restored_from,
         replayed_epochs: summary.replayed_epochs,
     })

@@ -65,6 +65,13 @@ pub fn expected(input: &Path) -> anyhow::Result<Expected> {
             state.bad[0]
         );
     }
+    expected_of(state)
+}
+
+/// The expected final table of a reference model's result (e.g. of
+/// [`reference_apply`](tidewater_connectors::generator::reference_apply) over produced
+/// messages).
+pub fn expected_of(state: ReferenceState) -> anyhow::Result<Expected> {
     let fingerprint = reference_fingerprint(&state)?;
     let mut rows = BTreeMap::new();
     for row in state.rows.into_values() {
