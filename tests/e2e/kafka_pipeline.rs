@@ -653,3 +653,99 @@ fn a_delete_without_its_key_in_the_value_takes_it_from_the_message_key() {
         q.rows[0]
     );
 }
+
+/// Produces `values` to `topic` with the independent Python client (confluent-kafka, its own
+/// librdkafka), or returns false if it is not installed (and not in CI).
+fn produce_with_python(
+    brokers: &str,
+    topic: &str,
+    values: &[(i32, Option<Vec<u8>>)],
+    dir: &Path,
+) -> bool {
+    let python = tidewater_e2e::python_reader::python();
+    let has = Command::new(&python)
+        .args(["-c", "import confluent_kafka"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "confluent-kafka is missing from {} (scripts/test installs it)",
+            python.display()
+        );
+        eprintln!(
+            "SKIPPED: confluent-kafka is not installed for {}",
+            python.display()
+        );
+        return false;
+    }
+    // One message per line: partition, then the value as hex ("-" for a tombstone).
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let lines: String = values
+        .iter()
+        .map(|(p, v)| format!("{p} {}\n", v.as_deref().map_or("-".to_string(), hex)))
+        .collect();
+    let file = dir.join("messages.txt");
+    std::fs::write(&file, lines).unwrap();
+    let script = r#"
+import sys
+from confluent_kafka import Producer
+brokers, topic, path = sys.argv[1:4]
+p = Producer({"bootstrap.servers": brokers, "enable.idempotence": True})
+errors = []
+def done(err, msg):
+    if err is not None:
+        errors.append(str(err))
+with open(path) as f:
+    for line in f:
+        part, value = line.split()
+        p.produce(topic, value=None if value == "-" else bytes.fromhex(value), partition=int(part), on_delivery=done)
+        p.poll(0)
+left = p.flush(30)
+if left or errors:
+    sys.exit(f"not delivered: {left}, errors: {errors[:3]}")
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, brokers, topic, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python producer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+#[test]
+fn messages_from_an_independent_producer_give_the_model() {
+    let Some(tansu) = tansu_or_skip("kafka_pipeline") else {
+        return;
+    };
+    let broker = Broker::start(&tansu).unwrap();
+    let topic = unique_topic("independent");
+    broker.create_topic(&topic, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let values = bank_messages(31, 4000, "p");
+    if !produce_with_python(&broker.brokers(), &topic, &values, dir.path()) {
+        return;
+    }
+    // The offsets the broker gave: in order per partition, from 0.
+    let mut produced = Produced::new();
+    for (p, v) in &values {
+        let m = produced.entry(*p).or_default();
+        let next = m.len() as i64;
+        m.insert(next, v.clone());
+    }
+    let (p, lakehouse) = pipeline(
+        dir.path(),
+        "bank",
+        &broker.brokers(),
+        &topic,
+        "customers",
+        "customer_id",
+        "commit_every_records = 700",
+    );
+    run_ok(&p, 2);
+    check_bank(&lakehouse, &produced, &topic, 8, 1);
+}
