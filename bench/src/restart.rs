@@ -22,9 +22,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tidewater_connectors::generator::BankGenConfig;
 
-use crate::cdc_apply::engine::{pipeline_toml_with, EngineReport, TABLE};
+use crate::cdc_apply::engine::{pipeline_toml_with, run_engine, EngineReport, TABLE};
 use crate::cdc_apply::{ensure_input, verify};
-use crate::common::{median, run_child, thousands, Table};
+use crate::common::{median, thousands, Table};
 
 /// Flags of `tidewater-bench restart`.
 #[derive(Args, Clone, Debug)]
@@ -50,18 +50,6 @@ pub struct RestartArgs {
     /// Directory for inputs and lakehouses.
     #[arg(long, default_value = "target/bench-data")]
     pub dir: PathBuf,
-}
-
-/// One tidewater run of `pipeline` in a child process.
-fn run_engine(pipeline: &Path, workers: usize) -> anyhow::Result<EngineReport> {
-    run_child(&[
-        "run-one".into(),
-        "tidewater".into(),
-        "--pipeline".into(),
-        pipeline.display().to_string(),
-        "--workers".into(),
-        workers.to_string(),
-    ])
 }
 
 /// Writes the pipeline of one configuration into a fresh `dir`; returns (pipeline, lakehouse).
@@ -99,6 +87,39 @@ fn complete_checkpoints(lakehouse: &Path) -> Vec<(u64, PathBuf)> {
 fn summarize(reports: &[EngineReport]) -> (f64, &EngineReport) {
     let times: Vec<f64> = reports.iter().map(|r| r.elapsed_s).collect();
     (median(&times), reports.last().expect("at least one run"))
+}
+
+/// Adds the row and the JSON entry of one restart configuration: the median time of
+/// `reports`, the epochs replayed and the checkpoint restored by the last one, and the ratio
+/// against the restart without a checkpoint (`restart_off` s).
+#[allow(clippy::too_many_arguments)]
+fn report_restart(
+    table: &mut Table,
+    summary: &mut Vec<serde_json::Value>,
+    name: String,
+    label: String,
+    history: &str,
+    events: u64,
+    reports: &[EngineReport],
+    restart_off: f64,
+) {
+    let (m, last) = summarize(reports);
+    table.row(vec![
+        name,
+        history.to_string(),
+        last.replayed_epochs.to_string(),
+        last.restored_from
+            .map_or("-".into(), |c| format!("epoch {c}")),
+        format!("{m:.3}"),
+        format!("{:.3}", m / restart_off),
+    ]);
+    summary.push(serde_json::json!({
+        "events": events,
+        "restart": label,
+        "median_s": m,
+        "replayed_epochs": last.replayed_epochs,
+        "restored_from": last.restored_from,
+    }));
 }
 
 /// Runs the workload (see the [module docs](self)).
@@ -198,26 +219,20 @@ pub fn run(args: &RestartArgs) -> anyhow::Result<()> {
                 );
                 reports.push(r);
             }
-            let (m, last) = summarize(&reports);
+            let (m, _) = summarize(&reports);
             if *label == "off" {
                 restart_off = m;
             }
-            table.row(vec![
+            report_restart(
+                &mut table,
+                &mut summary,
                 format!("restart, checkpoints {label}"),
-                history.clone(),
-                last.replayed_epochs.to_string(),
-                last.restored_from
-                    .map_or("-".into(), |c| format!("epoch {c}")),
-                format!("{m:.3}"),
-                format!("{:.3}", m / restart_off),
-            ]);
-            summary.push(serde_json::json!({
-                "events": events,
-                "restart": label,
-                "median_s": m,
-                "replayed_epochs": last.replayed_epochs,
-                "restored_from": last.restored_from,
-            }));
+                label.to_string(),
+                &history,
+                events,
+                &reports,
+                restart_off,
+            );
         }
 
         // An older checkpoint: every `interval` epochs, the newest one removed before each
@@ -237,23 +252,17 @@ pub fn run(args: &RestartArgs) -> anyhow::Result<()> {
             );
             reports.push(r);
         }
-        let (m, last) = summarize(&reports);
-        table.row(vec![
-            format!("restart, checkpoint {} epochs back", last.replayed_epochs),
-            history.clone(),
-            last.replayed_epochs.to_string(),
-            last.restored_from
-                .map_or("-".into(), |c| format!("epoch {c}")),
-            format!("{m:.3}"),
-            format!("{:.3}", m / restart_off),
-        ]);
-        summary.push(serde_json::json!({
-            "events": events,
-            "restart": format!("checkpoint every {} epochs, newest removed", args.interval),
-            "median_s": m,
-            "replayed_epochs": last.replayed_epochs,
-            "restored_from": last.restored_from,
-        }));
+        let back = summarize(&reports).1.replayed_epochs;
+        report_restart(
+            &mut table,
+            &mut summary,
+            format!("restart, checkpoint {back} epochs back"),
+            format!("checkpoint every {} epochs, newest removed", args.interval),
+            &history,
+            events,
+            &reports,
+            restart_off,
+        );
         for (_, (_, _, d)) in lakehouses {
             std::fs::remove_dir_all(d)?;
         }

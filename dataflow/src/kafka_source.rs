@@ -197,6 +197,29 @@ impl Part {
     }
 }
 
+/// One block per partition with released messages (taking them), numbered from `seq` in
+/// steps of `peers` so that every block goes to this worker's own parse operator.
+fn ready_blocks<'a>(
+    parts: &'a mut [Part],
+    seq: &'a mut u64,
+    peers: usize,
+) -> impl Iterator<Item = Block> + 'a {
+    parts
+        .iter_mut()
+        .filter(|p| !p.ready.is_empty())
+        .map(move |p| {
+            let block = Block {
+                seq: *seq,
+                data: BlockData::Kafka {
+                    partition: p.name.clone(),
+                    records: std::mem::take(&mut p.ready),
+                },
+            };
+            *seq += peers as u64;
+            block
+        })
+}
+
 fn kind_of(r: KafkaRecord) -> Kind {
     match (r.value, r.oversized) {
         (_, true) => Kind::Value(Err(r.value_len), r.key, None),
@@ -368,16 +391,7 @@ pub fn kafka_source<'scope>(
                     }
                     let done = ranges.iter().all(|&(i, _, to)| reader.position(i) >= to);
                     let mut session = output.session(&*c);
-                    for p in parts.iter_mut().filter(|p| !p.ready.is_empty()) {
-                        session.give(Ok(Block {
-                            seq,
-                            data: BlockData::Kafka {
-                                partition: p.name.clone(),
-                                records: std::mem::take(&mut p.ready),
-                            },
-                        }));
-                        seq += peers as u64;
-                    }
+                    session.give_iterator(ready_blocks(&mut parts, &mut seq, peers).map(Ok));
                     if done {
                         let mut fragment = BTreeMap::new();
                         for &(i, from, to) in ranges {
@@ -446,16 +460,7 @@ pub fn kafka_source<'scope>(
                     }
                 }
                 let mut session = output.session(&*c);
-                for p in parts.iter_mut().filter(|p| !p.ready.is_empty()) {
-                    session.give(Ok(Block {
-                        seq,
-                        data: BlockData::Kafka {
-                            partition: p.name.clone(),
-                            records: std::mem::take(&mut p.ready),
-                        },
-                    }));
-                    seq += peers as u64;
-                }
+                session.give_iterator(ready_blocks(&mut parts, &mut seq, peers).map(Ok));
                 let close = finished
                     || opened.elapsed() >= settings.interval
                     || settings.every_records.is_some_and(|n| epoch_records >= n);

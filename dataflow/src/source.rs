@@ -893,6 +893,27 @@ fn push_range(ranges: &mut Vec<Value>, b: &FileBlock) {
     ranges.push(json!({"path": b.path, "start": b.start, "end": b.end}));
 }
 
+/// Parses one record (a line or a message value) into the table's change: `Ok(None)` for a
+/// tombstone line, `Err(reason)` for a record that cannot be applied. The parser's row is
+/// recycled.
+#[inline]
+fn parse_record(
+    parser: &mut DebeziumParser,
+    plan: &TablePlan,
+    scratch: &mut Vec<u8>,
+    line: &[u8],
+) -> Result<Option<Change<Key, Seq, PackedRow>>, String> {
+    match parser.parse(line) {
+        Ok(Parsed::Record { op, row }) => {
+            let r = plan.change(op, &row, scratch);
+            parser.recycle(row);
+            r.map(Some)
+        }
+        Ok(Parsed::Skip) => Ok(None),
+        Err(bad) => Err(bad.reason),
+    }
+}
+
 /// Parsed output of one line: a change to apply, or a quarantine row.
 pub type ParseResult = Result<Change<Key, Seq, PackedRow>, QuarantineRow>;
 
@@ -943,19 +964,10 @@ pub fn parse<'scope>(
                                 continue;
                             }
                         };
-                        let mut apply = |l: &[u8]| -> Result<Option<ParseResult>, String> {
-                            match parser.parse(l) {
-                                Ok(Parsed::Record { op, row }) => {
-                                    let r = plan.change(op, &row, &mut scratch);
-                                    parser.recycle(row);
-                                    r.map(|c| Some(Ok(c)))
-                                }
-                                Ok(Parsed::Skip) => Ok(None),
-                                Err(bad) => Err(bad.reason),
-                            }
-                        };
+                        let mut apply =
+                            |l: &[u8]| parse_record(&mut parser, &plan, &mut scratch, l);
                         let out = match apply(line) {
-                            Ok(r) => r,
+                            Ok(r) => r.map(Ok),
                             // The value lacks the key: take it from the message key.
                             Err(reason) => match m
                                 .key
@@ -963,7 +975,7 @@ pub fn parse<'scope>(
                                 .and_then(|k| with_message_key(line, k))
                                 .map(|patched| apply(&patched))
                             {
-                                Some(Ok(r)) => r,
+                                Some(Ok(r)) => r.map(Ok),
                                 _ => Some(Err(plan.quarantine(position(), line, reason))),
                             },
                         };
@@ -1003,20 +1015,10 @@ pub fn parse<'scope>(
                         _ => format!("{where_}:{}", base + line_index),
                     };
                     n += 1;
-                    match parser.parse(line) {
-                        Ok(Parsed::Record { op, row }) => {
-                            match plan.change(op, &row, &mut scratch) {
-                                Ok(change) => session.give(Ok(change)),
-                                Err(reason) => {
-                                    session.give(Err(plan.quarantine(position(), line, reason)))
-                                }
-                            }
-                            parser.recycle(row);
-                        }
-                        Ok(Parsed::Skip) => {}
-                        Err(bad) => {
-                            session.give(Err(plan.quarantine(position(), line, bad.reason)))
-                        }
+                    match parse_record(&mut parser, &plan, &mut scratch, line) {
+                        Ok(Some(change)) => session.give(Ok(change)),
+                        Ok(None) => {}
+                        Err(reason) => session.give(Err(plan.quarantine(position(), line, reason))),
                     }
                     pos = end + 1;
                     line_index += 1;

@@ -78,6 +78,18 @@ pub struct EngineReport {
     pub replayed_epochs: u64,
 }
 
+/// One tidewater run of `pipeline` at `workers` in a child process (`run-one tidewater`).
+pub fn run_engine(pipeline: &Path, workers: usize) -> anyhow::Result<EngineReport> {
+    crate::common::run_child(&[
+        "run-one".into(),
+        "tidewater".into(),
+        "--pipeline".into(),
+        pipeline.display().to_string(),
+        "--workers".into(),
+        workers.to_string(),
+    ])
+}
+
 /// `run-one tidewater`: runs the pipeline until the input is consumed and committed (with
 /// `follow`: until the process is stopped, `exit_when_idle = false`), then prints an
 /// [`EngineReport`].

@@ -240,14 +240,7 @@ pub fn run(args: &CdcApplyArgs) -> anyhow::Result<()> {
             let lakehouse = run_dir.join("lakehouse");
             let pipeline = run_dir.join("pipeline.toml");
             std::fs::write(&pipeline, engine::pipeline_toml(&input, &lakehouse))?;
-            let r: EngineReport = run_child(&[
-                "run-one".into(),
-                "tidewater".into(),
-                "--pipeline".into(),
-                pipeline.display().to_string(),
-                "--workers".into(),
-                workers.to_string(),
-            ])?;
+            let r: EngineReport = engine::run_engine(&pipeline, workers)?;
             if r.events != cfg.events || r.quarantined != 0 {
                 bail!(
                     "tidewater parsed {} events ({} quarantined), the input has {}",

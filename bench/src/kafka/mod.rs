@@ -31,7 +31,7 @@ use clap::Args;
 use serde::Serialize;
 use tidewater_connectors::generator::{reference_apply, BankGenConfig};
 
-use crate::cdc_apply::engine::{EngineReport, TABLE};
+use crate::cdc_apply::engine::{run_engine, EngineReport, TABLE};
 use crate::cdc_apply::verify::{self, Expected, SEQUENCE};
 use crate::common::{cpu_seconds, median, mib, run_child, thousands, Table};
 use broker::{bank_messages, Broker, Message, Producer};
@@ -337,14 +337,7 @@ fn throughput(
                 |lh| pipeline_toml(lh, &brokers, topic, 1000, args.fetch_wait_ms),
             )?;
             let b0 = broker_cpu();
-            let r: EngineReport = run_child(&[
-                "run-one".into(),
-                "tidewater".into(),
-                "--pipeline".into(),
-                pipeline.display().to_string(),
-                "--workers".into(),
-                workers.to_string(),
-            ])?;
+            let r: EngineReport = run_engine(&pipeline, workers)?;
             let broker_cpu_s = broker_cpu() - b0;
             if r.events != args.events || r.quarantined != 0 {
                 bail!(
