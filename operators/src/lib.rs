@@ -3,10 +3,13 @@
 //! | operator | what it does |
 //! |---|---|
 //! | [`ApplyChanges`] | APPLY CHANGES by key and sequence, SCD type 1, with tombstones |
+//! | [`ApplyHistory`] | APPLY CHANGES by key and sequence, SCD type 2: every version with its interval |
 //! | [`EpochStash`] | holds input by epoch under capabilities until the frontier passes |
 
 mod apply_changes;
+mod apply_history;
 mod epoch_stash;
 
 pub use apply_changes::{ApplyChanges, ApplyState, Change, CheckpointSchedule, KeyState};
+pub use apply_history::{ApplyHistory, Event, HistoryState, KeyHistory, Step, Version};
 pub use epoch_stash::EpochStash;
