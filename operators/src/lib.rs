@@ -9,4 +9,5 @@ mod apply_changes;
 mod epoch_stash;
 
 pub use apply_changes::{ApplyChanges, ApplyState, Change, CheckpointSchedule, KeyState};
+pub use apply_changes::{ApplyOptions, MergedRow, NoMerge, NullMerge};
 pub use epoch_stash::EpochStash;
