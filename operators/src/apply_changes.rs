@@ -8,8 +8,8 @@
 //! depends on arrival order, duplication or the number of workers.
 //!
 //! The operator keeps per key only the winning sequence value, whether it is a tombstone, and
-//! the fingerprint — never the rows or the events — so its memory is proportional to the number
-//! of live keys plus tombstones. The rows themselves are the output: when the input frontier
+//! the fingerprint — never the rows or the events (except with IGNORE NULL UPDATES, below) — so
+//! its memory is proportional to the number of live keys plus tombstones. The rows themselves are the output: when the input frontier
 //! passes epoch `e`, the operator emits for every key whose visible state changed in `e` one
 //! record `(key, Some(row))` (upserted) or `(key, None)` (deleted; only for keys that had a
 //! row before the epoch). Events of the open epoch are applied as they arrive; events of later
@@ -35,16 +35,72 @@
 //! let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
 //! assert_eq!(out, vec![(1, Some(20))]);
 //! ```
+//!
+//! # Options
+//!
+//! [`ApplyChanges::apply_changes_opts`] adds two options of APPLY CHANGES (SCD type 1):
+//!
+//! - **APPLY AS TRUNCATE WHEN**: a second input carries truncate sequence values (broadcast to
+//!   every worker inside the operator). A truncate at `t` is a delete at `t` of *every* key,
+//!   including keys never seen: an upsert with sequence `≤ t` that arrives later is stale, one
+//!   with sequence `> t` (re-)creates its key. Each worker keeps only the largest truncate
+//!   sequence ([`ApplyState::truncated`], never expired); applying a larger one scans the state
+//!   once, deletes (and forgets) every key whose winning sequence is `≤ t`, and emits
+//!   `(key, None)` for those that were visible.
+//! - **IGNORE NULL UPDATES** ([`NullMerge`]): a column that is null in an upsert keeps its
+//!   value. Per key, a column's value comes from the upsert of highest precedence (sequence,
+//!   then fingerprint) that has a value in it among the upserts after the key's latest delete or
+//!   truncate; null if none. A delete still removes the row. This is a last-writer-wins register
+//!   per column, so it is independent of order and duplication too. The cost: for tables with
+//!   the option the operator keeps rows — per live key, the upserts that still give its row a
+//!   column ([`MergedRow`]; at most one per column plus the newest, usually one or two) and
+//!   the sequence of its latest delete — and a later epoch's waiting changes are coalesced per
+//!   key to such a list rather than to one winner. Ties at equal sequence values are broken per
+//!   column by the upserts' own fingerprints; the merged row has no fingerprint of its own (the
+//!   key's [`KeyState`] holds its newest upsert's), so the result is deterministic.
+//!
+//! ```
+//! use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+//! use tidewater_operators::{ApplyChanges, ApplyOptions, ApplyState, Change};
+//!
+//! type Row = [Option<u32>; 2];
+//! let captured = timely::example(|scope| {
+//!     let up = |key: u64, seq: u64, row: Row| Change { key, seq, fingerprint: 0, value: Some(row) };
+//!     let truncates = vec![4u64].to_stream(scope);
+//!     vec![
+//!         up(1, 6, [None, Some(3)]),     // keeps column 0 of seq 5
+//!         up(1, 5, [Some(1), Some(2)]),
+//!         up(2, 3, [Some(7), Some(7)]),  // truncated at 4
+//!     ]
+//!     .to_stream(scope)
+//!     .apply_changes_opts(
+//!         Some(truncates),
+//!         |k: &u64| *k,
+//!         ApplyOptions::new(u64::MAX).ignore_null_updates((
+//!             |r: &Row| r.iter().map(Option::is_some).collect(),
+//!             |rows: &[&Row]| std::array::from_fn(|c| rows.iter().find_map(|r| r[c])),
+//!         )),
+//!         ApplyState::default(),
+//!         |_, _| {},
+//!     )
+//!     .capture()
+//! });
+//! let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+//! assert_eq!(out, vec![(1, Some([Some(1), Some(3)]))]);
+//! ```
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 
 use ahash::RandomState;
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::InputCapability;
 use timely::dataflow::{Stream, StreamVec};
 use timely::ExchangeData;
 
@@ -91,33 +147,194 @@ fn precedence<S>(seq: &S, deleted: bool, fingerprint: u64) -> (&S, bool, u64) {
     (seq, deleted, fingerprint)
 }
 
-impl<K, S: Ord, V> Change<K, S, V> {
-    /// Whether this change wins over `other` for the same key (see [`precedence`]).
-    fn beats(&self, other: &Self) -> bool {
-        precedence(&self.seq, self.value.is_none(), self.fingerprint)
-            > precedence(&other.seq, other.value.is_none(), other.fingerprint)
+/// The column logic of IGNORE NULL UPDATES, given by the caller (the operator knows no
+/// columns). Implemented for a pair of closures `(non_null, compose)`.
+pub trait NullMerge<V> {
+    /// Per column, whether `row` has a (non-null) value in it.
+    fn non_null(&self, row: &V) -> Vec<bool>;
+    /// The merged row of `newest_first` (never empty): each column from the first row that has
+    /// a value in it, null where none has.
+    fn compose(&self, newest_first: &[&V]) -> V;
+}
+
+impl<V, N, C> NullMerge<V> for (N, C)
+where
+    N: Fn(&V) -> Vec<bool>,
+    C: Fn(&[&V]) -> V,
+{
+    fn non_null(&self, row: &V) -> Vec<bool> {
+        (self.0)(row)
+    }
+    fn compose(&self, newest_first: &[&V]) -> V {
+        (self.1)(newest_first)
     }
 }
 
+/// The [`NullMerge`] of a table without IGNORE NULL UPDATES (it has no values: the option is
+/// `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoMerge {}
+
+impl<V> NullMerge<V> for NoMerge {
+    fn non_null(&self, _: &V) -> Vec<bool> {
+        match *self {}
+    }
+    fn compose(&self, _: &[&V]) -> V {
+        match *self {}
+    }
+}
+
+/// How the operator keeps the rows of IGNORE NULL UPDATES in its state, as `R`: the rows
+/// themselves ([`Nulls`]), or nothing for the entry points without the option ([`NoMerge`],
+/// whose state is `ApplyState<K, S, ()>`).
+trait KeepRows<V, R> {
+    fn non_null(&self, row: &V) -> Vec<bool>;
+    fn keep(&self, row: V) -> R;
+    fn kept<'a>(&self, row: &'a R) -> &'a V;
+    fn compose(&self, newest_first: &[&V]) -> V;
+}
+
+impl<V> KeepRows<V, ()> for NoMerge {
+    fn non_null(&self, _: &V) -> Vec<bool> {
+        match *self {}
+    }
+    fn keep(&self, _: V) {
+        match *self {}
+    }
+    fn kept<'a>(&self, _: &'a ()) -> &'a V {
+        match *self {}
+    }
+    fn compose(&self, _: &[&V]) -> V {
+        match *self {}
+    }
+}
+
+/// A caller's [`NullMerge`], keeping rows as they are.
+struct Nulls<M>(M);
+
+impl<V, M: NullMerge<V>> KeepRows<V, V> for Nulls<M> {
+    fn non_null(&self, row: &V) -> Vec<bool> {
+        self.0.non_null(row)
+    }
+    fn keep(&self, row: V) -> V {
+        row
+    }
+    fn kept<'a>(&self, row: &'a V) -> &'a V {
+        row
+    }
+    fn compose(&self, newest_first: &[&V]) -> V {
+        self.0.compose(newest_first)
+    }
+}
+
+/// Whether a row with the values `non_null` gives a column that `covered` lacks.
+fn gives(non_null: &[bool], covered: &[bool]) -> bool {
+    non_null
+        .iter()
+        .enumerate()
+        .any(|(i, v)| *v && !covered.get(i).copied().unwrap_or(false))
+}
+
+/// Adds the columns `non_null` to `covered`.
+fn cover(covered: &mut Vec<bool>, non_null: &[bool]) {
+    if covered.len() < non_null.len() {
+        covered.resize(non_null.len(), false);
+    }
+    for (c, v) in covered.iter_mut().zip(non_null) {
+        *c |= *v;
+    }
+}
+
+/// Inserts the upsert `(seq, fingerprint, row)` into `upserts` (highest precedence first) and
+/// drops the older ones that no longer give a column; the first one always stays. Returns
+/// whether the list changed (not: a duplicate, or an upsert that gives nothing). The list only
+/// ever loses an upsert that can never give a column again: newer upserts only cover more, and
+/// a delete removes all upserts up to some sequence, so also every older one.
+fn insert_upsert<S: Ord, T>(
+    upserts: &mut Vec<(S, u64, T)>,
+    seq: S,
+    fingerprint: u64,
+    row: T,
+    non_null: impl Fn(&T) -> Vec<bool>,
+) -> bool {
+    let at = upserts.partition_point(|(s, f, _)| (s, *f) > (&seq, fingerprint));
+    if upserts
+        .get(at)
+        .is_some_and(|(s, f, _)| (s, *f) == (&seq, fingerprint))
+    {
+        return false; // a duplicate
+    }
+    let mut covered = Vec::new();
+    for (_, _, r) in &upserts[..at] {
+        cover(&mut covered, &non_null(r));
+    }
+    let mine = non_null(&row);
+    if at > 0 && !gives(&mine, &covered) {
+        return false;
+    }
+    cover(&mut covered, &mine);
+    upserts.insert(at, (seq, fingerprint, row));
+    let mut i = at + 1;
+    while i < upserts.len() {
+        let theirs = non_null(&upserts[i].2);
+        if gives(&theirs, &covered) {
+            cover(&mut covered, &theirs);
+            i += 1;
+        } else {
+            upserts.remove(i);
+        }
+    }
+    true
+}
+
+/// What the operator keeps of a live key of a table with IGNORE NULL UPDATES: the upserts that
+/// make its row. (`R` is the row type; `()` for the entry points without the option, whose
+/// state never holds any.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedRow<S, R> {
+    /// The sequence of the key's latest delete (older than all of `upserts`), while it is
+    /// above [`ApplyState::truncated`]; an upsert at or below it is stale.
+    pub reset: Option<S>,
+    /// The upserts after the latest delete or truncate that still give the row a column,
+    /// highest precedence (sequence, then fingerprint) first: `(seq, fingerprint, row)`. The
+    /// first is the key's winning upsert (its [`KeyState`]) and stays even if it gives nothing;
+    /// the list is never empty.
+    pub upserts: Vec<(S, u64, R)>,
+}
+
 /// The state of the operator on one worker; public so that checkpoints can save and restore it.
+/// `R` is the row type with IGNORE NULL UPDATES, `()` without.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApplyState<K: Eq + Hash, S> {
+pub struct ApplyState<K: Eq + Hash, S, R = ()> {
     /// Per key: winning sequence, tombstone flag, fingerprint.
     pub keys: HashMap<K, KeyState<S>, RandomState>,
     /// Tombstones in the order they were created: `(epoch, key)`.
     pub tombstones: VecDeque<(u64, K)>,
+    /// The largest truncate sequence applied (APPLY AS TRUNCATE WHEN): every key is deleted at
+    /// it, so `keys` holds no key whose winner is at or below it. The same on every worker at
+    /// the end of an epoch; never expires.
+    pub truncated: Option<S>,
+    /// With IGNORE NULL UPDATES, per live key: the upserts that make its row. Empty otherwise.
+    pub merged: HashMap<K, MergedRow<S, R>, RandomState>,
 }
 
-impl<K: Eq + Hash, S> Default for ApplyState<K, S> {
+impl<K: Eq + Hash, S, R> Default for ApplyState<K, S, R> {
     fn default() -> Self {
         ApplyState {
             keys: HashMap::default(),
             tombstones: VecDeque::new(),
+            truncated: None,
+            merged: HashMap::default(),
         }
     }
 }
 
-impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
+impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
+    /// Whether a change at `seq` is covered by the truncate sequence (a delete of every key).
+    fn is_truncated(&self, seq: &S) -> bool {
+        self.truncated.as_ref().is_some_and(|t| seq <= t)
+    }
+
     /// Applies one change at epoch `epoch`. Returns `None` if it changed nothing visible,
     /// else `Some(was_visible)`: whether the key had a live row before the change (the caller
     /// then records the change's value as the key's new value).
@@ -129,6 +346,9 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
         fingerprint: u64,
         delete: bool,
     ) -> Option<bool> {
+        if self.is_truncated(seq) {
+            return None;
+        }
         // Look up first and clone the key only for a new key (most changes hit known keys).
         if let Some(st) = self.keys.get_mut(key) {
             if !st.is_beaten_by(seq, delete, fingerprint) {
@@ -161,6 +381,45 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
         (!delete).then_some(false)
     }
 
+    /// Applies a truncate at `seq` (a delete of every key at `seq`), if it is beyond the
+    /// current one: forgets every key whose winner is at or below `seq` (tombstones included:
+    /// the truncate sequence covers them) and the merged upserts at or below it. Calls
+    /// `changed(key)` for every key whose visible row changed (it had one). Returns whether
+    /// the truncate was applied.
+    pub fn truncate(&mut self, seq: &S, mut changed: impl FnMut(&K)) -> bool {
+        if self.is_truncated(seq) {
+            return false;
+        }
+        self.truncated = Some(seq.clone());
+        let merged = &mut self.merged;
+        self.keys.retain(|k, st| {
+            if st.seq <= *seq {
+                if !st.deleted {
+                    changed(k);
+                    merged.remove(k);
+                }
+                return false;
+            }
+            if let Some(m) = merged.get_mut(k) {
+                if m.reset.as_ref().is_some_and(|r| r <= seq) {
+                    m.reset = None;
+                }
+                let n = m.upserts.len();
+                m.upserts.retain(|(s, _, _)| s > seq);
+                if m.upserts.len() != n {
+                    changed(k);
+                }
+            }
+            true
+        });
+        let keys = &self.keys;
+        self.tombstones.retain(|(at, k)| {
+            keys.get(k)
+                .is_some_and(|s| s.deleted && s.deleted_at == *at)
+        });
+        true
+    }
+
     /// Forgets tombstones created at or before `epoch - retention`.
     pub fn expire_tombstones(&mut self, epoch: u64, retention: u64) {
         while let Some((at, _)) = self.tombstones.front() {
@@ -180,11 +439,265 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone> ApplyState<K, S> {
     pub fn live_keys(&self) -> usize {
         self.keys.values().filter(|s| !s.deleted).count()
     }
+
+    /// Applies an upsert with IGNORE NULL UPDATES; returns like [`ApplyState::apply`] (the
+    /// row is then [`ApplyState::merged_row`]).
+    fn upsert_merged<V, M: KeepRows<V, R>>(
+        &mut self,
+        merge: &M,
+        epoch: u64,
+        key: &K,
+        seq: &S,
+        fingerprint: u64,
+        row: V,
+    ) -> Option<bool> {
+        if self.is_truncated(seq) {
+            return None;
+        }
+        let Some(st) = self.keys.get_mut(key) else {
+            self.apply(epoch, key, seq, fingerprint, false);
+            let upserts = vec![(seq.clone(), fingerprint, merge.keep(row))];
+            let reset = None;
+            self.merged
+                .insert(key.clone(), MergedRow { reset, upserts });
+            return Some(false);
+        };
+        if st.deleted {
+            if !st.is_beaten_by(seq, false, fingerprint) {
+                return None;
+            }
+            // Re-created after its delete, which older upserts arriving later must not pass.
+            let reset = Some(st.seq.clone());
+            st.seq = seq.clone();
+            st.fingerprint = fingerprint;
+            st.deleted = false;
+            let upserts = vec![(seq.clone(), fingerprint, merge.keep(row))];
+            self.merged
+                .insert(key.clone(), MergedRow { reset, upserts });
+            return Some(false);
+        }
+        // (A live key has its upserts unless the state was saved without the option: then
+        // they start with this one.)
+        let m = self.merged.entry(key.clone()).or_insert_with(|| MergedRow {
+            reset: None,
+            upserts: Vec::new(),
+        });
+        if m.reset.as_ref().is_some_and(|r| seq <= r) {
+            return None;
+        }
+        let row = merge.keep(row);
+        if !insert_upsert(&mut m.upserts, seq.clone(), fingerprint, row, |r| {
+            merge.non_null(merge.kept(r))
+        }) {
+            return None;
+        }
+        let (s, f, _) = &m.upserts[0];
+        if st.is_beaten_by(s, false, *f) {
+            st.seq = s.clone();
+            st.fingerprint = *f;
+        }
+        Some(true)
+    }
+
+    /// Applies a delete with IGNORE NULL UPDATES; returns like [`ApplyState::apply`]. A delete
+    /// older than a live key's winning upsert still removes the upserts at or below it.
+    fn delete_merged(&mut self, epoch: u64, key: &K, seq: &S, fingerprint: u64) -> Option<bool> {
+        match self.keys.get(key) {
+            Some(st) if !st.deleted && !st.is_beaten_by(seq, true, fingerprint) => {
+                if self.is_truncated(seq) {
+                    return None;
+                }
+                let m = self.merged.get_mut(key)?;
+                if m.reset.as_ref().is_some_and(|r| r >= seq) {
+                    return None;
+                }
+                m.reset = Some(seq.clone());
+                let n = m.upserts.len();
+                m.upserts.retain(|(s, _, _)| s > seq);
+                (m.upserts.len() != n).then_some(true)
+            }
+            _ => {
+                let changed = self.apply(epoch, key, seq, fingerprint, true);
+                if changed.is_some() {
+                    self.merged.remove(key);
+                }
+                changed
+            }
+        }
+    }
+
+    /// The visible row of `key` with IGNORE NULL UPDATES.
+    fn merged_row<V, M: KeepRows<V, R>>(&self, merge: &M, key: &K) -> Option<V> {
+        if self.keys.get(key).is_none_or(|st| st.deleted) {
+            return None;
+        }
+        let rows: Vec<&V> = self
+            .merged
+            .get(key)?
+            .upserts
+            .iter()
+            .map(|(_, _, r)| merge.kept(r))
+            .collect();
+        (!rows.is_empty()).then(|| merge.compose(&rows))
+    }
 }
 
-/// The changes of a later epoch waiting behind the open one: its capability and, per key, the
-/// change that wins among the epoch's changes so far.
-type Waiting<K, S, V> = (Capability<u64>, HashMap<K, Change<K, S, V>, RandomState>);
+/// The changes to one key of a waiting epoch, coalesced so that applying them gives the same
+/// state and output as applying all of them: the winning delete, and the upserts that beat it
+/// and still matter — with IGNORE NULL UPDATES those that give a column (see
+/// [`insert_upsert`]), else only the winner (and then no delete).
+struct Pending<S, V> {
+    delete: Option<(S, u64)>,
+    upserts: Vec<(S, u64, V)>,
+}
+
+impl<S, V> Default for Pending<S, V> {
+    fn default() -> Self {
+        Pending {
+            delete: None,
+            upserts: Vec::new(),
+        }
+    }
+}
+
+impl<S: Ord, V> Pending<S, V> {
+    fn add<R, M: KeepRows<V, R>>(
+        &mut self,
+        seq: S,
+        fingerprint: u64,
+        value: Option<V>,
+        merge: Option<&M>,
+    ) {
+        let Some(row) = value else {
+            if self
+                .delete
+                .as_ref()
+                .is_some_and(|(d, f)| (d, *f) >= (&seq, fingerprint))
+            {
+                return;
+            }
+            // Without the option a delete beaten by an upsert changes nothing; with it, the
+            // delete still resets the key's older upserts in the state.
+            if merge.is_none() && self.upserts.first().is_some_and(|(s, _, _)| *s > seq) {
+                return;
+            }
+            self.upserts.retain(|(s, _, _)| *s > seq);
+            self.delete = Some((seq, fingerprint));
+            return;
+        };
+        if self.delete.as_ref().is_some_and(|(d, _)| *d >= seq) {
+            return;
+        }
+        match merge {
+            Some(m) => {
+                insert_upsert(&mut self.upserts, seq, fingerprint, row, |r| m.non_null(r));
+            }
+            None => {
+                match self.upserts.first_mut() {
+                    Some(top) if (&top.0, top.1) >= (&seq, fingerprint) => {}
+                    Some(top) => *top = (seq, fingerprint, row),
+                    None => self.upserts.push((seq, fingerprint, row)),
+                }
+                self.delete = None;
+            }
+        }
+    }
+}
+
+/// A later epoch waiting behind the open one: its capability, its largest truncate, and per
+/// key its coalesced changes.
+struct Waiting<K, S, V> {
+    cap: Capability<u64>,
+    truncate: Option<S>,
+    keys: HashMap<K, Pending<S, V>, RandomState>,
+}
+
+/// The state of one worker's operator and what changed in the epoch being applied.
+struct Applier<K: Eq + Hash, S, V, R, M> {
+    state: ApplyState<K, S, R>,
+    /// Per key whose visible state changed in the epoch: whether it was visible before the
+    /// epoch, and its new value (with IGNORE NULL UPDATES: `None`, the row is composed at the
+    /// end of the epoch).
+    dirty: HashMap<K, (bool, Option<V>), RandomState>,
+    merge: Option<M>,
+}
+
+impl<K, S, V, R, M> Applier<K, S, V, R, M>
+where
+    K: Eq + Hash + Clone,
+    S: Ord + Clone,
+    M: KeepRows<V, R>,
+{
+    fn change(&mut self, epoch: u64, key: K, seq: &S, fingerprint: u64, value: Option<V>) {
+        let st = &mut self.state;
+        let changed = match (&self.merge, value) {
+            (None, value) => st
+                .apply(epoch, &key, seq, fingerprint, value.is_none())
+                .map(|was| (was, value)),
+            (Some(_), None) => st
+                .delete_merged(epoch, &key, seq, fingerprint)
+                .map(|was| (was, None)),
+            (Some(m), Some(row)) => st
+                .upsert_merged(m, epoch, &key, seq, fingerprint, row)
+                .map(|was| (was, None)),
+        };
+        if let Some((was_visible, value)) = changed {
+            match self.dirty.entry(key) {
+                Entry::Occupied(mut e) => e.get_mut().1 = value,
+                Entry::Vacant(e) => {
+                    e.insert((was_visible, value));
+                }
+            }
+        }
+    }
+
+    fn truncate(&mut self, seq: &S) {
+        let dirty = &mut self.dirty;
+        self.state.truncate(seq, |k| match dirty.get_mut(k) {
+            Some(d) => d.1 = None,
+            None => {
+                dirty.insert(k.clone(), (true, None));
+            }
+        });
+    }
+
+    fn pending(&mut self, epoch: u64, key: K, p: Pending<S, V>) {
+        let Pending {
+            delete,
+            mut upserts,
+        } = p;
+        if let Some((s, f)) = delete {
+            if upserts.is_empty() {
+                return self.change(epoch, key, &s, f, None);
+            }
+            self.change(epoch, key.clone(), &s, f, None);
+        }
+        // Newest first (older ones that give nothing are then dropped on arrival).
+        let Some((s, f, v)) = upserts.pop() else {
+            return;
+        };
+        for (s, f, v) in upserts {
+            self.change(epoch, key.clone(), &s, f, Some(v));
+        }
+        self.change(epoch, key, &s, f, Some(v));
+    }
+
+    /// The keys whose visible state changed in the epoch, with their rows.
+    fn drain_changed(&mut self) -> impl Iterator<Item = (K, Option<V>)> + '_ {
+        let Applier {
+            state,
+            dirty,
+            merge,
+        } = self;
+        dirty.drain().filter_map(move |(k, (was_visible, v))| {
+            let v = match merge {
+                None => v,
+                Some(m) => state.merged_row(m, &k),
+            };
+            (was_visible || v.is_some()).then_some((k, v))
+        })
+    }
+}
 
 /// When the operator saves its state: at every epoch `e ≥ first` with `(e + 1) % every == 0`.
 ///
@@ -210,6 +723,49 @@ impl CheckpointSchedule {
     pub fn next_due(&self, epoch: u64) -> u64 {
         let e = epoch.max(self.first);
         (e + 1).div_ceil(self.every) * self.every - 1
+    }
+}
+
+/// Options of [`ApplyChanges::apply_changes_opts`]. `M` is the column logic of IGNORE NULL
+/// UPDATES ([`NoMerge`] when the option is off).
+#[derive(Clone, Debug)]
+pub struct ApplyOptions<M = NoMerge> {
+    /// Tombstones are forgotten this many epochs after their delete (`u64::MAX`: never).
+    pub retention_epochs: u64,
+    /// IGNORE NULL UPDATES: columns that are null in an upsert keep their values. Default
+    /// `None`: the winning upsert is the row.
+    pub ignore_null_updates: Option<M>,
+    /// When to save the state (see [`CheckpointSchedule`]). Default `None`: never.
+    pub checkpoints: Option<CheckpointSchedule>,
+}
+
+impl ApplyOptions {
+    /// Tombstone retention `retention_epochs`, no other option.
+    pub fn new(retention_epochs: u64) -> Self {
+        ApplyOptions {
+            retention_epochs,
+            ignore_null_updates: None,
+            checkpoints: None,
+        }
+    }
+}
+
+impl<M> ApplyOptions<M> {
+    /// With IGNORE NULL UPDATES, merging columns with `merge`.
+    pub fn ignore_null_updates<N>(self, merge: N) -> ApplyOptions<N> {
+        ApplyOptions {
+            retention_epochs: self.retention_epochs,
+            ignore_null_updates: Some(merge),
+            checkpoints: self.checkpoints,
+        }
+    }
+
+    /// With checkpoints on `schedule`.
+    pub fn checkpoints(self, schedule: CheckpointSchedule) -> Self {
+        ApplyOptions {
+            checkpoints: Some(schedule),
+            ..self
+        }
     }
 }
 
@@ -248,6 +804,26 @@ pub trait ApplyChanges<'scope, K, S, V> {
         K: Eq + Hash,
         R: Fn(&K) -> u64 + 'static,
         F: FnMut(u64, &ApplyState<K, S>) + 'static;
+
+    /// Like [`apply_changes_with`](ApplyChanges::apply_changes_with), with the options of
+    /// [`ApplyOptions`] and, if `truncates` is set, APPLY AS TRUNCATE WHEN: each record of
+    /// `truncates` (a sequence value, at an epoch like the changes; from any worker) deletes
+    /// every key at that sequence, including keys never seen. The state holds rows `V`
+    /// for IGNORE NULL UPDATES (none without it); with the option, `initial` must come from a
+    /// state saved with it too.
+    fn apply_changes_opts<R, M, F>(
+        self,
+        truncates: Option<StreamVec<'scope, u64, S>>,
+        route: R,
+        options: ApplyOptions<M>,
+        initial: ApplyState<K, S, V>,
+        save: F,
+    ) -> StreamVec<'scope, u64, (K, Option<V>)>
+    where
+        K: Eq + Hash,
+        R: Fn(&K) -> u64 + 'static,
+        M: NullMerge<V> + 'static,
+        F: FnMut(u64, &ApplyState<K, S, V>) + 'static;
 }
 
 impl<'scope, K, S, V> ApplyChanges<'scope, K, S, V> for Stream<'scope, u64, Vec<Change<K, S, V>>>
@@ -279,15 +855,83 @@ where
         retention_epochs: u64,
         initial: ApplyState<K, S>,
         schedule: Option<CheckpointSchedule>,
-        mut save: F,
+        save: F,
     ) -> StreamVec<'scope, u64, (K, Option<V>)>
     where
         R: Fn(&K) -> u64 + 'static,
         F: FnMut(u64, &ApplyState<K, S>) + 'static,
     {
-        let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
-        self.unary_frontier(pact, "ApplyChanges", move |cap, _info| {
-            let mut state = initial;
+        let options = ApplyOptions {
+            retention_epochs,
+            ignore_null_updates: None::<NoMerge>,
+            checkpoints: schedule,
+        };
+        apply_core(self, None, route, options, initial, save)
+    }
+
+    fn apply_changes_opts<R, M, F>(
+        self,
+        truncates: Option<StreamVec<'scope, u64, S>>,
+        route: R,
+        options: ApplyOptions<M>,
+        initial: ApplyState<K, S, V>,
+        save: F,
+    ) -> StreamVec<'scope, u64, (K, Option<V>)>
+    where
+        R: Fn(&K) -> u64 + 'static,
+        M: NullMerge<V> + 'static,
+        F: FnMut(u64, &ApplyState<K, S, V>) + 'static,
+    {
+        let options = ApplyOptions {
+            retention_epochs: options.retention_epochs,
+            ignore_null_updates: options.ignore_null_updates.map(Nulls),
+            checkpoints: options.checkpoints,
+        };
+        apply_core(self, truncates, route, options, initial, save)
+    }
+}
+
+/// The operator behind every entry point; `R` is the row type its state keeps for IGNORE NULL
+/// UPDATES (`()` without the option).
+fn apply_core<'scope, K, S, V, R, M, P, F>(
+    changes: Stream<'scope, u64, Vec<Change<K, S, V>>>,
+    truncates: Option<StreamVec<'scope, u64, S>>,
+    route: P,
+    options: ApplyOptions<M>,
+    initial: ApplyState<K, S, R>,
+    mut save: F,
+) -> StreamVec<'scope, u64, (K, Option<V>)>
+where
+    K: ExchangeData + Eq + Hash + Clone,
+    S: ExchangeData + Ord + Clone,
+    V: ExchangeData,
+    R: 'static,
+    M: KeepRows<V, R> + 'static,
+    P: Fn(&K) -> u64 + 'static,
+    F: FnMut(u64, &ApplyState<K, S, R>) + 'static,
+{
+    let ApplyOptions {
+        retention_epochs,
+        ignore_null_updates: merge,
+        checkpoints: schedule,
+    } = options;
+    // Every worker applies every truncate to the keys it owns.
+    let truncates = match truncates {
+        Some(t) => t.broadcast(),
+        None => empty(changes.scope()),
+    };
+    let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
+    changes.binary_frontier(
+        truncates,
+        pact,
+        Pipeline,
+        "ApplyChanges",
+        move |cap, _info| {
+            let mut applier = Applier {
+                state: initial,
+                dirty: HashMap::default(),
+                merge,
+            };
             // The checkpoint barrier: a capability at the next due epoch, held until its state
             // is saved.
             let mut barrier: Option<Capability<u64>> = schedule.map(|s| {
@@ -295,79 +939,86 @@ where
                 cap.downgrade(&s.next_due(0));
                 cap
             });
-            // The epoch being applied (the least open one, or a complete one being closed):
-            // its capability, and per key whose visible state changed in it, whether the key
-            // was visible before the epoch and its new value.
+            // The epoch being applied (the least open one, or a complete one being closed): its
+            // capability; what changed in it is in `applier.dirty`.
             let mut current: Option<Capability<u64>> = None;
-            let mut dirty: HashMap<K, (bool, Option<V>), RandomState> = HashMap::default();
-            // Changes of later epochs, coalesced per key to the one that wins among them, so
-            // that what waits is bounded by the keys an epoch touches, not by its events.
+            // Changes of later epochs, coalesced per key (see `Pending`), so that what waits is
+            // bounded by the keys an epoch touches, not by its events.
             let mut later: BTreeMap<u64, Waiting<K, S, V>> = BTreeMap::new();
             // The largest epoch this worker knows to exist: it received data of it, or saw the
             // frontier pass it. When the input ends, checkpoints beyond it are not saved.
             let mut known: Option<u64> = None;
 
-            let apply = |state: &mut ApplyState<K, S>,
-                         dirty: &mut HashMap<K, (bool, Option<V>), RandomState>,
-                         epoch: u64,
-                         c: Change<K, S, V>| {
-                let delete = c.value.is_none();
-                if let Some(was_visible) = state.apply(epoch, &c.key, &c.seq, c.fingerprint, delete)
-                {
-                    match dirty.entry(c.key) {
-                        Entry::Occupied(mut e) => e.get_mut().1 = c.value,
-                        Entry::Vacant(e) => {
-                            e.insert((was_visible, c.value));
-                        }
-                    }
-                }
-            };
-
-            move |(input, frontier), output| {
-                // The least epoch that may still receive data (None: input finished).
-                let open = frontier.frontier().first().copied();
+            move |(input, frontier), (truncs, tfrontier), output| {
+                // The least epoch that may still receive data on either input (None: both
+                // finished).
+                let open = [frontier, tfrontier]
+                    .into_iter()
+                    .filter_map(|f| f.frontier().first().copied())
+                    .min();
                 if let Some(o) = open.filter(|o| *o > 0) {
                     known = known.max(Some(o - 1));
                 }
                 let port = output.output_index();
                 // Changes of an epoch past the pending checkpoint wait until it is saved.
                 let due = barrier.as_ref().map(|b| *b.time());
-                input.for_each_stamp(|cap, data| {
-                    let Some(&epoch) = cap.least() else { return };
+                // Whether data of `epoch` is applied now (to the current epoch, which it may
+                // open); if not, it waits in `later`, which then has the epoch.
+                let mut place = |cap: &InputCapability<u64>,
+                                 epoch: u64,
+                                 current: &mut Option<Capability<u64>>,
+                                 later: &mut BTreeMap<u64, Waiting<K, S, V>>|
+                 -> bool {
                     known = known.max(Some(epoch));
                     if current.is_none()
                         && later.is_empty()
                         && Some(epoch) == open
                         && due.is_none_or(|d| epoch <= d)
                     {
-                        current = cap.retain_least(port);
+                        *current = cap.retain_least(port);
                     }
                     if current.as_ref().is_some_and(|c| *c.time() == epoch) {
+                        return true;
+                    }
+                    if let (btree_map::Entry::Vacant(e), Some(cap)) =
+                        (later.entry(epoch), cap.retain_least(port))
+                    {
+                        e.insert(Waiting {
+                            cap,
+                            truncate: None,
+                            keys: HashMap::default(),
+                        });
+                    }
+                    false
+                };
+                input.for_each_stamp(|cap, data| {
+                    let Some(&epoch) = cap.least() else { return };
+                    if place(&cap, epoch, &mut current, &mut later) {
                         for batch in data {
                             for c in batch.drain(..) {
-                                apply(&mut state, &mut dirty, epoch, c);
+                                applier.change(epoch, c.key, &c.seq, c.fingerprint, c.value);
                             }
                         }
-                        return;
+                    } else if let Some(w) = later.get_mut(&epoch) {
+                        let merge = applier.merge.as_ref();
+                        for batch in data {
+                            for c in batch.drain(..) {
+                                let p = w.keys.entry(c.key).or_default();
+                                p.add(c.seq, c.fingerprint, c.value, merge);
+                            }
+                        }
                     }
-                    let Some(cap) = cap.retain_least(port) else {
+                });
+                truncs.for_each_stamp(|cap, data| {
+                    let Some(&epoch) = cap.least() else { return };
+                    let Some(t) = data.flat_map(|b| b.drain(..)).max() else {
                         return;
                     };
-                    let (_, waiting) = later
-                        .entry(epoch)
-                        .or_insert_with(|| (cap, HashMap::default()));
-                    for batch in data {
-                        for c in batch.drain(..) {
-                            match waiting.entry(c.key.clone()) {
-                                Entry::Occupied(mut e) => {
-                                    if c.beats(e.get()) {
-                                        e.insert(c);
-                                    }
-                                }
-                                Entry::Vacant(e) => {
-                                    e.insert(c);
-                                }
-                            }
+                    if place(&cap, epoch, &mut current, &mut later) {
+                        applier.truncate(&t);
+                    } else if let Some(w) = later.get_mut(&epoch) {
+                        if w.truncate.as_ref().is_none_or(|x| *x < t) {
+                            w.truncate = Some(t);
                         }
                     }
                 });
@@ -380,12 +1031,8 @@ where
                         }
                         // Complete: emit the keys that changed, then close the epoch.
                         let cap = current.take().expect("present");
-                        let changed = dirty
-                            .drain()
-                            .filter(|(_, (was_visible, v))| *was_visible || v.is_some())
-                            .map(|(k, (_, v))| (k, v));
-                        output.session(&cap).give_iterator(changed);
-                        state.expire_tombstones(epoch, retention_epochs);
+                        output.session(&cap).give_iterator(applier.drain_changed());
+                        applier.state.expire_tombstones(epoch, retention_epochs);
                     }
                     let next = later.first_key_value().map(|(e, _)| *e);
                     // The pending checkpoint: due once every epoch up to it is complete and
@@ -397,7 +1044,7 @@ where
                                 // The input ended before `c` (as far as this worker knows).
                                 barrier = None;
                             } else {
-                                save(c, &state);
+                                save(c, &applier.state);
                                 b.downgrade(&s.next_due(c + 1));
                             }
                             continue;
@@ -411,15 +1058,18 @@ where
                         break;
                     }
                     // (A pending checkpoint before `epoch` was saved above: `open ≥ epoch`.)
-                    let (cap, waiting) = later.remove(&epoch).expect("first");
-                    for (_, c) in waiting {
-                        apply(&mut state, &mut dirty, epoch, c);
+                    let w = later.remove(&epoch).expect("first");
+                    if let Some(t) = w.truncate {
+                        applier.truncate(&t);
                     }
-                    current = Some(cap);
+                    for (key, p) in w.keys {
+                        applier.pending(epoch, key, p);
+                    }
+                    current = Some(w.cap);
                 }
             }
-        })
-    }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -470,5 +1120,185 @@ mod tests {
         assert!(st.keys.contains_key(&2));
         // After expiry an old upsert is accepted again (the documented cost of retention).
         assert!(st.apply_changed(6, &1, &0, 0, false));
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    type Row = [Option<u32>; 3];
+    type Merge = Nulls<(fn(&Row) -> Vec<bool>, fn(&[&Row]) -> Row)>;
+
+    fn non_null(r: &Row) -> Vec<bool> {
+        r.iter().map(Option::is_some).collect()
+    }
+
+    fn compose(rows: &[&Row]) -> Row {
+        std::array::from_fn(|c| rows.iter().find_map(|r| r[c]))
+    }
+
+    fn merge() -> Merge {
+        Nulls((non_null, compose))
+    }
+
+    fn up(st: &mut ApplyState<u32, u32, Row>, key: u32, seq: u32, row: Row) -> Option<bool> {
+        let fp = row.iter().flatten().fold(7u64, |a, v| a * 31 + *v as u64);
+        st.upsert_merged(&merge(), 0, &key, &seq, fp, row)
+    }
+
+    fn del(st: &mut ApplyState<u32, u32, Row>, key: u32, seq: u32) -> Option<bool> {
+        st.delete_merged(0, &key, &seq, 0)
+    }
+
+    fn row(st: &ApplyState<u32, u32, Row>, key: u32) -> Option<Row> {
+        st.merged_row(&merge(), &key)
+    }
+
+    fn seqs(st: &ApplyState<u32, u32, Row>, key: u32) -> Vec<u32> {
+        st.merged[&key].upserts.iter().map(|(s, _, _)| *s).collect()
+    }
+
+    fn truncate<R>(st: &mut ApplyState<u32, u32, R>, seq: u32) -> Vec<u32> {
+        let mut changed = Vec::new();
+        st.truncate(&seq, |k| changed.push(*k));
+        changed.sort();
+        changed
+    }
+
+    #[test]
+    fn truncate_deletes_every_key_at_its_sequence() {
+        let mut st: ApplyState<u32, u32> = ApplyState::default();
+        st.apply(0, &1, &2, 0, false);
+        st.apply(0, &2, &6, 0, false);
+        st.apply(0, &3, &3, 0, true); // a tombstone covered by the truncate
+        st.apply(0, &4, &7, 0, true); // one that is not
+        assert_eq!(truncate(&mut st, 5), vec![1]);
+        assert_eq!(st.truncated, Some(5));
+        assert_eq!(
+            st.keys.keys().copied().collect::<BTreeSet<_>>(),
+            [2, 4].into()
+        );
+        assert_eq!(st.tombstones, VecDeque::from([(0, 4)]));
+        // An older truncate changes nothing; nor do late changes at or below the truncate.
+        assert_eq!(truncate(&mut st, 4), Vec::<u32>::new());
+        assert_eq!(st.truncated, Some(5));
+        assert_eq!(st.apply(1, &1, &4, 0, false), None);
+        assert_eq!(st.apply(1, &9, &5, 0, false), None); // a key never seen, at the truncate
+        assert_eq!(st.apply(1, &9, &5, 0, true), None);
+        assert!(!st.keys.contains_key(&9));
+        // A newer upsert re-creates its key.
+        assert_eq!(st.apply(1, &1, &6, 0, false), Some(false));
+        assert_eq!(st.live_keys(), 2);
+    }
+
+    #[test]
+    fn null_merge_is_order_independent() {
+        let events = [
+            (3, [Some(3), None, None]),
+            (1, [Some(1), Some(1), Some(1)]),
+            (2, [None, Some(2), None]),
+            (0, [Some(0), Some(0), Some(0)]), // gives nothing once 1 is there
+        ];
+        let orders = [
+            [0, 1, 2, 3],
+            [3, 2, 1, 0],
+            [1, 3, 0, 2],
+            [2, 0, 3, 1],
+            [3, 1, 2, 0],
+        ];
+        for order in orders {
+            let mut st = ApplyState::default();
+            for i in order.into_iter().chain(order) {
+                let (s, r) = events[i];
+                up(&mut st, 7, s, r);
+            }
+            assert_eq!(row(&st, 7), Some([Some(3), Some(2), Some(1)]), "{order:?}");
+            assert_eq!(seqs(&st, 7), vec![3, 2, 1], "{order:?}");
+            assert_eq!((st.keys[&7].seq, st.keys[&7].deleted), (3, false));
+        }
+    }
+
+    #[test]
+    fn null_merge_keeps_the_newest_upsert_even_if_all_null() {
+        let mut st = ApplyState::default();
+        assert_eq!(up(&mut st, 1, 1, [Some(1), None, None]), Some(false));
+        assert_eq!(up(&mut st, 1, 2, [None, None, None]), Some(true));
+        assert_eq!(seqs(&st, 1), vec![2, 1]);
+        assert_eq!(up(&mut st, 1, 3, [Some(3), None, None]), Some(true));
+        assert_eq!(seqs(&st, 1), vec![3]); // 2 and 1 give nothing any more
+        assert_eq!(up(&mut st, 1, 1, [Some(1), None, None]), None);
+        assert_eq!(row(&st, 1), Some([Some(3), None, None]));
+    }
+
+    #[test]
+    fn delete_resets_merged_columns() {
+        let mut st = ApplyState::default();
+        up(&mut st, 1, 1, [Some(1), Some(1), Some(1)]);
+        assert_eq!(del(&mut st, 1, 2), Some(true));
+        assert_eq!(row(&st, 1), None);
+        assert!(st.merged.is_empty());
+        assert_eq!(up(&mut st, 1, 4, [None, Some(4), None]), Some(false));
+        assert_eq!(row(&st, 1), Some([None, Some(4), None]));
+        // A late upsert after the delete fills columns; one before it is stale.
+        assert_eq!(up(&mut st, 1, 3, [Some(3), None, Some(3)]), Some(true));
+        assert_eq!(row(&st, 1), Some([Some(3), Some(4), Some(3)]));
+        assert_eq!(up(&mut st, 1, 2, [Some(2), Some(2), Some(2)]), None);
+        // A late delete older than the winner removes the upserts before it.
+        assert_eq!(del(&mut st, 1, 3), Some(true));
+        assert_eq!(row(&st, 1), Some([None, Some(4), None]));
+        assert_eq!(st.merged[&1].reset, Some(3));
+        assert_eq!(del(&mut st, 1, 3), None);
+        // At the winner's sequence the delete wins.
+        assert_eq!(del(&mut st, 1, 4), Some(true));
+        assert_eq!(row(&st, 1), None);
+        assert_eq!(up(&mut st, 1, 4, [Some(9), Some(9), Some(9)]), None);
+    }
+
+    #[test]
+    fn truncate_removes_merged_upserts_at_or_below_it() {
+        let mut st = ApplyState::default();
+        up(&mut st, 1, 2, [Some(2), None, None]);
+        up(&mut st, 1, 5, [None, Some(5), None]);
+        up(&mut st, 2, 1, [Some(1), None, None]);
+        del(&mut st, 3, 2);
+        up(&mut st, 3, 6, [Some(6), None, None]);
+        assert_eq!(st.merged[&3].reset, Some(2));
+        assert_eq!(truncate(&mut st, 3), vec![1, 2]);
+        assert_eq!(row(&st, 1), Some([None, Some(5), None]));
+        assert_eq!(row(&st, 2), None);
+        assert_eq!(st.merged[&3].reset, None); // the truncate covers the delete
+        assert_eq!(up(&mut st, 1, 3, [Some(3), None, None]), None);
+        assert_eq!(up(&mut st, 1, 4, [Some(4), None, Some(4)]), Some(true));
+        assert_eq!(row(&st, 1), Some([Some(4), Some(5), Some(4)]));
+        assert_eq!(st.merged.len(), 2);
+    }
+
+    #[test]
+    fn pending_coalesces_like_applying_every_change() {
+        let m = merge();
+        let changes = [
+            (4, Some([None, Some(4), None])),
+            (2, None),
+            (1, Some([Some(1), Some(1), Some(1)])), // before the delete
+            (3, Some([Some(3), None, None])),
+            (5, Some([None, Some(5), None])),
+        ];
+        let mut p: Pending<u32, Row> = Pending::default();
+        for (s, v) in changes.iter().cloned() {
+            p.add(s, 0, v, Some(&m));
+        }
+        assert_eq!(p.delete, Some((2, 0)));
+        let kept: Vec<u32> = p.upserts.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(kept, vec![5, 3]);
+        // Without the option only the winner is kept.
+        let mut p: Pending<u32, Row> = Pending::default();
+        for (s, v) in changes.iter().cloned() {
+            p.add(s, 0, v, None::<&NoMerge>);
+        }
+        assert_eq!(p.delete, None);
+        let kept: Vec<u32> = p.upserts.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(kept, vec![5]);
     }
 }
