@@ -180,7 +180,8 @@ pub fn run(args: &CodecArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let refs: Vec<(&Key, &KeyState<Seq>)> = st.keys.iter().collect();
         let tomb: Vec<(u64, &Key)> = st.tombstones.iter().map(|(e, k)| (*e, k)).collect();
-        let bytes = bincode::serialize(&(refs, tomb))?;
+        let none: (Option<Seq>, Vec<()>, Vec<()>) = (None, Vec::new(), Vec::new());
+        let bytes = bincode::serialize(&(refs, tomb, none.0, none.1, none.2))?;
         rows[0].encode.push(t.elapsed().as_secs_f64());
         rows[0].bytes = bytes.len();
         let t = Instant::now();

@@ -38,7 +38,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tidewater_connectors::delta::ResumeInfo;
-use tidewater_operators::{ApplyState, KeyState};
+use tidewater_connectors::types::PackedRow;
+use tidewater_operators::{ApplyState, HistoryState, KeyHistory, KeyState, MergedRow};
 use tracing::{info, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -52,24 +53,41 @@ pub const MANIFEST: &str = "MANIFEST.json";
 /// Complete checkpoints kept (older ones are deleted when a new one is complete).
 pub const KEEP: usize = 2;
 /// Version of the file format (and of the manifest).
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const MAGIC: &[u8; 4] = b"TWCK";
 const HEADER: usize = 4 + 4 + 8 + 8;
 
 /// The saved state of one bucket of a table.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct BucketState {
-    /// Per key: winning sequence, tombstone flag, fingerprint, deletion epoch.
+    /// SCD type 1, per key: winning sequence, tombstone flag, fingerprint, deletion epoch.
     pub keys: Vec<(Key, KeyState<Seq>)>,
-    /// The bucket's tombstones in creation order: `(epoch, key)`.
+    /// SCD type 1: the bucket's tombstones in creation order: `(epoch, key)`.
     pub tombstones: Vec<(u64, Key)>,
+    /// SCD type 1: the largest truncate applied (the same in every bucket).
+    pub truncated: Option<Seq>,
+    /// SCD type 1 with `ignore_null_updates`: per live key, the upserts its row is merged from.
+    pub merged: Vec<(Key, MergedRow<Seq, PackedRow>)>,
+    /// SCD type 2: per key, its events.
+    pub history: Vec<(Key, KeyHistory<Seq, PackedRow>)>,
 }
 
 /// [`BucketState`] borrowing from the live state (the same bincode encoding).
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct BucketStateRef<'a> {
     keys: Vec<(&'a Key, &'a KeyState<Seq>)>,
     tombstones: Vec<(u64, &'a Key)>,
+    truncated: Option<&'a Seq>,
+    merged: Vec<(&'a Key, &'a MergedRow<Seq, PackedRow>)>,
+    history: Vec<(&'a Key, &'a KeyHistory<Seq, PackedRow>)>,
+}
+
+/// The operator state of one table on one worker.
+pub enum TableState<'a> {
+    /// SCD type 1 (`ApplyChanges`).
+    Scd1(&'a ApplyState<Key, Seq, PackedRow>),
+    /// SCD type 2 (`ApplyHistory`).
+    Scd2(&'a HistoryState<Key, Seq, PackedRow>),
 }
 
 /// One table in a checkpoint manifest.
@@ -204,26 +222,30 @@ pub fn save_worker_state(
     plan: &TablePlan,
     peers: usize,
     index: usize,
-    state: &ApplyState<Key, Seq>,
+    state: TableState<'_>,
 ) -> Result<u64, TidewaterError> {
     let dir = epoch_dir(lakehouse, epoch);
     if dir.join(MANIFEST).exists() {
         return Ok(0);
     }
     let owned = |b: u32| b as usize % peers == index;
+    let truncated = match &state {
+        TableState::Scd1(st) => st.truncated.as_ref(),
+        TableState::Scd2(_) => None,
+    };
     let mut buckets: BTreeMap<u32, BucketStateRef<'_>> = (0..plan.buckets)
         .filter(|b| owned(*b))
         .map(|b| {
             (
                 b,
                 BucketStateRef {
-                    keys: Vec::new(),
-                    tombstones: Vec::new(),
+                    truncated,
+                    ..Default::default()
                 },
             )
         })
         .collect();
-    let bucket_of = |k: &Key| -> Result<u32, TidewaterError> {
+    let bucket = |k: &Key| -> Result<u32, TidewaterError> {
         let b = plan.bucket(k);
         if !owned(b) {
             return Err(TidewaterError::Runtime(format!(
@@ -233,19 +255,28 @@ pub fn save_worker_state(
         }
         Ok(b)
     };
-    for (k, st) in &state.keys {
-        buckets
-            .get_mut(&bucket_of(k)?)
-            .expect("owned")
-            .keys
-            .push((k, st));
+    macro_rules! at {
+        ($k:expr) => {
+            buckets.get_mut(&bucket($k)?).expect("owned")
+        };
     }
-    for (at, k) in &state.tombstones {
-        buckets
-            .get_mut(&bucket_of(k)?)
-            .expect("owned")
-            .tombstones
-            .push((*at, k));
+    match state {
+        TableState::Scd1(st) => {
+            for (k, s) in &st.keys {
+                at!(k).keys.push((k, s));
+            }
+            for (e, k) in &st.tombstones {
+                at!(k).tombstones.push((*e, k));
+            }
+            for (k, m) in &st.merged {
+                at!(k).merged.push((k, m));
+            }
+        }
+        TableState::Scd2(st) => {
+            for (k, h) in &st.keys {
+                at!(k).history.push((k, h));
+            }
+        }
     }
     let mut bytes = 0;
     for (b, s) in &buckets {
@@ -442,10 +473,10 @@ fn check(
     }
     for p in plans {
         let t = &m.tables[&p.name];
-        if t.buckets != p.buckets || t.keys != p.key_names {
+        if t.buckets != p.buckets || t.keys != p.state_signature() {
             return Err(format!(
                 "table `{}` was checkpointed with {} buckets and keys {:?}, the pipeline now has {} buckets and keys {:?}",
-                p.name, t.buckets, t.keys, p.buckets, p.key_names
+                p.name, t.buckets, t.keys, p.buckets, p.state_signature()
             ));
         }
         if t.files.len() != t.buckets as usize {
@@ -515,16 +546,15 @@ pub fn find(
     Ok(found)
 }
 
-/// Loads the state one worker owns now (`bucket % peers == index`) of one table from a
-/// checkpoint (whatever number of workers wrote it).
-pub fn load_worker_state(
+/// Reads the bucket states one worker owns now (`bucket % peers == index`) of one table from
+/// a checkpoint (whatever number of workers wrote it), checking every key's bucket.
+fn load_buckets(
     restore: &Restore,
     plan: &TablePlan,
     peers: usize,
     index: usize,
-) -> Result<ApplyState<Key, Seq>, TidewaterError> {
-    let mut state: ApplyState<Key, Seq> = ApplyState::default();
-    let mut tombstones: Vec<(u64, Key)> = Vec::new();
+) -> Result<Vec<BucketState>, TidewaterError> {
+    let mut out = Vec::new();
     for b in (0..plan.buckets).filter(|b| *b as usize % peers == index) {
         let path = bucket_path(&restore.dir, &plan.name, b);
         let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
@@ -536,18 +566,57 @@ pub fn load_worker_state(
         };
         let payload = verify(&bytes).map_err(bad)?;
         let s: BucketState = bincode::deserialize(payload).map_err(|e| bad(e.to_string()))?;
-        state.keys.reserve(s.keys.len());
-        for (k, st) in s.keys {
-            if plan.bucket(&k) != b {
-                return Err(bad(format!("it holds a key of bucket {}", plan.bucket(&k))));
+        let keys = s
+            .keys
+            .iter()
+            .map(|(k, _)| k)
+            .chain(s.merged.iter().map(|(k, _)| k))
+            .chain(s.history.iter().map(|(k, _)| k));
+        for k in keys {
+            if plan.bucket(k) != b {
+                return Err(bad(format!("it holds a key of bucket {}", plan.bucket(k))));
             }
-            state.keys.insert(k, st);
         }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Loads the SCD type 1 state one worker owns now of one table from a checkpoint.
+pub fn load_worker_state(
+    restore: &Restore,
+    plan: &TablePlan,
+    peers: usize,
+    index: usize,
+) -> Result<ApplyState<Key, Seq, PackedRow>, TidewaterError> {
+    let mut state: ApplyState<Key, Seq, PackedRow> = ApplyState::default();
+    let mut tombstones: Vec<(u64, Key)> = Vec::new();
+    for s in load_buckets(restore, plan, peers, index)? {
+        state.keys.reserve(s.keys.len());
+        state.keys.extend(s.keys);
+        state.merged.extend(s.merged);
         tombstones.extend(s.tombstones);
+        if s.truncated > state.truncated {
+            state.truncated = s.truncated;
+        }
     }
     // Tombstones of several buckets, back in creation order (stable: equal epochs keep their
     // bucket order, which expiry does not depend on).
     tombstones.sort_by_key(|(at, _)| *at);
     state.tombstones = VecDeque::from(tombstones);
+    Ok(state)
+}
+
+/// Loads the SCD type 2 state one worker owns now of one table from a checkpoint.
+pub fn load_worker_history(
+    restore: &Restore,
+    plan: &TablePlan,
+    peers: usize,
+    index: usize,
+) -> Result<HistoryState<Key, Seq, PackedRow>, TidewaterError> {
+    let mut state: HistoryState<Key, Seq, PackedRow> = HistoryState::default();
+    for s in load_buckets(restore, plan, peers, index)? {
+        state.keys.extend(s.history);
+    }
     Ok(state)
 }

@@ -19,6 +19,7 @@ use timely::progress::frontier::MutableAntichain;
 use tracing::info;
 
 use crate::checkpoint::{positions_at, ManifestWriter};
+use crate::event_log::{self, EpochEntry, ExpectationNames, EVENT_LOG};
 use crate::failpoint;
 use crate::kafka_source::PositionFragment;
 use crate::metrics::Metrics;
@@ -34,6 +35,18 @@ pub struct Checkpoints {
     pub writer: ManifestWriter,
     /// The epoch of the checkpoint the run restored, if any: epochs up to it are not replayed.
     pub restored: Option<u64>,
+}
+
+/// What the committer needs to write the event log.
+pub struct EventLogSettings {
+    /// The lakehouse.
+    pub lakehouse: std::path::PathBuf,
+    /// The pipeline name.
+    pub pipeline: String,
+    /// Every table of the pipeline with its expectations.
+    pub expectations: BTreeMap<String, ExpectationNames>,
+    /// The last epoch `_event_log` had committed at start.
+    pub resume: Option<u64>,
 }
 
 /// A Kafka source whose committed offsets are also reported to a consumer group (its
@@ -152,6 +165,7 @@ pub fn committer<'scope>(
     resume: Arc<ResumeInfo>,
     checkpoints: Option<Checkpoints>,
     mut groups: Vec<GroupCommit>,
+    log: EventLogSettings,
 ) -> StreamVec<'scope, u64, u64> {
     let active = msgs.scope().index() == 0;
     let restored = checkpoints.as_ref().and_then(|c| c.restored);
@@ -225,6 +239,10 @@ pub fn committer<'scope>(
                 return;
             };
             loop {
+                // After a fatal error nothing more is committed.
+                if metrics.failed() {
+                    return;
+                }
                 let complete = |e: &u64| !frontier.less_equal(e);
                 let next_msgs = pending.first_epoch().filter(complete);
                 let next_replay = replay.first().copied().filter(complete);
@@ -294,8 +312,20 @@ pub fn committer<'scope>(
                     output.session(&cap).give(epoch);
                     continue;
                 }
+                let closed_at = event_log::now_micros();
                 let mut by_table: BTreeMap<String, (Vec<_>, u64, u64)> = BTreeMap::new();
+                // The event log's lines of this epoch, one per table of the pipeline.
+                let mut entries: BTreeMap<String, EpochEntry> = BTreeMap::new();
                 for m in msgs {
+                    if log.expectations.contains_key(&m.table) {
+                        let e = entries.entry(m.table.clone()).or_default();
+                        e.upserted += m.upserted;
+                        e.deleted += m.deleted;
+                        e.stats.add(&m.stats);
+                    }
+                    if m.actions.is_empty() {
+                        continue;
+                    }
                     let e = by_table.entry(m.table).or_default();
                     e.0.extend(m.actions);
                     e.1 += m.upserted;
@@ -322,9 +352,16 @@ pub fn committer<'scope>(
                         Ok(CommitOutcome::Committed(v)) => {
                             let ms = commit_started.elapsed().as_millis() as u64;
                             info!(epoch, table = %table, version = v, upserted, deleted, ms, "committed");
+                            if let Some(e) = entries.get_mut(&table) {
+                                e.version = Some(v);
+                                e.commit_ms = ms;
+                            }
                         }
                         Ok(CommitOutcome::AlreadyCommitted(v)) => {
                             info!(epoch, table = %table, version = v, "already committed; skipped");
+                            if let Some(e) = entries.get_mut(&table) {
+                                e.version = Some(v);
+                            }
                         }
                         Err(e) => {
                             metrics.fail(e.to_string());
@@ -332,6 +369,39 @@ pub fn committer<'scope>(
                             hold = None;
                             return;
                         }
+                    }
+                }
+                // The event log of the epoch, in the same commit round (before the manifest).
+                if !entries.is_empty() && !log.resume.is_some_and(|r| epoch <= r) {
+                    for (table, e) in entries.iter_mut() {
+                        if e.version.is_none() {
+                            e.version = resume.version_at(table, epoch);
+                        }
+                    }
+                    let rows = event_log::rows(
+                        &log.pipeline,
+                        epoch,
+                        &entries,
+                        &log.expectations,
+                        &epoch_positions,
+                        closed_at,
+                        event_log::now_micros(),
+                    );
+                    let written = event_log::write(&log.lakehouse, epoch, &rows).and_then(|add| {
+                        let columns = event_log::event_log_columns();
+                        let meta = committer.metadata(
+                            epoch,
+                            EVENT_LOG,
+                            &epoch_positions,
+                            json!({"upserted": rows.len(), "deleted": 0}),
+                        );
+                        Ok(committer.commit(epoch, EVENT_LOG, &columns, vec![add], meta)?)
+                    });
+                    if let Err(e) = written {
+                        metrics.fail(e.to_string());
+                        pending.clear();
+                        hold = None;
+                        return;
                     }
                 }
                 // Crash point: every table holds `epoch`, its manifest is not written.

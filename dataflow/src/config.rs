@@ -198,13 +198,50 @@ pub struct TableConfig {
     pub keys: Vec<String>,
     /// The sequence column of the flattened record (required), e.g. `__lsn`.
     pub sequence_by: String,
-    /// SCD type: 1 (latest row). Type 2 is not implemented yet (default 1).
+    /// SCD type (default 1): 1 keeps the latest row per key; 2 keeps the history, one row per
+    /// version with `__start_at` / `__end_at` (typed like the sequence column; the current
+    /// version has `__end_at` null).
     #[serde(default = "default_scd")]
     pub scd: u8,
-    /// Declared column types, used when records carry no Debezium schema block
-    /// (default: none; types are inferred from the first records).
+    /// Either the declared column types (a table: `{ customer_id = "int64", … }`, used when
+    /// records carry no Debezium schema block; default: none, types are inferred from the
+    /// first records), or the columns the table stores (a list: `["customer_id", "name"]`,
+    /// APPLY CHANGES `COLUMNS`; the keys are always stored; default: every data column).
     #[serde(default)]
-    pub columns: BTreeMap<String, String>,
+    pub columns: ColumnsSpec,
+    /// Declared column types, like `columns = { … }` (for a table that also lists the
+    /// columns it stores; default: none).
+    #[serde(default)]
+    pub column_types: BTreeMap<String, String>,
+    /// Columns not stored (APPLY CHANGES `COLUMNS * EXCEPT (…)`), e.g. the sequence column;
+    /// not with a `columns` list, and never a key (default: none).
+    #[serde(default)]
+    pub except_columns: Vec<String>,
+    /// APPLY CHANGES `IGNORE NULL UPDATES`: a column that is null in an upsert keeps its
+    /// previous value (default false).
+    #[serde(default)]
+    pub ignore_null_updates: bool,
+    /// APPLY CHANGES `APPLY AS TRUNCATE WHEN`: a SQL condition on the flattened record under
+    /// which the record clears the table — every row whose sequence is lower than the
+    /// record's is deleted (SCD type 1 only; default: none).
+    #[serde(default)]
+    pub apply_as_truncates: Option<String>,
+    /// SCD type 2 `TRACK HISTORY ON`: only changes to these columns open a new version;
+    /// changes to other columns update the current version in place (default: every stored
+    /// column except the keys and the sequence column).
+    #[serde(default)]
+    pub track_history_columns: Option<Vec<String>>,
+    /// SCD type 2 `TRACK HISTORY ON * EXCEPT (…)`: changes to these columns update the current
+    /// version in place (default: none).
+    #[serde(default)]
+    pub track_history_except: Option<Vec<String>>,
+    /// This table's tombstone retention, overriding `pipeline.tombstone_retention` (a
+    /// duration; default: the pipeline's).
+    #[serde(default)]
+    pub tombstone_retention: Option<String>,
+    /// `[[table.expect]]`: data quality expectations on the incoming records (default: none).
+    #[serde(default)]
+    pub expect: Vec<ExpectConfig>,
     /// APPLY CHANGES `APPLY AS DELETE WHEN`: a SQL condition on the flattened record (any of
     /// its columns, `__op` included) under which a record deletes its key (default:
     /// `__op = 'd'`), e.g. `"__op = 'd' OR is_deleted"` for soft deletes. A condition that does
@@ -220,6 +257,55 @@ pub struct TableConfig {
 
 fn default_scd() -> u8 {
     1
+}
+
+/// `columns` of a `[[table]]`: declared types (a TOML table) or the stored columns (a list).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnsSpec {
+    /// `columns = { name = "type", … }`: declared column types.
+    Types(BTreeMap<String, String>),
+    /// `columns = ["a", "b"]`: the columns the table stores.
+    Select(Vec<String>),
+}
+
+impl Default for ColumnsSpec {
+    fn default() -> Self {
+        ColumnsSpec::Types(BTreeMap::new())
+    }
+}
+
+/// What an expectation does with a record that violates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    /// Keep the record and count the violation.
+    Warn,
+    /// Drop the record and count it.
+    Drop,
+    /// Move the record to `_quarantine` with the expectation's name, and count it.
+    Quarantine,
+    /// Stop the pipeline with an error naming the expectation and showing the record; every
+    /// table stays at its last committed epoch.
+    Fail,
+}
+
+/// `[[table.expect]]`: a data quality expectation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfig {
+    /// Name (required, unique within the table); counts in the event log are keyed by it.
+    pub name: String,
+    /// A SQL condition on the flattened record that every upsert must satisfy (required). A
+    /// record for which it is false or NULL violates the expectation.
+    pub condition: String,
+    /// `warn` | `drop` | `quarantine` | `fail` (default `warn`).
+    #[serde(default = "default_on_violation")]
+    pub on_violation: OnViolation,
+}
+
+fn default_on_violation() -> OnViolation {
+    OnViolation::Warn
 }
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> TidewaterError {
@@ -418,13 +504,58 @@ impl PipelineConfig {
             if t.sequence_by.is_empty() {
                 return Err(err(format!("{key}.sequence_by"), "required"));
             }
-            if t.scd != 1 {
+            if t.scd != 1 && t.scd != 2 {
                 return Err(err(
                     format!("{key}.scd"),
-                    format!("scd = {} is not implemented yet (supported: 1)", t.scd),
+                    format!("scd = {} is not supported (1 or 2)", t.scd),
                 ));
             }
-            for (c, ty) in &t.columns {
+            if t.scd == 2 && t.apply_as_truncates.is_some() {
+                return Err(err(
+                    format!("{key}.apply_as_truncates"),
+                    "truncates apply to scd = 1 tables only",
+                ));
+            }
+            if t.scd == 1 && (t.track_history_columns.is_some() || t.track_history_except.is_some())
+            {
+                return Err(err(
+                    format!("{key}.track_history_columns"),
+                    "track_history_columns / track_history_except need scd = 2",
+                ));
+            }
+            if t.track_history_columns.is_some() && t.track_history_except.is_some() {
+                return Err(err(
+                    format!("{key}.track_history_except"),
+                    "give track_history_columns or track_history_except, not both",
+                ));
+            }
+            if matches!(t.columns, ColumnsSpec::Select(_)) && !t.except_columns.is_empty() {
+                return Err(err(
+                    format!("{key}.except_columns"),
+                    "give a `columns` list or `except_columns`, not both",
+                ));
+            }
+            if let Some(r) = &t.tombstone_retention {
+                humantime::parse_duration(r).map_err(|e| {
+                    err(
+                        format!("{key}.tombstone_retention"),
+                        format!("not a duration: {e}"),
+                    )
+                })?;
+            }
+            let mut expectations = std::collections::BTreeSet::new();
+            for x in &t.expect {
+                if x.name.trim().is_empty() {
+                    return Err(err(format!("{key}.expect"), "an expectation needs a name"));
+                }
+                if !expectations.insert(x.name.as_str()) {
+                    return Err(err(
+                        format!("{key}.expect `{}`", x.name),
+                        "duplicate expectation name",
+                    ));
+                }
+            }
+            for (c, ty) in t.declared_types() {
                 if ColumnType::parse(ty).is_none() {
                     return Err(err(
                         format!("{key}.columns.{c}"),
@@ -523,6 +654,20 @@ impl PipelineConfig {
         Ok((d.as_millis() as u64).div_ceil(self.pipeline.commit_interval_ms))
     }
 
+    /// The tombstone retention of a table in epochs (its own, else the pipeline's).
+    pub fn table_tombstone_retention(&self, t: &TableConfig) -> Result<u64, TidewaterError> {
+        let Some(text) = &t.tombstone_retention else {
+            return self.tombstone_retention();
+        };
+        let d: Duration = humantime::parse_duration(text).map_err(|e| {
+            err(
+                format!("table `{}`.tombstone_retention", t.name),
+                format!("not a duration: {e}"),
+            )
+        })?;
+        Ok((d.as_millis() as u64).div_ceil(self.pipeline.commit_interval_ms))
+    }
+
     /// The source feeding a table.
     pub fn source_of(&self, table: &TableConfig) -> &SourceConfig {
         self.source
@@ -535,10 +680,26 @@ impl PipelineConfig {
 impl TableConfig {
     /// The declared columns with parsed types.
     pub fn declared_columns(&self) -> Vec<(String, ColumnType)> {
-        self.columns
-            .iter()
+        self.declared_types()
             .map(|(n, t)| (n.clone(), ColumnType::parse(t).expect("validated")))
             .collect()
+    }
+
+    /// The declared types as written: `columns = { … }` and `column_types`.
+    fn declared_types(&self) -> impl Iterator<Item = (&String, &String)> {
+        let listed = match &self.columns {
+            ColumnsSpec::Types(m) => Some(m),
+            ColumnsSpec::Select(_) => None,
+        };
+        listed.into_iter().flatten().chain(&self.column_types)
+    }
+
+    /// The columns the table stores, if listed (`columns = [ … ]`).
+    pub fn selected_columns(&self) -> Option<&[String]> {
+        match &self.columns {
+            ColumnsSpec::Select(v) => Some(v),
+            ColumnsSpec::Types(_) => None,
+        }
     }
 }
 

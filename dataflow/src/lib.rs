@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod commit;
 pub mod config;
 pub mod error;
+pub mod event_log;
 pub mod failpoint;
 pub mod kafka_source;
 pub mod key;

@@ -79,6 +79,13 @@ enum Cmd {
         #[arg(long)]
         epoch: Option<u64>,
     },
+    /// Print a short summary of the event log (`_event_log`): per table the last epoch, its
+    /// Delta version, totals and rates, quarantined rows and expectation counts.
+    Status {
+        /// The lakehouse directory.
+        #[arg(long)]
+        lakehouse: PathBuf,
+    },
     /// Remove Parquet files that no commit references (orphans left by a crash) from every
     /// table of a lakehouse. Committed files, even removed ones, are kept.
     Vacuum {
@@ -198,6 +205,16 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             workers,
         } => demo(&lakehouse, events, workers),
         Cmd::Snapshot { lakehouse, epoch } => snapshot(&lakehouse, epoch),
+        Cmd::Status { lakehouse } => {
+            if !lakehouse.is_dir() {
+                bail!(TidewaterError::Config {
+                    key: "--lakehouse".into(),
+                    message: format!("{} is not a directory", lakehouse.display()),
+                });
+            }
+            print!("{}", tidewater::event_log::status(&lakehouse)?);
+            Ok(())
+        }
         Cmd::Vacuum { lakehouse, dry_run } => {
             if !lakehouse.is_dir() {
                 bail!(TidewaterError::Config {

@@ -17,26 +17,36 @@ use std::time::{Duration, Instant};
 
 use tidewater_connectors::delta::{remove_orphan_files, Committer, CommitterConfig, ResumeInfo};
 use tidewater_connectors::formats::DebeziumParser;
-use tidewater_connectors::types::{Column, Schema};
-use tidewater_operators::{ApplyChanges, ApplyState, CheckpointSchedule};
+use tidewater_connectors::types::{Column, Datum, DatumRef, PackedRow, Schema};
+use tidewater_operators::{
+    ApplyChanges, ApplyHistory, ApplyOptions, ApplyState, CheckpointSchedule, HistoryState, Step,
+    Version,
+};
 use timely::communication::initialize::Config as CommConfig;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Concatenate, Probe};
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::WorkerConfig;
 use tracing::info;
 
-use crate::checkpoint::{self, ManifestWriter};
-use crate::commit::{committer, Checkpoints, GroupCommit};
+use crate::checkpoint::{self, ManifestWriter, TableState};
+use crate::commit::{committer, Checkpoints, EventLogSettings, GroupCommit};
 use crate::config::{PipelineConfig, SourceKind};
+use crate::event_log::{event_log_columns, EVENT_LOG};
 use crate::kafka_source::kafka_source;
 use crate::metrics::{spawn_progress, Metrics};
-use crate::source::{cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions};
+use crate::source::{
+    cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions, SharedStats,
+    TableRecord,
+};
 use crate::table::{
     committed_bucket_files, quarantine_columns, quarantine_sink, table_sink, BucketFile, TablePlan,
     QUARANTINE,
 };
-use crate::TidewaterError;
+use crate::{Key, Seq, TidewaterError};
 
 /// How to run: workers, processes, and when to stop.
 #[derive(Clone, Debug)]
@@ -120,6 +130,7 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError
 fn prepare_resume(cfg: &PipelineConfig, process_id: usize) -> Result<ResumeInfo, TidewaterError> {
     let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
     tables.push(QUARANTINE.into());
+    tables.push(EVENT_LOG.into());
     let mut committer = Committer::new(CommitterConfig {
         lakehouse: cfg.pipeline.lakehouse.clone(),
         pipeline: cfg.pipeline.name.clone(),
@@ -257,13 +268,13 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         pipeline: cfg.pipeline.name.clone(),
         tables: plans
             .iter()
-            .map(|(p, _)| (p.name.clone(), (p.buckets, p.key_names.clone())))
+            .map(|(p, _)| (p.name.clone(), (p.buckets, p.state_signature())))
             .collect(),
         workers: workers_now,
         processes: opts.processes.max(1),
     };
     let bucket_files = Arc::new(bucket_files);
-    let retention = cfg.tombstone_retention()?;
+    let log_resume = resume.per_table_committed.get(EVENT_LOG).copied().flatten();
     let metrics = Arc::new(Metrics::default());
     if opts.process_id == 0 {
         let rows: i64 = bucket_files
@@ -334,7 +345,11 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 let replay = replays.get(&src.name).cloned().unwrap_or_default();
                 let blocks = if src.kind == SourceKind::Kafka {
                     // The partitions of the topics this table reads.
-                    let table = cfg.table.iter().find(|t| t.name == plan.name).expect("planned");
+                    let table = cfg
+                        .table
+                        .iter()
+                        .find(|t| t.name == plan.name)
+                        .expect("planned");
                     let topics = cfg.topics_of(table);
                     let parts: Vec<_> = kafka_partitions
                         .get(&src.name)
@@ -365,60 +380,135 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         replay,
                     )?
                 };
-                let parsed = parse(blocks, plan.clone(), schema.clone(), metrics.clone());
-                let (changes, bad) = parsed.ok_err(|r| r);
-                let route_plan = plan.clone();
-                let (peers, index) = (scope.peers(), scope.index());
-                let initial = match restore.as_ref() {
-                    Some(r) => checkpoint::load_worker_state(r, plan, peers, index)?,
-                    None => ApplyState::default(),
-                };
-                let (save_plan, save_metrics) = (plan.clone(), metrics.clone());
-                let save_lakehouse = cfg.pipeline.lakehouse.clone();
-                let applied = changes.apply_changes_with(
-                    move |k| route_plan.bucket(k) as u64,
-                    retention,
-                    initial,
-                    schedule,
-                    move |epoch, state| {
-                        let started = Instant::now();
-                        match checkpoint::save_worker_state(
-                            &save_lakehouse,
-                            epoch,
-                            &save_plan,
-                            peers,
-                            index,
-                            state,
-                        ) {
-                            Ok(bytes) => {
-                                save_metrics
-                                    .checkpoint_micros
-                                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                                tracing::debug!(epoch, table = %save_plan.name, worker = index, bytes, "state saved");
-                            }
-                            Err(e) => save_metrics.fail(format!(
-                                "saving the checkpoint of epoch {epoch} of table `{}`: {e}",
-                                save_plan.name
-                            )),
-                        }
-                    },
+                let stats: SharedStats = Default::default();
+                let parsed = parse(
+                    blocks,
+                    plan.clone(),
+                    schema.clone(),
+                    metrics.clone(),
+                    stats.clone(),
                 );
+                let (records, bad): (StreamVec<'_, u64, TableRecord>, _) = parsed.ok_err(|r| r);
+                let (changes, truncates): (_, StreamVec<'_, u64, Seq>) =
+                    records.ok_err(|r| match r {
+                        TableRecord::Change(c) => Ok(c),
+                        TableRecord::Truncate(s) => Err(s),
+                    });
+                let route_plan = plan.clone();
+                let route = move |k: &Key| route_plan.bucket(k) as u64;
+                let (peers, index) = (scope.peers(), scope.index());
+                let save = saver(
+                    &cfg.pipeline.lakehouse,
+                    plan.clone(),
+                    metrics.clone(),
+                    peers,
+                    index,
+                );
+                let table_cfg = cfg
+                    .table
+                    .iter()
+                    .find(|t| t.name == plan.name)
+                    .expect("planned");
+                let applied: StreamVec<'_, u64, (Key, Vec<PackedRow>)> = if plan.scd == 2 {
+                    let initial = match restore.as_ref() {
+                        Some(r) => checkpoint::load_worker_history(r, plan, peers, index)?,
+                        None => HistoryState::default(),
+                    };
+                    let step_plan = plan.clone();
+                    let step = move |cur: Option<&PackedRow>, v: &PackedRow| {
+                        history_step(&step_plan, cur, v)
+                    };
+                    let counts = stats.clone();
+                    changes
+                        .apply_history(route, step, initial, schedule, move |epoch, state| {
+                            save(epoch, TableState::Scd2(state))
+                        })
+                        .unary(Pipeline, "Versions", move |_, _| {
+                            move |input, output| {
+                                input.for_each_stamp(|cap, data| {
+                                    let Some(&epoch) = cap.least() else { return };
+                                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                                        return;
+                                    };
+                                    let mut keys = 0;
+                                    let mut session = output.session(&cap);
+                                    for batch in data {
+                                        for (k, versions) in batch.drain(..) {
+                                            keys += 1;
+                                            session.give((
+                                                k,
+                                                versions
+                                                    .into_iter()
+                                                    .map(pack_version)
+                                                    .collect::<Vec<_>>(),
+                                            ));
+                                        }
+                                    }
+                                    counts.borrow_mut().entry(epoch).or_default().advanced += keys;
+                                });
+                            }
+                        })
+                } else {
+                    let initial = match restore.as_ref() {
+                        Some(r) => checkpoint::load_worker_state(r, plan, peers, index)?,
+                        None => ApplyState::default(),
+                    };
+                    let retention = cfg.table_tombstone_retention(table_cfg)?;
+                    let counts = stats.clone();
+                    let mut options = ApplyOptions::new(retention).on_epoch(move |epoch, n| {
+                        counts.borrow_mut().entry(epoch).or_default().advanced += n;
+                    });
+                    if let Some(s) = schedule {
+                        options = options.checkpoints(s);
+                    }
+                    let truncates = plan.truncates.is_some().then_some(truncates);
+                    let save = move |epoch, state: &ApplyState<Key, Seq, PackedRow>| {
+                        save(epoch, TableState::Scd1(state))
+                    };
+                    let applied = if plan.ignore_null_updates {
+                        let merge = (
+                            |row: &PackedRow| {
+                                row.iter()
+                                    .map(|d| !matches!(d, DatumRef::Null))
+                                    .collect::<Vec<bool>>()
+                            },
+                            compose_non_null,
+                        );
+                        changes.apply_changes_opts(
+                            truncates,
+                            route,
+                            options.ignore_null_updates(merge),
+                            initial,
+                            save,
+                        )
+                    } else {
+                        changes.apply_changes_opts(truncates, route, options, initial, save)
+                    };
+                    applied.map(|(k, v): (Key, Option<PackedRow>)| {
+                        (k, v.into_iter().collect::<Vec<_>>())
+                    })
+                };
                 let table_resume = resume
                     .per_table_committed
                     .get(&plan.name)
                     .copied()
                     .flatten();
+                let table_columns = plan.table_columns(schema);
                 to_commit.push(table_sink(
                     applied,
                     plan.clone(),
+                    table_columns.clone(),
                     bucket_files.get(&plan.name).cloned().unwrap_or_default(),
                     metrics.clone(),
                     table_resume,
+                    stats,
+                    log_resume,
                 ));
                 bad_streams.push(bad);
-                columns.insert(plan.name.clone(), plan.stored.clone());
+                columns.insert(plan.name.clone(), table_columns);
             }
             columns.insert(QUARANTINE.into(), quarantine_columns());
+            columns.insert(EVENT_LOG.into(), event_log_columns());
             let bad = scope.concatenate(bad_streams);
             to_commit.push(quarantine_sink(
                 bad,
@@ -459,6 +549,23 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                             .then(|| GroupCommit::new(s.name.clone(), s.kafka(), group))
                     })
                     .collect(),
+                EventLogSettings {
+                    lakehouse: cfg.pipeline.lakehouse.clone(),
+                    pipeline: cfg.pipeline.name.clone(),
+                    expectations: plans
+                        .iter()
+                        .map(|(p, _)| {
+                            (
+                                p.name.clone(),
+                                p.expectations
+                                    .iter()
+                                    .map(|x| (x.name.clone(), x.on_violation))
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                    resume: log_resume,
+                },
             )
             .probe_with(&committed);
             Ok(())
@@ -469,6 +576,11 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         }
         while !committed.done() {
             if metrics.failed() {
+                // Operators keep the capabilities of epochs they did not finish (so nothing
+                // after the error is committed); drop the dataflows so the worker can end.
+                for id in worker.installed_dataflows() {
+                    worker.drop_dataflow(id);
+                }
                 return;
             }
             worker.step_or_park(Some(Duration::from_millis(20)));
@@ -498,4 +610,88 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         restored_from: restored_epoch,
         replayed_epochs,
     })
+}
+
+/// The save function of a table's operator state on one worker: writes its buckets'
+/// checkpoint files; a failure stops the run.
+fn saver(
+    lakehouse: &std::path::Path,
+    plan: Arc<TablePlan>,
+    metrics: Arc<Metrics>,
+    peers: usize,
+    index: usize,
+) -> impl Fn(u64, TableState<'_>) + 'static {
+    let lakehouse = lakehouse.to_path_buf();
+    move |epoch, state| {
+        let started = Instant::now();
+        match checkpoint::save_worker_state(&lakehouse, epoch, &plan, peers, index, state) {
+            Ok(bytes) => {
+                metrics
+                    .checkpoint_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                tracing::debug!(epoch, table = %plan.name, worker = index, bytes, "state saved");
+            }
+            Err(e) => metrics.fail(format!(
+                "saving the checkpoint of epoch {epoch} of table `{}`: {e}",
+                plan.name
+            )),
+        }
+    }
+}
+
+/// SCD type 2: how an upsert `v` changes the current version `cur` — with
+/// `ignore_null_updates` its nulls take `cur`'s values; if the tracked columns are unchanged
+/// the current version is updated in place, else a new version opens.
+fn history_step(plan: &TablePlan, cur: Option<&PackedRow>, v: &PackedRow) -> Step<PackedRow> {
+    let Some(cur) = cur else {
+        return Step::NewVersion(v.clone());
+    };
+    let old = cur.unpack();
+    let mut new = v.unpack();
+    if plan.ignore_null_updates {
+        for (n, o) in new.iter_mut().zip(&old) {
+            if n.is_null() {
+                *n = o.clone();
+            }
+        }
+    }
+    let same = plan.tracked.iter().all(|i| old[*i] == new[*i]);
+    let row = if plan.ignore_null_updates {
+        PackedRow::pack(&new)
+    } else {
+        v.clone()
+    };
+    if same {
+        Step::InPlace(row)
+    } else {
+        Step::NewVersion(row)
+    }
+}
+
+/// A version of an SCD type 2 key as a row of the history table: the stored columns, then
+/// `__start_at` and `__end_at`.
+fn pack_version(v: Version<Seq, PackedRow>) -> PackedRow {
+    let mut buf = v.value.as_bytes().to_vec();
+    v.start.0.encode_key(&mut buf);
+    match &v.end {
+        Some(end) => end.0.encode_key(&mut buf),
+        None => Datum::Null.encode_key(&mut buf),
+    }
+    PackedRow::from_encoded(&buf)
+}
+
+/// IGNORE NULL UPDATES: each column from the newest row where it is not null.
+fn compose_non_null(newest_first: &[&PackedRow]) -> PackedRow {
+    let rows: Vec<_> = newest_first.iter().map(|r| r.unpack()).collect();
+    let width = rows.first().map_or(0, |r| r.len());
+    let merged: Vec<Datum> = (0..width)
+        .map(|i| {
+            rows.iter()
+                .map(|r| &r[i])
+                .find(|d| !d.is_null())
+                .cloned()
+                .unwrap_or(Datum::Null)
+        })
+        .collect();
+    PackedRow::pack(&merged)
 }

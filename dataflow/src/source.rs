@@ -36,7 +36,7 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::config::{PipelineConfig, SourceConfig, SourceKind};
 use crate::metrics::Metrics;
-use crate::table::{QuarantineRow, TablePlan};
+use crate::table::{Outcome, QuarantineRow, Rejected, TablePlan, TableStats};
 use crate::{failpoint, Key, Seq, TidewaterError};
 
 /// A block of input to parse.
@@ -902,20 +902,72 @@ fn parse_record(
     plan: &TablePlan,
     scratch: &mut Vec<u8>,
     line: &[u8],
-) -> Result<Option<Change<Key, Seq, PackedRow>>, String> {
+    stats: &mut TableStats,
+) -> Result<Option<Outcome>, Rejected> {
     match parser.parse(line) {
         Ok(Parsed::Record { op, row }) => {
-            let r = plan.change(op, &row, scratch);
+            let r = plan.change(op, &row, scratch, stats);
             parser.recycle(row);
             r.map(Some)
         }
         Ok(Parsed::Skip) => Ok(None),
-        Err(bad) => Err(bad.reason),
+        Err(bad) => Err(Rejected::Quarantine(bad.reason)),
     }
 }
 
-/// Parsed output of one line: a change to apply, or a quarantine row.
-pub type ParseResult = Result<Change<Key, Seq, PackedRow>, QuarantineRow>;
+/// A record of a table that is applied: a change by key, or a truncate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TableRecord {
+    /// An upsert or delete of one key.
+    Change(Change<Key, Seq, PackedRow>),
+    /// `apply_as_truncates`: clears the table as of this sequence value.
+    Truncate(Seq),
+}
+
+/// Parsed output of one line: a record to apply, or a quarantine row.
+pub type ParseResult = Result<TableRecord, QuarantineRow>;
+
+/// Per-epoch counts of a table on this worker, filled by its operators (parse, apply) and
+/// taken by its sink when the epoch is complete.
+pub type SharedStats = Rc<RefCell<BTreeMap<u64, TableStats>>>;
+
+/// Where one parsed line goes: to the output, to the counts, or (an expectation with
+/// `on_violation = "fail"`) to a pipeline error naming the expectation and the record.
+fn route_outcome(
+    plan: &TablePlan,
+    result: Result<Option<Outcome>, Rejected>,
+    position: impl Fn() -> String,
+    line: &[u8],
+    stats: &mut TableStats,
+) -> Result<Option<ParseResult>, String> {
+    Ok(match result {
+        Ok(None) => None,
+        Ok(Some(Outcome::Change(c))) => {
+            stats.changes += 1;
+            Some(Ok(TableRecord::Change(c)))
+        }
+        Ok(Some(Outcome::Truncate(s))) => Some(Ok(TableRecord::Truncate(s))),
+        Ok(Some(Outcome::Dropped)) => {
+            stats.dropped += 1;
+            None
+        }
+        Err(Rejected::Quarantine(reason)) => {
+            stats.quarantined += 1;
+            Some(Err(plan.quarantine(position(), line, reason)))
+        }
+        Err(Rejected::Fail(i)) => {
+            let x = &plan.expectations[i];
+            let shown = String::from_utf8_lossy(&line[..line.len().min(4096)]).into_owned();
+            return Err(format!(
+                "expectation `{}` of table `{}` failed (on_violation = \"fail\"): `{}` is not true for the record at {}: {shown}",
+                x.name,
+                plan.name,
+                x.text,
+                position()
+            ));
+        }
+    })
+}
 
 /// Parses the blocks of a source for one table, on every worker, a few blocks per activation.
 pub fn parse<'scope>(
@@ -923,6 +975,7 @@ pub fn parse<'scope>(
     plan: Arc<TablePlan>,
     schema: Arc<Schema>,
     metrics: Arc<Metrics>,
+    stats: SharedStats,
 ) -> StreamVec<'scope, u64, ParseResult> {
     let scope = blocks.scope();
     let pact = Exchange::new(|b: &Block| b.seq);
@@ -934,6 +987,11 @@ pub fn parse<'scope>(
         let mut scratch = Vec::with_capacity(512);
         move |(input, _frontier), output| {
             queue.stash(input, output.output_index());
+            // After a fatal error (a `fail` expectation) the operator keeps its capabilities,
+            // so that no epoch it had not finished can be committed.
+            if metrics.failed() {
+                return;
+            }
             // A few blocks per activation keeps the queues downstream short.
             let mut budget = 2;
             while budget > 0 {
@@ -945,14 +1003,19 @@ pub fn parse<'scope>(
                     continue;
                 };
                 budget -= 1;
+                let epoch = *cap.time();
+                let mut all_stats = stats.borrow_mut();
+                let st = all_stats.entry(epoch).or_default();
                 let mut session = output.session(cap);
                 if let BlockData::Kafka { partition, records } = &block.data {
                     for m in records {
                         let offset = m.offset;
                         let position = || format!("{partition}@{offset}");
+                        st.read += 1;
                         let line = match &m.value {
                             Ok(v) => v.as_slice(),
                             Err(size) => {
+                                st.quarantined += 1;
                                 session.give(Err(plan.quarantine(
                                     position(),
                                     b"",
@@ -964,23 +1027,38 @@ pub fn parse<'scope>(
                                 continue;
                             }
                         };
-                        let mut apply =
-                            |l: &[u8]| parse_record(&mut parser, &plan, &mut scratch, l);
-                        let out = match apply(line) {
-                            Ok(r) => r.map(Ok),
+                        // Expectation counts of a record retried with the message key are
+                        // those of the retry.
+                        let mut trial = TableStats::default();
+                        let mut result =
+                            parse_record(&mut parser, &plan, &mut scratch, line, &mut trial);
+                        if matches!(result, Err(Rejected::Quarantine(_))) {
                             // The value lacks the key: take it from the message key.
-                            Err(reason) => match m
-                                .key
-                                .as_deref()
-                                .and_then(|k| with_message_key(line, k))
-                                .map(|patched| apply(&patched))
+                            if let Some(patched) =
+                                m.key.as_deref().and_then(|k| with_message_key(line, k))
                             {
-                                Some(Ok(r)) => r.map(Ok),
-                                _ => Some(Err(plan.quarantine(position(), line, reason))),
-                            },
-                        };
-                        if let Some(out) = out {
-                            session.give(out);
+                                let mut retry = TableStats::default();
+                                let r = parse_record(
+                                    &mut parser,
+                                    &plan,
+                                    &mut scratch,
+                                    &patched,
+                                    &mut retry,
+                                );
+                                if !matches!(r, Err(Rejected::Quarantine(_))) {
+                                    result = r;
+                                    trial = retry;
+                                }
+                            }
+                        }
+                        st.add(&trial);
+                        match route_outcome(&plan, result, position, line, st) {
+                            Ok(Some(out)) => session.give(out),
+                            Ok(None) => {}
+                            Err(e) => {
+                                metrics.fail(e);
+                                return;
+                            }
                         }
                     }
                     metrics
@@ -1015,14 +1093,19 @@ pub fn parse<'scope>(
                         _ => format!("{where_}:{}", base + line_index),
                     };
                     n += 1;
-                    match parse_record(&mut parser, &plan, &mut scratch, line) {
-                        Ok(Some(change)) => session.give(Ok(change)),
+                    let result = parse_record(&mut parser, &plan, &mut scratch, line, st);
+                    match route_outcome(&plan, result, position, line, st) {
+                        Ok(Some(out)) => session.give(out),
                         Ok(None) => {}
-                        Err(reason) => session.give(Err(plan.quarantine(position(), line, reason))),
+                        Err(e) => {
+                            metrics.fail(e);
+                            return;
+                        }
                     }
                     pos = end + 1;
                     line_index += 1;
                 }
+                st.read += n;
                 metrics.records_parsed.fetch_add(n, Ordering::Relaxed);
                 failpoint::hit("mid_epoch");
             }

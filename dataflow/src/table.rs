@@ -21,8 +21,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::config::{PipelineConfig, TableConfig};
+use crate::config::{OnViolation, PipelineConfig, TableConfig};
 use crate::metrics::Metrics;
+use crate::source::SharedStats;
 use crate::{Key, Seq, TidewaterError};
 
 /// Name of the quarantine table.
@@ -89,6 +90,101 @@ pub struct TablePlan {
     pub dir: PathBuf,
     /// `apply_as_deletes`: the records that delete their key (default: `__op = 'd'`).
     pub deletes: Option<Arc<crate::sql::Expr>>,
+    /// `apply_as_truncates`: the records that clear the table (SCD type 1).
+    pub truncates: Option<Arc<crate::sql::Expr>>,
+    /// The expectations on incoming upserts, in declaration order.
+    pub expectations: Vec<Expectation>,
+    /// SCD type (1 or 2).
+    pub scd: u8,
+    /// `ignore_null_updates`.
+    pub ignore_null_updates: bool,
+    /// SCD type 2: positions among the stored columns of the tracked columns.
+    pub tracked: Vec<usize>,
+}
+
+/// Name of the SCD type 2 column with the start of a version.
+pub const START_AT: &str = "__start_at";
+/// Name of the SCD type 2 column with the end of a version (null: the current version).
+pub const END_AT: &str = "__end_at";
+
+/// One `[[table.expect]]`, compiled.
+#[derive(Clone, Debug)]
+pub struct Expectation {
+    /// Its name.
+    pub name: String,
+    /// The condition as written.
+    pub text: String,
+    /// The compiled condition.
+    pub condition: Arc<crate::sql::Expr>,
+    /// What a violation does.
+    pub on_violation: OnViolation,
+}
+
+/// What becomes of a parsed record of a table.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// A change to apply (an upsert or a delete).
+    Change(Change<Key, Seq, PackedRow>),
+    /// `apply_as_truncates`: clears the table as of this sequence value.
+    Truncate(Seq),
+    /// Dropped by an expectation (`on_violation = "drop"`).
+    Dropped,
+}
+
+/// Why a parsed record is not applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Bad input or an expectation with `on_violation = "quarantine"`: a `_quarantine` row
+    /// with this reason.
+    Quarantine(String),
+    /// An expectation with `on_violation = "fail"` (its index): the pipeline stops.
+    Fail(usize),
+}
+
+/// Per-epoch counts of one table on one worker (summed over workers by the committer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Records read for the table (every line or message, bad ones included).
+    pub read: u64,
+    /// Records that went to `_quarantine` (bad input, or a quarantining expectation).
+    pub quarantined: u64,
+    /// Records dropped by an expectation.
+    pub dropped: u64,
+    /// Records that became a change (an upsert or delete of a key) for the apply operator.
+    pub changes: u64,
+    /// Keys whose state the apply operator advanced (one per key and epoch, however many of
+    /// the epoch's changes it had). `changes - advanced` records were stale (older than the
+    /// key's state), duplicates, or superseded by a newer record of the same epoch.
+    pub advanced: u64,
+    /// Per expectation (declaration order): records that passed, records that violated it.
+    pub expectations: Vec<(u64, u64)>,
+}
+
+impl TableStats {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &TableStats) {
+        self.read += other.read;
+        self.quarantined += other.quarantined;
+        self.dropped += other.dropped;
+        self.changes += other.changes;
+        self.advanced += other.advanced;
+        if self.expectations.len() < other.expectations.len() {
+            self.expectations.resize(other.expectations.len(), (0, 0));
+        }
+        for (a, b) in self.expectations.iter_mut().zip(&other.expectations) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+
+    /// Whether every count is zero.
+    pub fn is_empty(&self) -> bool {
+        *self
+            == TableStats {
+                expectations: self.expectations.iter().map(|_| (0, 0)).collect(),
+                ..Default::default()
+            }
+    }
 }
 
 impl TablePlan {
@@ -119,13 +215,37 @@ impl TablePlan {
             .map(|k| col(k, "keys"))
             .collect::<Result<Vec<_>, _>>()?;
         let seq_idx = col(&t.sequence_by, "sequence_by")?;
-        let mut stored_idx: Vec<usize> = (0..schema.data_columns).collect();
-        for i in key_idx.iter().chain([&seq_idx]) {
+        let mut stored_idx: Vec<usize> = match t.selected_columns() {
+            Some(list) => list
+                .iter()
+                .map(|c| col(c, "columns"))
+                .collect::<Result<_, _>>()?,
+            None => {
+                let mut v: Vec<usize> = (0..schema.data_columns).collect();
+                if !v.contains(&seq_idx) {
+                    v.push(seq_idx);
+                }
+                for c in &t.except_columns {
+                    let i = col(c, "except_columns")?;
+                    if key_idx.contains(&i) {
+                        return Err(TidewaterError::Config {
+                            key: format!("table `{}`.except_columns", t.name),
+                            message: format!("`{c}` is a key column; keys are always stored"),
+                        });
+                    }
+                    v.retain(|x| *x != i);
+                }
+                v
+            }
+        };
+        for (pos, i) in key_idx.iter().enumerate() {
             if !stored_idx.contains(i) {
-                stored_idx.push(*i);
+                stored_idx.insert(pos.min(stored_idx.len()), *i);
             }
         }
-        let key_stored = key_idx
+        let mut seen = std::collections::BTreeSet::new();
+        stored_idx.retain(|i| seen.insert(*i));
+        let key_stored: Vec<usize> = key_idx
             .iter()
             .map(|k| {
                 stored_idx
@@ -134,10 +254,68 @@ impl TablePlan {
                     .expect("keys are stored")
             })
             .collect();
-        let stored = stored_idx
+        let stored: Vec<Column> = stored_idx
             .iter()
             .map(|i| schema.columns[*i].clone())
             .collect();
+        let condition = |text: &str, what: &str| {
+            crate::sql::compile_predicate(text, schema)
+                .map(Arc::new)
+                .map_err(|e| e.into_config(format!("table `{}`.{what}", t.name)))
+        };
+        let expectations = t
+            .expect
+            .iter()
+            .map(|x| {
+                Ok(Expectation {
+                    name: x.name.clone(),
+                    text: x.condition.clone(),
+                    condition: condition(&x.condition, &format!("expect `{}`", x.name))?,
+                    on_violation: x.on_violation,
+                })
+            })
+            .collect::<Result<Vec<_>, TidewaterError>>()?;
+        let stored_pos = |c: &str, what: &str| {
+            stored
+                .iter()
+                .position(|x| x.name == c)
+                .ok_or_else(|| TidewaterError::Config {
+                    key: format!("table `{}`.{what}", t.name),
+                    message: format!("`{c}` is not a stored column of the table"),
+                })
+        };
+        let seq_stored = stored_idx.iter().position(|i| *i == seq_idx);
+        let tracked: Vec<usize> = if t.scd != 2 {
+            Vec::new()
+        } else if let Some(list) = &t.track_history_columns {
+            list.iter()
+                .map(|c| stored_pos(c, "track_history_columns"))
+                .collect::<Result<_, _>>()?
+        } else {
+            let except = t
+                .track_history_except
+                .iter()
+                .flatten()
+                .map(|c| stored_pos(c, "track_history_except"))
+                .collect::<Result<Vec<_>, _>>()?;
+            (0..stored.len())
+                .filter(|p| {
+                    !key_stored.contains(p) && Some(*p) != seq_stored && !except.contains(p)
+                })
+                .collect()
+        };
+        if t.scd == 2 {
+            for reserved in [START_AT, END_AT] {
+                if stored.iter().any(|c| c.name == reserved) {
+                    return Err(TidewaterError::Config {
+                        key: format!("table `{}`.scd", t.name),
+                        message: format!(
+                            "an scd = 2 table adds the column `{reserved}`; the records already have one (leave it out with except_columns)"
+                        ),
+                    });
+                }
+            }
+        }
         Ok(TablePlan {
             name: t.name.clone(),
             source: t.from.clone(),
@@ -153,13 +331,48 @@ impl TablePlan {
             deletes: t
                 .apply_as_deletes
                 .as_deref()
-                .map(|text| {
-                    crate::sql::compile_predicate(text, schema)
-                        .map(Arc::new)
-                        .map_err(|e| e.into_config(format!("table `{}`.apply_as_deletes", t.name)))
-                })
+                .map(|text| condition(text, "apply_as_deletes"))
                 .transpose()?,
+            truncates: t
+                .apply_as_truncates
+                .as_deref()
+                .map(|text| condition(text, "apply_as_truncates"))
+                .transpose()?,
+            expectations,
+            scd: t.scd,
+            ignore_null_updates: t.ignore_null_updates,
+            tracked,
         })
+    }
+
+    /// The columns of the Delta table: the stored columns, and for SCD type 2 `__start_at`
+    /// and `__end_at` typed like the sequence column.
+    pub fn table_columns(&self, schema: &Schema) -> Vec<Column> {
+        let mut cols = self.stored.clone();
+        if self.scd == 2 {
+            let ty = schema.columns[self.seq_idx].ty;
+            cols.push(Column {
+                name: START_AT.into(),
+                ty,
+            });
+            cols.push(Column {
+                name: END_AT.into(),
+                ty,
+            });
+        }
+        cols
+    }
+
+    /// What a checkpoint of this table's operator state must match: the key columns, then a
+    /// marker of the state's kind (`#scd2`, `#ignore_null_updates`) when not plain SCD type 1.
+    pub fn state_signature(&self) -> Vec<String> {
+        let mut v = self.key_names.clone();
+        if self.scd == 2 {
+            v.push("#scd2".into());
+        } else if self.ignore_null_updates {
+            v.push("#ignore_null_updates".into());
+        }
+        v
     }
 
     /// The bucket of a key.
@@ -170,51 +383,100 @@ impl TablePlan {
     /// Turns a parsed record into a change, or names why it cannot be applied. The stored
     /// columns are packed into one buffer whose hash is the change's fingerprint; `buf` is
     /// scratch space reused across calls.
+    ///
+    /// Truncates (`apply_as_truncates`) need no key. Expectations are checked on upserts only
+    /// (a delete's record is often only its key), counted in `stats`.
     pub fn change(
         &self,
         op: Op,
         row: &Row,
         buf: &mut Vec<u8>,
-    ) -> Result<Change<Key, Seq, PackedRow>, String> {
+        stats: &mut TableStats,
+    ) -> Result<Outcome, Rejected> {
+        let seq = &row[self.seq_idx];
+        if seq.is_null() {
+            return Err(Rejected::Quarantine(format!(
+                "sequence column `{}` is null or missing",
+                self.seq_name
+            )));
+        }
+        if let Some(t) = &self.truncates {
+            if t.eval_predicate(row) {
+                return Ok(Outcome::Truncate(Seq(seq.clone())));
+            }
+        }
         buf.clear();
         for (i, name) in self.key_idx.iter().zip(&self.key_names) {
             let d = &row[*i];
             if d.is_null() {
-                return Err(format!("key column `{name}` is null or missing"));
+                return Err(Rejected::Quarantine(format!(
+                    "key column `{name}` is null or missing"
+                )));
             }
             d.encode_key(buf);
         }
         let key = Key::from_slice(buf);
-        let seq = &row[self.seq_idx];
-        if seq.is_null() {
-            return Err(format!(
-                "sequence column `{}` is null or missing",
-                self.seq_name
-            ));
-        }
         let seq = Seq(seq.clone());
         let delete = match &self.deletes {
             Some(condition) => condition.eval_predicate(row),
             None => op == Op::Delete,
         };
         if delete {
-            return Ok(Change {
+            return Ok(Outcome::Change(Change {
                 key,
                 seq,
                 fingerprint: 0,
                 value: None,
-            });
+            }));
+        }
+        if !self.expectations.is_empty() {
+            if stats.expectations.len() < self.expectations.len() {
+                stats.expectations.resize(self.expectations.len(), (0, 0));
+            }
+            let mut verdict = None;
+            for (i, x) in self.expectations.iter().enumerate() {
+                if x.condition.eval_predicate(row) {
+                    stats.expectations[i].0 += 1;
+                    continue;
+                }
+                stats.expectations[i].1 += 1;
+                // The strongest action among the violated expectations wins: fail, then
+                // quarantine, then drop (warn only counts).
+                let rank = |a: OnViolation| match a {
+                    OnViolation::Warn => 0,
+                    OnViolation::Drop => 1,
+                    OnViolation::Quarantine => 2,
+                    OnViolation::Fail => 3,
+                };
+                if x.on_violation != OnViolation::Warn
+                    && verdict.is_none_or(|(_, a)| rank(x.on_violation) > rank(a))
+                {
+                    verdict = Some((i, x.on_violation));
+                }
+            }
+            match verdict {
+                Some((i, OnViolation::Fail)) => return Err(Rejected::Fail(i)),
+                Some((i, OnViolation::Quarantine)) => {
+                    let x = &self.expectations[i];
+                    return Err(Rejected::Quarantine(format!(
+                        "expectation `{}` violated: {}",
+                        x.name, x.text
+                    )));
+                }
+                Some((_, _)) => return Ok(Outcome::Dropped),
+                None => {}
+            }
         }
         buf.clear();
         for i in &self.stored_idx {
             row[*i].encode_key(buf);
         }
-        Ok(Change {
+        Ok(Outcome::Change(Change {
             key,
             seq,
             fingerprint: xxh3_64(buf),
             value: Some(PackedRow::from_encoded(buf)),
-        })
+        }))
     }
 
     /// The key of row `i` of a batch of this table's stored columns (encoded like
@@ -240,7 +502,8 @@ impl TablePlan {
     }
 }
 
-/// A message to the committer: the file actions of one table for one epoch from one worker.
+/// A message to the committer: the file actions of one table for one epoch from one worker,
+/// and the worker's counts of the epoch for the event log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitMsg {
     /// The table.
@@ -251,6 +514,27 @@ pub struct CommitMsg {
     pub upserted: u64,
     /// Keys deleted in this epoch.
     pub deleted: u64,
+    /// The worker's counts of the epoch.
+    pub stats: TableStats,
+}
+
+/// The rows of one key that a keyed table's sink writes: SCD type 1 one row or none (deleted),
+/// SCD type 2 the key's versions.
+pub trait KeyRows: timely::ExchangeData {
+    /// The key's rows (empty: the key has no rows).
+    fn rows(&self) -> &[PackedRow];
+}
+
+impl KeyRows for Option<PackedRow> {
+    fn rows(&self) -> &[PackedRow] {
+        self.as_slice()
+    }
+}
+
+impl KeyRows for Vec<PackedRow> {
+    fn rows(&self) -> &[PackedRow] {
+        self
+    }
 }
 
 /// The current file of a bucket: path relative to the table root, size, rows.
@@ -284,77 +568,129 @@ pub fn bucket_of_file(path: &str) -> Option<u32> {
 /// [`committed_bucket_files`]); buckets of other workers are ignored by construction, since no
 /// changes arrive for them. `resume` is the last epoch the table has committed: epochs up to
 /// it (replayed to rebuild the state of the operators upstream) write no file and send no
-/// commit message.
-pub fn table_sink<'scope>(
-    changes: StreamVec<'scope, u64, (Key, Option<PackedRow>)>,
+/// file actions. The worker's counts of each epoch (`stats`, filled upstream on this worker)
+/// go with the epoch's message, also for an epoch without changes here, unless the event log
+/// already holds the epoch (`log_resume`).
+#[allow(clippy::too_many_arguments)]
+pub fn table_sink<'scope, R: KeyRows>(
+    changes: StreamVec<'scope, u64, (Key, R)>,
     plan: Arc<TablePlan>,
+    columns: Vec<Column>,
     files: HashMap<u32, BucketFile>,
     metrics: Arc<Metrics>,
     resume: Option<u64>,
+    stats: SharedStats,
+    log_resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
     changes.unary_frontier(
         Pipeline,
         &format!("TableSink({})", plan.name),
-        move |_cap, _info| {
-            let mut pending: EpochStash<(Key, Option<PackedRow>)> = EpochStash::new();
+        move |cap, _info| {
+            let mut pending: EpochStash<(Key, R)> = EpochStash::new();
             let mut files = files;
+            // Held at the input frontier, to send the counts of epochs without changes here.
+            let mut held = Some(cap);
             move |(input, frontier), output| {
                 pending.stash(input, output.output_index());
-                while let Some((cap, changes)) = pending.pop_complete(frontier) {
+                let open = frontier.frontier().first().copied();
+                // Epochs complete here, in order: with changes (their capability) or with
+                // counts only (the held capability, delayed to the epoch).
+                loop {
+                    let complete = |e: u64| open.is_none_or(|o| e < o);
+                    let next_changes = pending.first_epoch().filter(|e| complete(*e));
+                    let next_stats = stats
+                        .borrow()
+                        .keys()
+                        .next()
+                        .copied()
+                        .filter(|e| complete(*e));
+                    let (cap, changes) = match (next_changes, next_stats) {
+                        (None, None) => break,
+                        (Some(c), s) if s.is_none_or(|s| c <= s) => {
+                            pending.pop_first().expect("first epoch")
+                        }
+                        (_, Some(s)) => match held.as_ref() {
+                            Some(h) if *h.time() <= s => (h.delayed(&s), Vec::new()),
+                            _ => {
+                                // Cannot happen: counts arrive only while the epoch is open.
+                                stats.borrow_mut().remove(&s);
+                                continue;
+                            }
+                        },
+                        (Some(_), None) => unreachable!("covered above"),
+                    };
                     let epoch = *cap.time();
+                    let epoch_stats = stats.borrow_mut().remove(&epoch).unwrap_or_default();
                     let (mut upserted, mut deleted) = (0u64, 0u64);
-                    let mut by_bucket: BTreeMap<u32, Vec<(Key, Option<PackedRow>)>> =
-                        BTreeMap::new();
+                    let mut by_bucket: BTreeMap<u32, Vec<(Key, R)>> = BTreeMap::new();
                     for (key, value) in changes {
-                        match value {
-                            Some(_) => upserted += 1,
-                            None => deleted += 1,
+                        if value.rows().is_empty() {
+                            deleted += 1;
+                        } else {
+                            upserted += 1;
                         }
                         by_bucket
                             .entry(plan.bucket(&key))
                             .or_default()
                             .push((key, value));
                     }
-                    // Restart: this epoch is already in the Delta table (its changes were
-                    // replayed only to rebuild the state of the operators upstream).
-                    if resume.is_some_and(|r| epoch <= r) {
-                        continue;
-                    }
-                    let started = std::time::Instant::now();
-                    let rewritten = by_bucket.len();
                     let mut actions = Vec::new();
-                    for (b, changes) in by_bucket {
-                        match rewrite_bucket(&plan, epoch, b, files.remove(&b), changes) {
-                            Ok((file, acts, delta)) => {
-                                if let Some(f) = file {
-                                    files.insert(b, f);
+                    // Restart: an epoch already in the Delta table writes nothing (its changes
+                    // were replayed only to rebuild the state of the operators upstream).
+                    if !resume.is_some_and(|r| epoch <= r) {
+                        let started = std::time::Instant::now();
+                        let rewritten = by_bucket.len();
+                        for (b, changes) in by_bucket {
+                            match rewrite_bucket(
+                                &plan,
+                                &columns,
+                                epoch,
+                                b,
+                                files.remove(&b),
+                                changes,
+                            ) {
+                                Ok((file, acts, delta)) => {
+                                    if let Some(f) = file {
+                                        files.insert(b, f);
+                                    }
+                                    actions.extend(acts);
+                                    metrics.table_rows.fetch_add(delta, Ordering::Relaxed);
                                 }
-                                actions.extend(acts);
-                                metrics.table_rows.fetch_add(delta, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                metrics.fail(format!("table `{}`: {e}", plan.name));
-                                return;
+                                Err(e) => {
+                                    metrics.fail(format!("table `{}`: {e}", plan.name));
+                                    return;
+                                }
                             }
                         }
+                        tracing::debug!(
+                            table = %plan.name,
+                            epoch,
+                            buckets = rewritten,
+                            upserted,
+                            deleted,
+                            ms = started.elapsed().as_millis() as u64,
+                            "rewrote bucket files"
+                        );
                     }
-                    tracing::debug!(
-                        table = %plan.name,
-                        epoch,
-                        buckets = rewritten,
-                        upserted,
-                        deleted,
-                        ms = started.elapsed().as_millis() as u64,
-                        "rewrote bucket files"
-                    );
-                    if !actions.is_empty() {
+                    let log_stats = !log_resume.is_some_and(|r| epoch <= r);
+                    if !actions.is_empty() || (log_stats && !epoch_stats.is_empty()) {
                         output.session(&cap).give(CommitMsg {
                             table: plan.name.clone(),
                             actions,
                             upserted,
                             deleted,
+                            stats: if log_stats {
+                                epoch_stats
+                            } else {
+                                TableStats::default()
+                            },
                         });
                     }
+                }
+                match (open, held.as_mut()) {
+                    (Some(o), Some(h)) if *h.time() < o => h.downgrade(&o),
+                    (None, _) => held = None,
+                    _ => {}
                 }
             }
         },
@@ -363,19 +699,20 @@ pub fn table_sink<'scope>(
 
 /// Rewrites one bucket for an epoch: returns its new file (if not empty), the file actions
 /// and the change in its row count.
-fn rewrite_bucket(
+fn rewrite_bucket<R: KeyRows>(
     plan: &TablePlan,
+    columns: &[Column],
     epoch: u64,
     bucket: u32,
     old: Option<BucketFile>,
-    mut changes: Vec<(Key, Option<PackedRow>)>,
+    mut changes: Vec<(Key, R)>,
 ) -> Result<(Option<BucketFile>, Vec<FileAction>, i64), tidewater_connectors::ConnectorError> {
     changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut actions = Vec::new();
     let mut parts: Vec<RecordBatch> = Vec::new();
     let old_rows = old.as_ref().map_or(0, |f| f.rows);
     if let Some(old) = old {
-        let batch = read_parquet(&plan.dir, &old.path, &plan.stored)?;
+        let batch = read_parquet(&plan.dir, &old.path, columns)?;
         let changed: HashSet<&Key> = changes.iter().map(|(k, _)| k).collect();
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| Some(!changed.contains(&plan.key_of(&batch, i))))
@@ -389,9 +726,9 @@ fn rewrite_bucket(
             size: old.size,
         });
     }
-    let new_rows: Vec<&PackedRow> = changes.iter().filter_map(|(_, v)| v.as_ref()).collect();
+    let new_rows: Vec<&PackedRow> = changes.iter().flat_map(|(_, v)| v.rows()).collect();
     if !new_rows.is_empty() {
-        parts.push(packed_record_batch(&plan.stored, &new_rows)?);
+        parts.push(packed_record_batch(columns, &new_rows)?);
     }
     let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
     if rows == 0 {
@@ -406,7 +743,7 @@ fn rewrite_bucket(
         "part-{epoch:08}-b{bucket:05}-{}.parquet",
         uuid::Uuid::new_v4()
     );
-    let add = write_batch(&plan.dir, &name, &plan.stored, &batch)?;
+    let add = write_batch(&plan.dir, &name, columns, &batch)?;
     let file = BucketFile {
         path: add.path.clone(),
         size: add.size,
@@ -508,6 +845,7 @@ pub fn quarantine_sink<'scope>(
                         actions: vec![FileAction::Add(add)],
                         upserted: rows.len() as u64,
                         deleted: 0,
+                        stats: TableStats::default(),
                     }),
                     Err(e) => metrics.fail(format!("table `{QUARANTINE}`: {e}")),
                 }

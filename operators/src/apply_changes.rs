@@ -346,6 +346,21 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
         fingerprint: u64,
         delete: bool,
     ) -> Option<bool> {
+        self.advance(epoch, key, seq, fingerprint, delete).flatten()
+    }
+
+    /// Like [`ApplyState::apply`], also telling whether the change advanced the key's state
+    /// at all: `None` if it did not (stale, duplicate, truncated), `Some(None)` if it did
+    /// without a visible change (a delete of a tombstone or of an unknown key), else
+    /// `Some(Some(was_visible))`.
+    pub fn advance(
+        &mut self,
+        epoch: u64,
+        key: &K,
+        seq: &S,
+        fingerprint: u64,
+        delete: bool,
+    ) -> Option<Option<bool>> {
         if self.is_truncated(seq) {
             return None;
         }
@@ -363,7 +378,7 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
                 self.tombstones.push_back((epoch, key.clone()));
             }
             // A delete of a tombstone changes nothing visible.
-            return (!(was_deleted && delete)).then_some(!was_deleted);
+            return Some((!(was_deleted && delete)).then_some(!was_deleted));
         }
         self.keys.insert(
             key.clone(),
@@ -378,7 +393,7 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
             self.tombstones.push_back((epoch, key.clone()));
         }
         // A delete of an unknown key only leaves a tombstone.
-        (!delete).then_some(false)
+        Some((!delete).then_some(false))
     }
 
     /// Applies a truncate at `seq` (a delete of every key at `seq`), if it is beyond the
@@ -620,6 +635,8 @@ struct Applier<K: Eq + Hash, S, V, R, M> {
     /// end of the epoch).
     dirty: HashMap<K, (bool, Option<V>), RandomState>,
     merge: Option<M>,
+    /// Keys in `dirty` only because a truncate deleted them (not counted as advanced).
+    by_truncate: usize,
 }
 
 impl<K, S, V, R, M> Applier<K, S, V, R, M>
@@ -631,9 +648,17 @@ where
     fn change(&mut self, epoch: u64, key: K, seq: &S, fingerprint: u64, value: Option<V>) {
         let st = &mut self.state;
         let changed = match (&self.merge, value) {
-            (None, value) => st
-                .apply(epoch, &key, seq, fingerprint, value.is_none())
-                .map(|was| (was, value)),
+            (None, value) => match st.advance(epoch, &key, seq, fingerprint, value.is_none()) {
+                None => None,
+                Some(Some(was)) => Some((was, value)),
+                Some(None) => {
+                    // Advanced without a visible change: counted, never emitted.
+                    if let Entry::Vacant(e) = self.dirty.entry(key) {
+                        e.insert((false, None));
+                    }
+                    return;
+                }
+            },
             (Some(_), None) => st
                 .delete_merged(epoch, &key, seq, fingerprint)
                 .map(|was| (was, None)),
@@ -653,9 +678,11 @@ where
 
     fn truncate(&mut self, seq: &S) {
         let dirty = &mut self.dirty;
+        let by_truncate = &mut self.by_truncate;
         self.state.truncate(seq, |k| match dirty.get_mut(k) {
             Some(d) => d.1 = None,
             None => {
+                *by_truncate += 1;
                 dirty.insert(k.clone(), (true, None));
             }
         });
@@ -688,7 +715,9 @@ where
             state,
             dirty,
             merge,
+            by_truncate,
         } = self;
+        *by_truncate = 0;
         dirty.drain().filter_map(move |(k, (was_visible, v))| {
             let v = match merge {
                 None => v,
@@ -737,6 +766,20 @@ pub struct ApplyOptions<M = NoMerge> {
     pub ignore_null_updates: Option<M>,
     /// When to save the state (see [`CheckpointSchedule`]). Default `None`: never.
     pub checkpoints: Option<CheckpointSchedule>,
+    /// Called when an epoch is complete with the number of keys whose state the epoch's
+    /// changes advanced (one per key, however many of its changes the epoch had; changes that
+    /// did not advance a key were stale, duplicates or superseded). Default `None`.
+    pub on_epoch: Option<EpochCounter>,
+}
+
+/// A callback `(epoch, keys advanced)` (see [`ApplyOptions::on_epoch`]).
+#[derive(Clone)]
+pub struct EpochCounter(pub std::rc::Rc<dyn Fn(u64, u64)>);
+
+impl std::fmt::Debug for EpochCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EpochCounter")
+    }
 }
 
 impl ApplyOptions {
@@ -746,6 +789,7 @@ impl ApplyOptions {
             retention_epochs,
             ignore_null_updates: None,
             checkpoints: None,
+            on_epoch: None,
         }
     }
 }
@@ -757,6 +801,15 @@ impl<M> ApplyOptions<M> {
             retention_epochs: self.retention_epochs,
             ignore_null_updates: Some(merge),
             checkpoints: self.checkpoints,
+            on_epoch: self.on_epoch,
+        }
+    }
+
+    /// Reporting the keys advanced per epoch to `f` (see [`ApplyOptions::on_epoch`]).
+    pub fn on_epoch(self, f: impl Fn(u64, u64) + 'static) -> Self {
+        ApplyOptions {
+            on_epoch: Some(EpochCounter(std::rc::Rc::new(f))),
+            ..self
         }
     }
 
@@ -865,6 +918,7 @@ where
             retention_epochs,
             ignore_null_updates: None::<NoMerge>,
             checkpoints: schedule,
+            on_epoch: None,
         };
         apply_core(self, None, route, options, initial, save)
     }
@@ -886,6 +940,7 @@ where
             retention_epochs: options.retention_epochs,
             ignore_null_updates: options.ignore_null_updates.map(Nulls),
             checkpoints: options.checkpoints,
+            on_epoch: options.on_epoch,
         };
         apply_core(self, truncates, route, options, initial, save)
     }
@@ -914,6 +969,7 @@ where
         retention_epochs,
         ignore_null_updates: merge,
         checkpoints: schedule,
+        on_epoch,
     } = options;
     // Every worker applies every truncate to the keys it owns.
     let truncates = match truncates {
@@ -931,6 +987,7 @@ where
                 state: initial,
                 dirty: HashMap::default(),
                 merge,
+                by_truncate: 0,
             };
             // The checkpoint barrier: a capability at the next due epoch, held until its state
             // is saved.
@@ -1031,6 +1088,9 @@ where
                         }
                         // Complete: emit the keys that changed, then close the epoch.
                         let cap = current.take().expect("present");
+                        if let Some(f) = &on_epoch {
+                            (f.0)(epoch, (applier.dirty.len() - applier.by_truncate) as u64);
+                        }
                         output.session(&cap).give_iterator(applier.drain_changed());
                         applier.state.expire_tombstones(epoch, retention_epochs);
                     }

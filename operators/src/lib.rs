@@ -11,6 +11,6 @@ mod apply_history;
 mod epoch_stash;
 
 pub use apply_changes::{ApplyChanges, ApplyState, Change, CheckpointSchedule, KeyState};
+pub use apply_changes::{ApplyOptions, EpochCounter, MergedRow, NoMerge, NullMerge};
 pub use apply_history::{ApplyHistory, Event, HistoryState, KeyHistory, Step, Version};
-pub use apply_changes::{ApplyOptions, MergedRow, NoMerge, NullMerge};
 pub use epoch_stash::EpochStash;

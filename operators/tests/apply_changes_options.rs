@@ -256,6 +256,7 @@ impl Run<'_> {
                     every,
                     first: start as u64,
                 }),
+                on_epoch: None,
             };
             worker.dataflow::<u64, _, _>(|scope| {
                 let truncates = scope.input_from(&mut truncs);

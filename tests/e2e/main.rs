@@ -8,6 +8,7 @@ mod checkpoints;
 mod config_errors;
 mod crash_kill;
 mod epochs;
+mod expectations;
 mod kafka_pipeline;
 mod kafka_reader;
 mod kafka_scale;
