@@ -372,7 +372,7 @@ pub fn committer<'scope>(
                     }
                 }
                 // The event log of the epoch, in the same commit round (before the manifest).
-                if !entries.is_empty() && !log.resume.is_some_and(|r| epoch <= r) {
+                if !entries.is_empty() && log.resume.is_none_or(|r| epoch > r) {
                     for (table, e) in entries.iter_mut() {
                         if e.version.is_none() {
                             e.version = resume.version_at(table, epoch);

@@ -812,7 +812,24 @@ scd = 1
                 .contains("table `customers`.from")
         );
         assert!(
-            error_of(&MINIMAL.replace("scd = 1", "scd = 2")).contains("scd = 2 is not implemented")
+            error_of(&MINIMAL.replace("scd = 1", "scd = 3")).contains("scd = 3 is not supported")
+        );
+        let with = |extra: &str| MINIMAL.replace("scd = 1", &format!("scd = 1\n{extra}"));
+        assert!(error_of(&with("track_history_columns = [\"a\"]"))
+            .contains("table `customers`.track_history_columns"));
+        assert!(
+            error_of(&with("columns = [\"a\"]\nexcept_columns = [\"b\"]"))
+                .contains("table `customers`.except_columns")
+        );
+        assert!(error_of(&with("tombstone_retention = \"soon\""))
+            .contains("table `customers`.tombstone_retention"));
+        assert!(error_of(&with(
+            "[[table.expect]]\nname = \"x\"\ncondition = \"true\"\n[[table.expect]]\nname = \"x\"\ncondition = \"true\""
+        ))
+        .contains("table `customers`.expect `x`"));
+        assert!(
+            error_of(&MINIMAL.replace("scd = 1", "scd = 2\napply_as_truncates = \"true\""))
+                .contains("table `customers`.apply_as_truncates")
         );
         assert!(
             error_of(&MINIMAL.replace("kind = \"generator\"", "kind = \"kafka\""))

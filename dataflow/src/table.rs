@@ -637,7 +637,7 @@ pub fn table_sink<'scope, R: KeyRows>(
                     let mut actions = Vec::new();
                     // Restart: an epoch already in the Delta table writes nothing (its changes
                     // were replayed only to rebuild the state of the operators upstream).
-                    if !resume.is_some_and(|r| epoch <= r) {
+                    if resume.is_none_or(|r| epoch > r) {
                         let started = std::time::Instant::now();
                         let rewritten = by_bucket.len();
                         for (b, changes) in by_bucket {
@@ -672,7 +672,7 @@ pub fn table_sink<'scope, R: KeyRows>(
                             "rewrote bucket files"
                         );
                     }
-                    let log_stats = !log_resume.is_some_and(|r| epoch <= r);
+                    let log_stats = log_resume.is_none_or(|r| epoch > r);
                     if !actions.is_empty() || (log_stats && !epoch_stats.is_empty()) {
                         output.session(&cap).give(CommitMsg {
                             table: plan.name.clone(),
