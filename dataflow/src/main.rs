@@ -337,12 +337,38 @@ events = {events}
 keys = {keys}
 rate = 100000
 
+[[source]]
+name = "customers_history_cdc"
+kind = "generator"
+seed = 42
+events = {events}
+keys = {keys}
+rate = 100000
+
 [[table]]
 name = "customers"
 from = "customers_cdc"
 keys = ["customer_id"]
 sequence_by = "__lsn"
 scd = 1
+
+[[table.expect]]
+name = "valid_email"
+condition = "email LIKE '%@%'"
+on_violation = "quarantine"
+
+[[table.expect]]
+name = "non_negative_spend"
+condition = "total_spend >= 0"
+on_violation = "warn"
+
+[[table]]
+name = "customers_history"
+from = "customers_history_cdc"
+keys = ["customer_id"]
+sequence_by = "__lsn"
+scd = 2
+track_history_columns = ["segment", "credit_limit", "country"]
 "#,
         lh = lakehouse.display(),
         keys = (events / 10).max(1),
@@ -372,9 +398,19 @@ scd = 1
         lakehouse.display()
     );
     println!(
-        "  {}/_quarantine   (bad input, if any)",
+        "  {}/customers_history  (SCD type 2: a version per change of segment, credit limit or country)",
         lakehouse.display()
     );
+    println!(
+        "  {}/_quarantine   (bad input and failed expectations, if any)",
+        lakehouse.display()
+    );
+    println!(
+        "  {}/_event_log    (one row per epoch and table; summary below, or: tidewater status --lakehouse {})",
+        lakehouse.display(),
+        lakehouse.display()
+    );
+    print!("{}", tidewater::event_log::status(&lakehouse)?);
     println!(
         "Epoch manifests: {}/_tidewater/epochs/<epoch>.json",
         lakehouse.display()
@@ -401,14 +437,22 @@ fn clear_previous_demo(lakehouse: &Path) -> anyhow::Result<()> {
         checkpoint_interval: 10,
     })?;
     let mut cleared = false;
-    for table in ["customers", "_quarantine"] {
+    for table in [
+        "customers",
+        "customers_history",
+        "_quarantine",
+        "_event_log",
+    ] {
         if committer.last_epoch(table)?.is_some() {
             std::fs::remove_dir_all(lakehouse.join(table))?;
             cleared = true;
         }
     }
-    if cleared && manifest_dir(lakehouse).exists() {
-        std::fs::remove_dir_all(manifest_dir(lakehouse))?;
+    // The epoch manifests and operator-state checkpoints of that run.
+    let own = manifest_dir(lakehouse);
+    let own = own.parent().unwrap_or(&own);
+    if cleared && own.exists() {
+        std::fs::remove_dir_all(own)?;
     }
     Ok(())
 }

@@ -289,7 +289,7 @@ fn eleven_kinds_of_bad_records_are_quarantined_dropped_or_counted_and_the_event_
     let expected = canonical(&model_table(&lines));
     assert!(expected.len() > 300, "the model keeps most keys");
 
-    for workers in ["1", "2"] {
+    for workers in ["1", "2", "4"] {
         let name = format!("expect{workers}");
         let p = pipeline(dir.path(), &input_path, &name, 4000, "");
         tidewater_ok(&[
