@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use tidewater_connectors::generator::{reference_apply, BankGenConfig, BankGenerator};
 use tidewater_e2e::python_reader::py_read_table;
 use tidewater_e2e::{canonical, reference_rows, tidewater_ok, JsonRow};
@@ -89,7 +88,7 @@ fn the_demo_writes_exact_scd1_and_scd2_tables_and_an_event_log_and_can_run_again
         for table in ["customers", "customers_history"] {
             let read: i64 = log
                 .iter()
-                .filter(|r| r["table"] == Value::from(table))
+                .filter(|r| r["table"] == table)
                 .map(|r| r["rows_read"].as_i64().unwrap())
                 .sum();
             assert_eq!(read, events as i64, "run {run}: {table} rows read");
