@@ -3,9 +3,12 @@
 //! dataflow started from that state — redistributed by key to another number of workers — fed
 //! only the epochs after `c` gives, after every epoch, the table of an uninterrupted run.
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use common::tables_by_epoch;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -171,21 +174,8 @@ fn run(
         }
     })
     .unwrap();
-    let mut changes = out.lock().unwrap().clone();
-    changes.sort();
-    let mut tables = Vec::new();
-    let mut table = before;
-    let mut it = changes.into_iter().peekable();
-    for e in start as u64..epochs.len() as u64 {
-        while let Some((_, k, v)) = it.next_if(|(t, _, _)| *t == e) {
-            match v {
-                Some(v) => table.insert(k, v),
-                None => table.remove(&k),
-            };
-        }
-        tables.push(table.clone());
-    }
-    assert!(it.next().is_none(), "output at an unexpected epoch");
+    let changes = out.lock().unwrap().clone();
+    let tables = tables_by_epoch(changes, before, start as u64..epochs.len() as u64);
     (tables, saved)
 }
 

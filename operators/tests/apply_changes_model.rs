@@ -3,9 +3,12 @@
 //! reference and through the dataflow at 1, 2 and 4 workers; the table after every epoch is
 //! compared whole.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use common::{add_duplicates_and_shuffle, tables_by_epoch};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -121,22 +124,8 @@ fn run_dataflow(stream: &[C], workers: usize, per_epoch: usize) -> Vec<Table> {
         }
     })
     .unwrap();
-    let mut changes = out.lock().unwrap().clone();
-    changes.sort();
-    let mut tables = Vec::new();
-    let mut table = Table::new();
-    let mut it = changes.into_iter().peekable();
-    for e in 0..epochs.len() as u64 {
-        while let Some((_, k, v)) = it.next_if(|(t, _, _)| *t == e) {
-            match v {
-                Some(v) => table.insert(k, v),
-                None => table.remove(&k),
-            };
-        }
-        tables.push(table.clone());
-    }
-    assert!(it.next().is_none(), "output at an unexpected epoch");
-    tables
+    let changes = out.lock().unwrap().clone();
+    tables_by_epoch(changes, Table::new(), 0..epochs.len() as u64)
 }
 
 fn check(stream: &[C], workers: usize, per_epoch: usize) {
@@ -227,12 +216,7 @@ proptest! {
         let mut stream = random_stream(seed, 200, 25);
         let expected = reference(&stream);
         let mut rng = ChaCha8Rng::seed_from_u64(perm_seed);
-        for _ in 0..dup {
-            let i = rng.gen_range(0..stream.len());
-            let c = stream[i].clone();
-            stream.push(c);
-        }
-        stream.shuffle(&mut rng);
+        add_duplicates_and_shuffle(&mut stream, &mut rng, dup);
         let tables = run_dataflow(&stream, workers, per_epoch);
         prop_assert_eq!(tables.last().unwrap(), &expected);
     }

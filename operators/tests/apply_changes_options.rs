@@ -5,9 +5,12 @@
 //! Proptests permute and duplicate; checkpoints are compared with the reference state (keys,
 //! truncate sequence, merged rows) and restored into other worker counts.
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use common::{add_duplicates_and_shuffle, tables_by_epoch};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -327,21 +330,8 @@ impl Run<'_> {
             }
         })
         .unwrap();
-        let mut changes = out.lock().unwrap().clone();
-        changes.sort();
-        let mut tables = Vec::new();
-        let mut table = before;
-        let mut it = changes.into_iter().peekable();
-        for e in start as u64..epochs.len() as u64 {
-            while let Some((_, k, v)) = it.next_if(|(t, _, _)| *t == e) {
-                match v {
-                    Some(v) => table.insert(k, v),
-                    None => table.remove(&k),
-                };
-            }
-            tables.push(table.clone());
-        }
-        assert!(it.next().is_none(), "output at an unexpected epoch");
+        let changes = out.lock().unwrap().clone();
+        let tables = tables_by_epoch(changes, before, start as u64..epochs.len() as u64);
         let saved = saved.lock().unwrap().clone();
         (tables, saved)
     }
@@ -550,12 +540,7 @@ fn permuted(
         }
     }
     let expected = reference(&stream, merge).table;
-    for _ in 0..dup {
-        let i = rng.gen_range(0..stream.len());
-        let e = stream[i].clone();
-        stream.push(e);
-    }
-    stream.shuffle(&mut rng);
+    add_duplicates_and_shuffle(&mut stream, &mut rng, dup);
     let epochs: Vec<Vec<Ev>> = stream.chunks(per_epoch).map(|c| c.to_vec()).collect();
     let run = Run {
         epochs: &epochs,

@@ -5,9 +5,12 @@
 //! Checkpoints: the states saved at due epochs equal the reference events, and a restore into
 //! another worker count continues exactly.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use common::add_duplicates_and_shuffle;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -510,12 +513,7 @@ proptest! {
         let mut stream = random_stream(seed, 200, 25);
         let expected = reference(&stream);
         let mut rng = ChaCha8Rng::seed_from_u64(perm_seed);
-        for _ in 0..dup {
-            let i = rng.gen_range(0..stream.len());
-            let c = stream[i].clone();
-            stream.push(c);
-        }
-        stream.shuffle(&mut rng);
+        add_duplicates_and_shuffle(&mut stream, &mut rng, dup);
         let tables = run_plain(&stream, workers, per_epoch, 2);
         prop_assert_eq!(tables.last().unwrap(), &expected);
     }
