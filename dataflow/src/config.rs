@@ -535,14 +535,7 @@ impl PipelineConfig {
                     "give a `columns` list or `except_columns`, not both",
                 ));
             }
-            if let Some(r) = &t.tombstone_retention {
-                humantime::parse_duration(r).map_err(|e| {
-                    err(
-                        format!("{key}.tombstone_retention"),
-                        format!("not a duration: {e}"),
-                    )
-                })?;
-            }
+            self.table_tombstone_retention(t)?;
             let mut expectations = std::collections::BTreeSet::new();
             for x in &t.expect {
                 if x.name.trim().is_empty() {
@@ -644,27 +637,27 @@ impl PipelineConfig {
 
     /// The tombstone retention in epochs.
     pub fn tombstone_retention(&self) -> Result<u64, TidewaterError> {
-        let d: Duration =
-            humantime::parse_duration(&self.pipeline.tombstone_retention).map_err(|e| {
-                err(
-                    "pipeline.tombstone_retention",
-                    format!("not a duration: {e}"),
-                )
-            })?;
-        Ok((d.as_millis() as u64).div_ceil(self.pipeline.commit_interval_ms))
+        self.retention_epochs(
+            &self.pipeline.tombstone_retention,
+            "pipeline.tombstone_retention".into(),
+        )
     }
 
     /// The tombstone retention of a table in epochs (its own, else the pipeline's).
     pub fn table_tombstone_retention(&self, t: &TableConfig) -> Result<u64, TidewaterError> {
-        let Some(text) = &t.tombstone_retention else {
-            return self.tombstone_retention();
-        };
-        let d: Duration = humantime::parse_duration(text).map_err(|e| {
-            err(
-                format!("table `{}`.tombstone_retention", t.name),
-                format!("not a duration: {e}"),
-            )
-        })?;
+        match &t.tombstone_retention {
+            Some(text) => {
+                self.retention_epochs(text, format!("table `{}`.tombstone_retention", t.name))
+            }
+            None => self.tombstone_retention(),
+        }
+    }
+
+    /// A retention duration (`"7d"`) in epochs of `commit_interval_ms`; `key` names it in
+    /// the error.
+    fn retention_epochs(&self, text: &str, key: String) -> Result<u64, TidewaterError> {
+        let d: Duration = humantime::parse_duration(text)
+            .map_err(|e| err(key, format!("not a duration: {e}")))?;
         Ok((d.as_millis() as u64).div_ceil(self.pipeline.commit_interval_ms))
     }
 

@@ -335,22 +335,17 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             let mut bad_streams = Vec::new();
             let mut columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
             for (plan, schema) in plans.iter() {
-                let src = cfg.source_of(
-                    cfg.table
-                        .iter()
-                        .find(|t| t.name == plan.name)
-                        .expect("planned"),
-                );
+                let table_cfg = cfg
+                    .table
+                    .iter()
+                    .find(|t| t.name == plan.name)
+                    .expect("planned");
+                let src = cfg.source_of(table_cfg);
                 let settings = settings_of(&cfg, src, exit_when_idle);
                 let replay = replays.get(&src.name).cloned().unwrap_or_default();
                 let blocks = if src.kind == SourceKind::Kafka {
                     // The partitions of the topics this table reads.
-                    let table = cfg
-                        .table
-                        .iter()
-                        .find(|t| t.name == plan.name)
-                        .expect("planned");
-                    let topics = cfg.topics_of(table);
+                    let topics = cfg.topics_of(table_cfg);
                     let parts: Vec<_> = kafka_partitions
                         .get(&src.name)
                         .into_iter()
@@ -404,11 +399,6 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     peers,
                     index,
                 );
-                let table_cfg = cfg
-                    .table
-                    .iter()
-                    .find(|t| t.name == plan.name)
-                    .expect("planned");
                 let applied: StreamVec<'_, u64, (Key, Vec<PackedRow>)> = if plan.scd == 2 {
                     let initial = match restore.as_ref() {
                         Some(r) => checkpoint::load_worker_history(r, plan, peers, index)?,
