@@ -24,7 +24,6 @@ use tidewater_operators::{
 };
 use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Concatenate, Probe};
@@ -399,7 +398,29 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     peers,
                     index,
                 );
-                let applied: StreamVec<'_, u64, (Key, Vec<PackedRow>)> = if plan.scd == 2 {
+                let table_resume = resume
+                    .per_table_committed
+                    .get(&plan.name)
+                    .copied()
+                    .flatten();
+                let table_columns = plan.table_columns(schema);
+                // The table sink, for SCD1 rows (`Option<PackedRow>`) or SCD2 versions
+                // (`Vec<PackedRow>`).
+                macro_rules! sink {
+                    ($applied:expr) => {
+                        table_sink(
+                            $applied,
+                            plan.clone(),
+                            table_columns.clone(),
+                            bucket_files.get(&plan.name).cloned().unwrap_or_default(),
+                            metrics.clone(),
+                            table_resume,
+                            stats.clone(),
+                            log_resume,
+                        )
+                    };
+                }
+                let committed_msgs = if plan.scd == 2 {
                     let initial = match restore.as_ref() {
                         Some(r) => checkpoint::load_worker_history(r, plan, peers, index)?,
                         None => HistoryState::default(),
@@ -409,7 +430,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         history_step(&step_plan, cur, v)
                     };
                     let counts = stats.clone();
-                    changes
+                    let versions = changes
                         .apply_history(route, step, initial, schedule, move |epoch, state| {
                             save(epoch, TableState::Scd2(state))
                         })
@@ -437,7 +458,8 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                                     counts.borrow_mut().entry(epoch).or_default().advanced += keys;
                                 });
                             }
-                        })
+                        });
+                    sink!(versions)
                 } else {
                     let initial = match restore.as_ref() {
                         Some(r) => checkpoint::load_worker_state(r, plan, peers, index)?,
@@ -474,26 +496,9 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     } else {
                         changes.apply_changes_opts(truncates, route, options, initial, save)
                     };
-                    applied.map(|(k, v): (Key, Option<PackedRow>)| {
-                        (k, v.into_iter().collect::<Vec<_>>())
-                    })
+                    sink!(applied)
                 };
-                let table_resume = resume
-                    .per_table_committed
-                    .get(&plan.name)
-                    .copied()
-                    .flatten();
-                let table_columns = plan.table_columns(schema);
-                to_commit.push(table_sink(
-                    applied,
-                    plan.clone(),
-                    table_columns.clone(),
-                    bucket_files.get(&plan.name).cloned().unwrap_or_default(),
-                    metrics.clone(),
-                    table_resume,
-                    stats,
-                    log_resume,
-                ));
+                to_commit.push(committed_msgs);
                 bad_streams.push(bad);
                 columns.insert(plan.name.clone(), table_columns);
             }
