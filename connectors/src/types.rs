@@ -338,7 +338,7 @@ impl<'a> Iterator for PackedIter<'a> {
 }
 
 /// One column of a schema.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Column {
     /// Column name (as in the source record).
     pub name: String,
@@ -355,6 +355,53 @@ pub const META_COLUMNS: [(&str, ColumnType); 5] = [
     ("__ts_ms", ColumnType::Int64),
     ("__tx_id", ColumnType::String),
 ];
+
+/// The column a table with `schema_evolution = "rescue"` keeps unknown fields in: a JSON
+/// object of their raw values (`{"email": "a@b", "age": 41}`), null when a record has none.
+pub const RESCUED_DATA: &str = "_rescued_data";
+
+/// The hidden column in which a record carries the fields of columns added to its table
+/// after the start (`schema_evolution = "add_new_columns"`): see [`NewColumns`]. Never part
+/// of a Delta schema; the table sink spreads it into real columns.
+pub const NEW_COLUMNS: &str = "__new_columns";
+
+/// The values of columns unknown to a source's fixed schema, carried in a row's
+/// [`NEW_COLUMNS`] slot as `Datum::Bytes`: sorted by name, each as the packings of
+/// `Str(name)`, `Str(type name)` and the typed value (see [`Datum::encode_key`]).
+pub struct NewColumns;
+
+impl NewColumns {
+    /// Encodes `(name, type, value)` triples (sorted here by name; a name once).
+    pub fn encode(mut fields: Vec<(String, ColumnType, Datum)>) -> Datum {
+        if fields.is_empty() {
+            return Datum::Null;
+        }
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        fields.dedup_by(|a, b| a.0 == b.0);
+        let mut buf = Vec::with_capacity(64);
+        for (name, ty, value) in fields {
+            Datum::Str(name).encode_key(&mut buf);
+            Datum::Str(ty.name()).encode_key(&mut buf);
+            value.encode_key(&mut buf);
+        }
+        Datum::Bytes(buf)
+    }
+
+    /// Decodes the slot's bytes back into `(name, type, value)` triples (name order).
+    pub fn decode(bytes: &[u8]) -> Vec<(String, ColumnType, Datum)> {
+        let packed = PackedRow::from_encoded(bytes);
+        let mut it = packed.iter();
+        let mut out = Vec::new();
+        while let (Some(DatumRef::Str(n)), Some(DatumRef::Str(t)), Some(v)) =
+            (it.next(), it.next(), it.next())
+        {
+            if let Some(ty) = ColumnType::parse(t) {
+                out.push((n.to_string(), ty, v.to_owned()));
+            }
+        }
+        out
+    }
+}
 
 /// The fixed schema of a flattened source: data columns (from `after`/`before`) followed by
 /// the [`META_COLUMNS`].

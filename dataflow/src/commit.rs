@@ -159,7 +159,7 @@ pub fn committer<'scope>(
     msgs: StreamVec<'scope, u64, CommitMsg>,
     fragments: StreamVec<'scope, u64, PositionFragment>,
     config: CommitterConfig,
-    tables: BTreeMap<String, Vec<Column>>,
+    mut tables: BTreeMap<String, Vec<Column>>,
     positions: SharedPositions,
     metrics: Arc<Metrics>,
     resume: Arc<ResumeInfo>,
@@ -317,6 +317,11 @@ pub fn committer<'scope>(
                 // The event log's lines of this epoch, one per table of the pipeline.
                 let mut entries: BTreeMap<String, EpochEntry> = BTreeMap::new();
                 for m in msgs {
+                    // Schema evolution: the table's columns as of this epoch (the same from
+                    // every sink of the table; only ever longer).
+                    if m.columns.len() > tables.get(&m.table).map_or(0, Vec::len) {
+                        tables.insert(m.table.clone(), m.columns.clone());
+                    }
                     if log.expectations.contains_key(&m.table) {
                         let e = entries.entry(m.table.clone()).or_default();
                         e.upserted += m.upserted;

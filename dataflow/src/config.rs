@@ -221,6 +221,14 @@ pub struct TableConfig {
     /// previous value (default false).
     #[serde(default)]
     pub ignore_null_updates: bool,
+    /// What happens to a record field that is not a column of the table's source schema
+    /// (fixed at start from the first records): `add_new_columns` (default) adds it to the
+    /// table as a nullable column, in the same commit as the first rows that carry it;
+    /// `rescue` keeps such fields as a JSON object in a `_rescued_data` string column;
+    /// `fail` stops the pipeline, naming the column and the record. A value whose type
+    /// disagrees with its column's type is quarantined in every mode.
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
     /// APPLY CHANGES `APPLY AS TRUNCATE WHEN`: a SQL condition on the flattened record under
     /// which the record clears the table — every row whose sequence is lower than the
     /// record's is deleted (SCD type 1 only; default: none).
@@ -273,6 +281,20 @@ impl Default for ColumnsSpec {
     fn default() -> Self {
         ColumnsSpec::Types(BTreeMap::new())
     }
+}
+
+/// `schema_evolution` of a table: what happens to fields the source schema does not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// Add them as new nullable columns of the table (in the Delta commit of the epoch that
+    /// first carries them; columns added in one epoch are ordered by name).
+    #[default]
+    AddNewColumns,
+    /// Keep them in the `_rescued_data` column as a JSON object.
+    Rescue,
+    /// Stop the pipeline.
+    Fail,
 }
 
 /// What an expectation does with a record that violates it.

@@ -26,6 +26,7 @@ use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::WorkerConfig;
@@ -42,8 +43,8 @@ use crate::source::{
     TableRecord,
 };
 use crate::table::{
-    committed_bucket_files, quarantine_columns, quarantine_sink, table_sink, BucketFile, TablePlan,
-    QUARANTINE,
+    committed_bucket_files, parse_schema, quarantine_columns, quarantine_sink, table_sink,
+    BucketFile, TablePlan, QUARANTINE,
 };
 use crate::{Key, Seq, TidewaterError};
 
@@ -115,6 +116,7 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError
         };
         let refs: Vec<&[u8]> = sample.iter().map(|l| l.as_slice()).collect();
         let schema = DebeziumParser::resolve_schema(&src.name, &t.declared_columns(), &refs)?;
+        let schema = parse_schema(&schema, t.schema_evolution);
         let plan = TablePlan::new(cfg, t, &schema)?;
         out.push((Arc::new(plan), Arc::new(schema)));
     }
@@ -233,7 +235,25 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     // The bucket files each resumed table starts from: read once per process, before the
     // workers start (each worker's sink uses the files of its own buckets).
     let mut bucket_files: BTreeMap<String, HashMap<u32, BucketFile>> = BTreeMap::new();
-    for (plan, _) in &plans {
+    // Columns added to a table by schema evolution in earlier runs (in the table's order):
+    // the Delta schema's columns that the planned columns do not have.
+    let mut added_columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+    let mut reader = Committer::new(CommitterConfig {
+        lakehouse: cfg.pipeline.lakehouse.clone(),
+        pipeline: cfg.pipeline.name.clone(),
+        checkpoint_interval: cfg.pipeline.checkpoint_interval,
+    })?;
+    for (plan, schema) in &plans {
+        if let Some(existing) = reader.table_columns(&plan.name)? {
+            let base = plan.delta_columns(&plan.table_columns(schema));
+            let added: Vec<Column> = existing
+                .into_iter()
+                .filter(|c| !base.iter().any(|b| b.name == c.name))
+                .collect();
+            if !added.is_empty() {
+                added_columns.insert(plan.name.clone(), added);
+            }
+        }
         if resume
             .per_table_committed
             .get(&plan.name)
@@ -273,6 +293,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         processes: opts.processes.max(1),
     };
     let bucket_files = Arc::new(bucket_files);
+    let added_columns = Arc::new(added_columns);
     let log_resume = resume.per_table_committed.get(EVENT_LOG).copied().flatten();
     let metrics = Arc::new(Metrics::default());
     if opts.process_id == 0 {
@@ -383,11 +404,18 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     stats.clone(),
                 );
                 let (records, bad): (StreamVec<'_, u64, TableRecord>, _) = parsed.ok_err(|r| r);
-                let (changes, truncates): (_, StreamVec<'_, u64, Seq>) =
+                let (changes, rare): (_, StreamVec<'_, u64, Result<Seq, Column>>) =
                     records.ok_err(|r| match r {
                         TableRecord::Change(c) => Ok(c),
-                        TableRecord::Truncate(s) => Err(s),
+                        TableRecord::Truncate(s) => Err(Ok(s)),
+                        TableRecord::NewColumn(c) => Err(Err(c)),
                     });
+                let (truncates, new_columns): (
+                    StreamVec<'_, u64, Seq>,
+                    StreamVec<'_, u64, Column>,
+                ) = rare.ok_err(|r| r);
+                // Every sink of the table folds every worker's new columns.
+                let new_columns = new_columns.broadcast();
                 let route_plan = plan.clone();
                 let route = move |k: &Key| route_plan.bucket(k) as u64;
                 let (peers, index) = (scope.peers(), scope.index());
@@ -410,6 +438,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     ($applied:expr) => {
                         table_sink(
                             $applied,
+                            new_columns,
                             plan.clone(),
                             table_columns.clone(),
                             bucket_files.get(&plan.name).cloned().unwrap_or_default(),
@@ -417,6 +446,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                             table_resume,
                             stats.clone(),
                             log_resume,
+                            added_columns.get(&plan.name).cloned().unwrap_or_default(),
                         )
                     };
                 }
@@ -500,7 +530,9 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 };
                 to_commit.push(committed_msgs);
                 bad_streams.push(bad);
-                columns.insert(plan.name.clone(), table_columns);
+                let mut delta_columns = plan.delta_columns(&table_columns);
+                delta_columns.extend(added_columns.get(&plan.name).into_iter().flatten().cloned());
+                columns.insert(plan.name.clone(), delta_columns);
             }
             columns.insert(QUARANTINE.into(), quarantine_columns());
             columns.insert(EVENT_LOG.into(), event_log_columns());

@@ -13,7 +13,7 @@
 //! then continues after the last recorded range, deciding epochs from `max_epoch + 1` on.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -26,7 +26,7 @@ use tidewater_connectors::delta::ResumeInfo;
 use tidewater_connectors::files::{piece_end, FileBlock, FileCutter};
 use tidewater_connectors::formats::{DebeziumParser, Parsed};
 use tidewater_connectors::generator::{Generator, GeneratorConfig};
-use tidewater_connectors::types::{PackedRow, Schema};
+use tidewater_connectors::types::{Column, PackedRow, Schema};
 use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
@@ -34,9 +34,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
-use crate::config::{PipelineConfig, SourceConfig, SourceKind};
+use crate::config::{PipelineConfig, SchemaEvolution, SourceConfig, SourceKind};
 use crate::metrics::Metrics;
-use crate::table::{Outcome, QuarantineRow, Rejected, TablePlan, TableStats};
+use crate::table::{unknown_columns, Outcome, QuarantineRow, Rejected, TablePlan, TableStats};
 use crate::{failpoint, Key, Seq, TidewaterError};
 
 /// A block of input to parse.
@@ -903,15 +903,43 @@ fn parse_record(
     scratch: &mut Vec<u8>,
     line: &[u8],
     stats: &mut TableStats,
+    new_columns: &mut Vec<Column>,
 ) -> Result<Option<Outcome>, Rejected> {
     match parser.parse(line) {
         Ok(Parsed::Record { op, row }) => {
             let r = plan.change(op, &row, scratch, stats);
+            if plan.new_columns_slot.is_some()
+                && matches!(&r, Ok(Outcome::Change(c)) if c.value.is_some())
+            {
+                new_columns.extend(plan.new_columns_of(&row));
+            }
             parser.recycle(row);
             r.map(Some)
         }
         Ok(Parsed::Skip) => Ok(None),
+        Err(bad) if bad.unknown_column.is_some() && plan.evolution == SchemaEvolution::Fail => {
+            Err(Rejected::SchemaFail(bad.reason))
+        }
         Err(bad) => Err(Rejected::Quarantine(bad.reason)),
+    }
+}
+
+/// Announces the new columns of records parsed in `epoch` (each name and type once per
+/// epoch and worker).
+fn announce_new_columns(
+    found: &mut Vec<Column>,
+    announced: &mut (u64, HashSet<Column>),
+    epoch: u64,
+    mut give: impl FnMut(Column),
+) {
+    if announced.0 != epoch {
+        *announced = (epoch, HashSet::new());
+    }
+    for c in found.drain(..) {
+        if !announced.1.contains(&c) {
+            announced.1.insert(c.clone());
+            give(c);
+        }
     }
 }
 
@@ -922,6 +950,9 @@ pub enum TableRecord {
     Change(Change<Key, Seq, PackedRow>),
     /// `apply_as_truncates`: clears the table as of this sequence value.
     Truncate(Seq),
+    /// `schema_evolution = "add_new_columns"`: records of this epoch carry a column that the
+    /// source schema does not have (announced once per epoch and worker).
+    NewColumn(Column),
 }
 
 /// Parsed output of one line: a record to apply, or a quarantine row.
@@ -955,6 +986,14 @@ fn route_outcome(
             stats.quarantined += 1;
             Some(Err(plan.quarantine(position(), line, reason)))
         }
+        Err(Rejected::SchemaFail(reason)) => {
+            let shown = String::from_utf8_lossy(&line[..line.len().min(4096)]).into_owned();
+            return Err(format!(
+                "table `{}`: {reason} (schema_evolution = \"fail\") in the record at {}: {shown}",
+                plan.name,
+                position()
+            ));
+        }
         Err(Rejected::Fail(i)) => {
             let x = &plan.expectations[i];
             let shown = String::from_utf8_lossy(&line[..line.len().min(4096)]).into_owned();
@@ -981,7 +1020,10 @@ pub fn parse<'scope>(
     let pact = Exchange::new(|b: &Block| b.seq);
     blocks.unary_frontier(pact, &format!("Parse({})", plan.name), move |_cap, info| {
         let activator = scope.activator_for(info.address);
-        let mut parser = DebeziumParser::new(schema);
+        let mut parser =
+            DebeziumParser::with_unknown_columns(schema, unknown_columns(plan.evolution));
+        let mut found: Vec<Column> = Vec::new();
+        let mut announced: (u64, HashSet<Column>) = (0, HashSet::new());
         let mut queue: EpochStash<Block> = EpochStash::new();
         let mut buf = Vec::new();
         let mut scratch = Vec::with_capacity(512);
@@ -1030,8 +1072,14 @@ pub fn parse<'scope>(
                         // Expectation counts of a record retried with the message key are
                         // those of the retry.
                         let mut trial = TableStats::default();
-                        let mut result =
-                            parse_record(&mut parser, &plan, &mut scratch, line, &mut trial);
+                        let mut result = parse_record(
+                            &mut parser,
+                            &plan,
+                            &mut scratch,
+                            line,
+                            &mut trial,
+                            &mut found,
+                        );
                         if matches!(result, Err(Rejected::Quarantine(_))) {
                             // The value lacks the key: take it from the message key.
                             if let Some(patched) =
@@ -1044,6 +1092,7 @@ pub fn parse<'scope>(
                                     &mut scratch,
                                     &patched,
                                     &mut retry,
+                                    &mut found,
                                 );
                                 if !matches!(r, Err(Rejected::Quarantine(_))) {
                                     result = r;
@@ -1061,6 +1110,9 @@ pub fn parse<'scope>(
                             }
                         }
                     }
+                    announce_new_columns(&mut found, &mut announced, epoch, |c| {
+                        session.give(Ok(TableRecord::NewColumn(c)))
+                    });
                     metrics
                         .records_parsed
                         .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -1093,7 +1145,8 @@ pub fn parse<'scope>(
                         _ => format!("{where_}:{}", base + line_index),
                     };
                     n += 1;
-                    let result = parse_record(&mut parser, &plan, &mut scratch, line, st);
+                    let result =
+                        parse_record(&mut parser, &plan, &mut scratch, line, st, &mut found);
                     match route_outcome(&plan, result, position, line, st) {
                         Ok(Some(out)) => session.give(out),
                         Ok(None) => {}
@@ -1105,6 +1158,9 @@ pub fn parse<'scope>(
                     pos = end + 1;
                     line_index += 1;
                 }
+                announce_new_columns(&mut found, &mut announced, epoch, |c| {
+                    session.give(Ok(TableRecord::NewColumn(c)))
+                });
                 st.read += n;
                 metrics.records_parsed.fetch_add(n, Ordering::Relaxed);
                 failpoint::hit("mid_epoch");

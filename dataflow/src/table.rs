@@ -11,17 +11,20 @@ use deltalake::arrow::array::{BooleanArray, RecordBatch};
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use serde::{Deserialize, Serialize};
 use tidewater_connectors::delta::{
-    datum_at, packed_record_batch, parquet_num_rows, read_parquet, table_files, write_batch,
-    write_parquet, FileAction,
+    datum_at, packed_record_batch, parquet_num_rows, read_parquet, spread_new_columns, table_files,
+    write_batch, write_parquet, FileAction,
 };
-use tidewater_connectors::types::{Column, ColumnType, Datum, Op, PackedRow, Row, Schema};
+use tidewater_connectors::formats::UnknownColumns;
+use tidewater_connectors::types::{
+    Column, ColumnType, Datum, NewColumns, Op, PackedRow, Row, Schema, NEW_COLUMNS, RESCUED_DATA,
+};
 use tidewater_operators::{Change, EpochStash};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::config::{OnViolation, PipelineConfig, TableConfig};
+use crate::config::{OnViolation, PipelineConfig, SchemaEvolution, TableConfig};
 use crate::metrics::Metrics;
 use crate::source::SharedStats;
 use crate::{Key, Seq, TidewaterError};
@@ -100,6 +103,42 @@ pub struct TablePlan {
     pub ignore_null_updates: bool,
     /// SCD type 2: positions among the stored columns of the tracked columns.
     pub tracked: Vec<usize>,
+    /// `schema_evolution`.
+    pub evolution: SchemaEvolution,
+    /// With `add_new_columns`: the position of the hidden [`NEW_COLUMNS`] slot among the
+    /// stored columns and in the source row (none when a `columns` list leaves it out).
+    pub new_columns_slot: Option<(usize, usize)>,
+}
+
+/// The source schema a table's records are parsed into: the source's columns, plus for
+/// `schema_evolution = "add_new_columns"` the hidden [`NEW_COLUMNS`] slot and for
+/// `"rescue"` the `_rescued_data` column, as the last data column (see
+/// [`tidewater_connectors::formats::UnknownColumns`]).
+pub fn parse_schema(source: &Schema, evolution: SchemaEvolution) -> Schema {
+    let extra = match evolution {
+        SchemaEvolution::AddNewColumns => Some((NEW_COLUMNS, ColumnType::Bytes)),
+        SchemaEvolution::Rescue => Some((RESCUED_DATA, ColumnType::String)),
+        SchemaEvolution::Fail => None,
+    };
+    let mut data = source.data().to_vec();
+    if let Some((name, ty)) = extra {
+        if !data.iter().any(|c| c.name == name) {
+            data.push(Column {
+                name: name.into(),
+                ty,
+            });
+        }
+    }
+    Schema::with_meta(data)
+}
+
+/// How the parser of a table treats fields its schema does not know.
+pub fn unknown_columns(evolution: SchemaEvolution) -> UnknownColumns {
+    match evolution {
+        SchemaEvolution::AddNewColumns => UnknownColumns::Collect,
+        SchemaEvolution::Rescue => UnknownColumns::Rescue,
+        SchemaEvolution::Fail => UnknownColumns::Reject,
+    }
 }
 
 /// Name of the SCD type 2 column with the start of a version.
@@ -139,6 +178,9 @@ pub enum Rejected {
     Quarantine(String),
     /// An expectation with `on_violation = "fail"` (its index): the pipeline stops.
     Fail(usize),
+    /// `schema_evolution = "fail"` and the record has a field the schema does not know
+    /// (the reason names it): the pipeline stops.
+    SchemaFail(String),
 }
 
 /// Per-epoch counts of one table on one worker (summed over workers by the committer).
@@ -316,6 +358,11 @@ impl TablePlan {
                 }
             }
         }
+        let new_columns_slot = stored_idx
+            .iter()
+            .position(|i| schema.columns[*i].name == NEW_COLUMNS)
+            .filter(|_| t.schema_evolution == SchemaEvolution::AddNewColumns)
+            .map(|p| (p, stored_idx[p]));
         Ok(TablePlan {
             name: t.name.clone(),
             source: t.from.clone(),
@@ -342,7 +389,30 @@ impl TablePlan {
             scd: t.scd,
             ignore_null_updates: t.ignore_null_updates,
             tracked,
+            evolution: t.schema_evolution,
+            new_columns_slot,
         })
+    }
+
+    /// The columns of the Delta table at start: the row layout of [`TablePlan::table_columns`]
+    /// without the hidden [`NEW_COLUMNS`] slot (columns added during the run are appended).
+    pub fn delta_columns(&self, layout: &[Column]) -> Vec<Column> {
+        let mut cols = layout.to_vec();
+        if let Some((p, _)) = self.new_columns_slot {
+            cols.remove(p);
+        }
+        cols
+    }
+
+    /// The columns a record carries in its [`NEW_COLUMNS`] slot (names and types).
+    pub fn new_columns_of(&self, row: &Row) -> Vec<Column> {
+        match self.new_columns_slot.and_then(|(_, i)| row.get(i)) {
+            Some(Datum::Bytes(b)) => NewColumns::decode(b)
+                .into_iter()
+                .map(|(name, ty, _)| Column { name, ty })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The columns of the Delta table: the stored columns, and for SCD type 2 `__start_at`
@@ -479,12 +549,17 @@ impl TablePlan {
         }))
     }
 
-    /// The key of row `i` of a batch of this table's stored columns (encoded like
+    /// The key of row `i` of a batch of this table's Delta columns (encoded like
     /// [`TablePlan::change`] encodes keys of parsed records).
     pub fn key_of(&self, batch: &RecordBatch, i: usize) -> Key {
         let mut key = Vec::with_capacity(16);
         for c in &self.key_stored {
-            datum_at(batch.column(*c).as_ref(), self.stored[*c].ty, i).encode_key(&mut key);
+            // Batches read from files have no hidden slot: later columns are one to the left.
+            let at = match self.new_columns_slot {
+                Some((slot, _)) if *c > slot => *c - 1,
+                _ => *c,
+            };
+            datum_at(batch.column(at).as_ref(), self.stored[*c].ty, i).encode_key(&mut key);
         }
         Key::from_slice(&key)
     }
@@ -516,6 +591,10 @@ pub struct CommitMsg {
     pub deleted: u64,
     /// The worker's counts of the epoch.
     pub stats: TableStats,
+    /// The table's columns as of this epoch when columns were added during the run
+    /// (`schema_evolution = "add_new_columns"`; empty otherwise): the committer evolves the
+    /// Delta schema to them in the epoch's commit.
+    pub columns: Vec<Column>,
 }
 
 /// The rows of one key that a keyed table's sink writes: SCD type 1 one row or none (deleted),
@@ -574,6 +653,7 @@ pub fn bucket_of_file(path: &str) -> Option<u32> {
 #[allow(clippy::too_many_arguments)]
 pub fn table_sink<'scope, R: KeyRows>(
     changes: StreamVec<'scope, u64, (Key, R)>,
+    new_columns: StreamVec<'scope, u64, Column>,
     plan: Arc<TablePlan>,
     columns: Vec<Column>,
     files: HashMap<u32, BucketFile>,
@@ -581,8 +661,11 @@ pub fn table_sink<'scope, R: KeyRows>(
     resume: Option<u64>,
     stats: SharedStats,
     log_resume: Option<u64>,
+    added: Vec<Column>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
-    changes.unary_frontier(
+    changes.binary_frontier(
+        new_columns,
+        Pipeline,
         Pipeline,
         &format!("TableSink({})", plan.name),
         move |cap, _info| {
@@ -590,9 +673,28 @@ pub fn table_sink<'scope, R: KeyRows>(
             let mut files = files;
             // Held at the input frontier, to send the counts of epochs without changes here.
             let mut held = Some(cap);
-            move |(input, frontier), output| {
+            // Schema evolution: columns added so far (in order), and the new columns seen
+            // by any worker in epochs not yet folded in (broadcast by the parse operators).
+            let mut added = added;
+            let mut seen: BTreeMap<u64, Vec<Column>> = BTreeMap::new();
+            let delta_base = plan.delta_columns(&columns);
+            move |(input, frontier), (new_input, new_frontier), output| {
                 pending.stash(input, output.output_index());
-                let open = frontier.frontier().first().copied();
+                new_input.for_each_stamp(|cap, data| {
+                    if let Some(&epoch) = cap.least() {
+                        let cols = seen.entry(epoch).or_default();
+                        for batch in data {
+                            cols.append(batch);
+                        }
+                    }
+                });
+                let open = match (
+                    frontier.frontier().first().copied(),
+                    new_frontier.frontier().first().copied(),
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 // Epochs complete here, in order: with changes (their capability) or with
                 // counts only (the held capability, delayed to the epoch).
                 loop {
@@ -620,6 +722,19 @@ pub fn table_sink<'scope, R: KeyRows>(
                         (Some(_), None) => unreachable!("covered above"),
                     };
                     let epoch = *cap.time();
+                    let before = added.len();
+                    if let Err(e) = fold_new_columns(&plan, &delta_base, &mut added, &mut seen, epoch) {
+                        metrics.fail(e);
+                        return;
+                    }
+                    if added.len() > before {
+                        tracing::info!(
+                            table = %plan.name,
+                            epoch,
+                            columns = %added[before..].iter().map(|c| format!("{} {}", c.name, c.ty)).collect::<Vec<_>>().join(", "),
+                            "adding columns"
+                        );
+                    }
                     let epoch_stats = stats.borrow_mut().remove(&epoch).unwrap_or_default();
                     let (mut upserted, mut deleted) = (0u64, 0u64);
                     let mut by_bucket: BTreeMap<u32, Vec<(Key, R)>> = BTreeMap::new();
@@ -644,6 +759,7 @@ pub fn table_sink<'scope, R: KeyRows>(
                             match rewrite_bucket(
                                 &plan,
                                 &columns,
+                                &added,
                                 epoch,
                                 b,
                                 files.remove(&b),
@@ -684,6 +800,11 @@ pub fn table_sink<'scope, R: KeyRows>(
                             } else {
                                 TableStats::default()
                             },
+                            columns: if added.is_empty() {
+                                Vec::new()
+                            } else {
+                                delta_base.iter().chain(&added).cloned().collect()
+                            },
                         });
                     }
                 }
@@ -702,6 +823,7 @@ pub fn table_sink<'scope, R: KeyRows>(
 fn rewrite_bucket<R: KeyRows>(
     plan: &TablePlan,
     columns: &[Column],
+    added: &[Column],
     epoch: u64,
     bucket: u32,
     old: Option<BucketFile>,
@@ -711,8 +833,14 @@ fn rewrite_bucket<R: KeyRows>(
     let mut actions = Vec::new();
     let mut parts: Vec<RecordBatch> = Vec::new();
     let old_rows = old.as_ref().map_or(0, |f| f.rows);
+    // The file's columns: the row layout without the hidden slot, plus the added columns.
+    let file_columns: Vec<Column> = plan
+        .delta_columns(columns)
+        .into_iter()
+        .chain(added.iter().cloned())
+        .collect();
     if let Some(old) = old {
-        let batch = read_parquet(&plan.dir, &old.path, columns)?;
+        let batch = read_parquet(&plan.dir, &old.path, &file_columns)?;
         let changed: HashSet<&Key> = changes.iter().map(|(k, _)| k).collect();
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| Some(!changed.contains(&plan.key_of(&batch, i))))
@@ -728,7 +856,11 @@ fn rewrite_bucket<R: KeyRows>(
     }
     let new_rows: Vec<&PackedRow> = changes.iter().flat_map(|(_, v)| v.rows()).collect();
     if !new_rows.is_empty() {
-        parts.push(packed_record_batch(columns, &new_rows)?);
+        let batch = packed_record_batch(columns, &new_rows)?;
+        parts.push(match plan.new_columns_slot {
+            Some((slot, _)) => spread_new_columns(&batch, columns, slot, added)?,
+            None => batch,
+        });
     }
     let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
     if rows == 0 {
@@ -743,7 +875,7 @@ fn rewrite_bucket<R: KeyRows>(
         "part-{epoch:08}-b{bucket:05}-{}.parquet",
         uuid::Uuid::new_v4()
     );
-    let add = write_batch(&plan.dir, &name, columns, &batch)?;
+    let add = write_batch(&plan.dir, &name, &file_columns, &batch)?;
     let file = BucketFile {
         path: add.path.clone(),
         size: add.size,
@@ -751,6 +883,51 @@ fn rewrite_bucket<R: KeyRows>(
     };
     actions.push(FileAction::Add(add));
     Ok((Some(file), actions, rows as i64 - old_rows))
+}
+
+/// Folds the new columns seen in epochs up to `epoch` into the table's added columns: a
+/// name the table does not have is added (those of one epoch in name order); a name seen
+/// with two types in its first epoch, or with a type other than the table's, stops the
+/// pipeline with an error naming the column and both types — the column's values were
+/// already applied, and Delta cannot change a column's type in place. Deterministic: every
+/// worker folds the same broadcast observations in epoch order.
+fn fold_new_columns(
+    plan: &TablePlan,
+    base: &[Column],
+    added: &mut Vec<Column>,
+    seen: &mut BTreeMap<u64, Vec<Column>>,
+    epoch: u64,
+) -> Result<(), String> {
+    while let Some(entry) = seen.first_entry() {
+        if *entry.key() > epoch {
+            break;
+        }
+        let (e, mut cols) = entry.remove_entry();
+        cols.sort_by(|a, b| (&a.name, a.ty.name()).cmp(&(&b.name, b.ty.name())));
+        cols.dedup();
+        let mut fresh: Vec<Column> = Vec::new();
+        for c in cols {
+            let known = base
+                .iter()
+                .chain(added.iter())
+                .chain(fresh.iter())
+                .find(|k| k.name == c.name);
+            match known {
+                None => fresh.push(c),
+                Some(k) if k.ty == c.ty => {}
+                Some(k) => {
+                    return Err(format!(
+                        "table `{}`: column `{}` arrived as {} in epoch {e}, but the table has it as {}; \
+                         a column's type cannot change (schema_evolution = \"add_new_columns\"); \
+                         declare its type in `column_types` or use schema_evolution = \"rescue\"",
+                        plan.name, c.name, c.ty, k.ty
+                    ))
+                }
+            }
+        }
+        added.extend(fresh);
+    }
+    Ok(())
 }
 
 fn parquet_err(
@@ -846,6 +1023,7 @@ pub fn quarantine_sink<'scope>(
                         upserted: rows.len() as u64,
                         deleted: 0,
                         stats: TableStats::default(),
+                        columns: Vec::new(),
                     }),
                     Err(e) => metrics.fail(format!("table `{QUARANTINE}`: {e}")),
                 }

@@ -15,5 +15,6 @@ mod kafka_pipeline;
 mod kafka_reader;
 mod kafka_scale;
 mod restart;
+mod schema_evolution;
 mod second_writer;
 mod transfers;

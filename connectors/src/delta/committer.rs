@@ -6,7 +6,7 @@ use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Remove, Transaction};
+use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructField, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, TableProperty};
@@ -16,7 +16,7 @@ use url::Url;
 
 use super::log::{read_commit, read_commits, LogCommit};
 use super::parquet::{delta_fields, AddFile};
-use crate::types::Column;
+use crate::types::{Column, ColumnType};
 use crate::ConnectorError;
 
 /// One file action of a table for an epoch, produced by a worker and sent to the committer.
@@ -316,6 +316,24 @@ impl Committer {
             let t = self.tables.get_mut(table).expect("loaded");
             let log_store = t.log_store();
             let snapshot = t.snapshot().map_err(|e| delta_err(table, e))?;
+            // Schema evolution: columns the table does not have yet are appended to its
+            // schema by a metaData action in this same commit.
+            let schema = snapshot.schema();
+            let added: Vec<StructField> = delta_fields(columns)
+                .into_iter()
+                .filter(|f| schema.field(f.name()).is_none())
+                .collect();
+            let mut delta_actions = delta_actions;
+            if !added.is_empty() {
+                let fields: Vec<StructField> = schema.fields().cloned().chain(added).collect();
+                let evolved = StructType::try_new(fields).map_err(|e| delta_err(table, e))?;
+                let metadata = snapshot
+                    .metadata()
+                    .clone()
+                    .with_schema(&evolved)
+                    .map_err(|e| delta_err(table, e))?;
+                delta_actions.insert(0, Action::Metadata(metadata));
+            }
             let op = DeltaOperation::Write {
                 mode: SaveMode::Append,
                 partition_by: None,
@@ -343,6 +361,31 @@ impl Committer {
             v as i64
         };
         Ok(CommitOutcome::Committed(version))
+    }
+
+    /// The columns of a table's current schema (`None` if the table does not exist). Types
+    /// that tidewater does not write are an error naming the column.
+    pub fn table_columns(&mut self, table: &str) -> Result<Option<Vec<Column>>, ConnectorError> {
+        let Some(t) = self.load(table)? else {
+            return Ok(None);
+        };
+        let snapshot = t.snapshot().map_err(|e| delta_err(table, e))?;
+        let schema = snapshot.schema();
+        schema
+            .fields()
+            .map(|f| {
+                let text = f.data_type().to_string();
+                ColumnType::parse(&text)
+                    .map(|ty| Column {
+                        name: f.name().clone(),
+                        ty,
+                    })
+                    .ok_or_else(|| {
+                        delta_err(table, format!("column `{}` has type {text}", f.name()))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// Fails, naming the table and the other writer, if a JSON commit of `table` from version

@@ -16,5 +16,5 @@ pub use log::{
 };
 pub use parquet::{
     arrow_schema, batch_stats, datum_at, delta_fields, packed_record_batch, parquet_num_rows,
-    read_parquet, to_record_batch, write_batch, write_parquet, AddFile,
+    read_parquet, spread_new_columns, to_record_batch, write_batch, write_parquet, AddFile,
 };

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Decimal128Array,
-    Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int16Array,
-    Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, Int8Array, Int8Builder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    new_null_array, Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder,
+    Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder,
+    Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, Int8Array,
+    Int8Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::compute::concat_batches;
@@ -22,7 +22,7 @@ use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::types::{Column, ColumnType, Datum, DatumRef, PackedRow, Row};
+use crate::types::{Column, ColumnType, Datum, DatumRef, NewColumns, PackedRow, Row};
 use crate::ConnectorError;
 
 /// A data file written for a table, not yet committed: what the committer needs for its
@@ -225,6 +225,58 @@ pub fn packed_record_batch(
     build_batch(columns, rows.len(), rows.iter().map(|r| r.iter()))
 }
 
+/// Spreads the [`NewColumns`](crate::types::NewColumns) slot of a batch (the binary column at
+/// `slot`) into real columns: the slot column is removed and one column per entry of
+/// `added` is appended, holding each row's value of that name (null where a row has none).
+/// `columns` describe `batch`. A row's value whose type differs from the column's is an
+/// error naming both (the caller checks types before).
+pub fn spread_new_columns(
+    batch: &RecordBatch,
+    columns: &[Column],
+    slot: usize,
+    added: &[Column],
+) -> Result<RecordBatch, ConnectorError> {
+    let err = |message: String| ConnectorError::Parquet {
+        path: "<batch>".into(),
+        message,
+    };
+    // Row-major: each row's values of the added columns.
+    let mut values: Vec<Vec<Datum>> = vec![vec![Datum::Null; added.len()]; batch.num_rows()];
+    if !added.is_empty() {
+        let slot_col = batch.column(slot);
+        for (i, row) in values.iter_mut().enumerate() {
+            let Datum::Bytes(b) = datum_at(slot_col.as_ref(), ColumnType::Bytes, i) else {
+                continue;
+            };
+            for (name, ty, v) in NewColumns::decode(&b) {
+                if let Some(c) = added.iter().position(|c| c.name == name) {
+                    if added[c].ty != ty {
+                        return Err(err(format!(
+                            "column `{name}` is {} in the table but {ty} in a row",
+                            added[c].ty
+                        )));
+                    }
+                    row[c] = v;
+                }
+            }
+        }
+    }
+    let mut fields: Vec<Column> = columns.to_vec();
+    fields.remove(slot);
+    fields.extend(added.iter().cloned());
+    let mut arrays = batch.columns().to_vec();
+    arrays.remove(slot);
+    if !added.is_empty() {
+        let extra = build_batch(
+            added,
+            batch.num_rows(),
+            values.iter().map(|row| row.iter().map(Datum::as_ref)),
+        )?;
+        arrays.extend(extra.columns().iter().cloned());
+    }
+    RecordBatch::try_new(arrow_schema(&fields), arrays).map_err(|e| err(e.to_string()))
+}
+
 /// The datum at row `i` of an Arrow column of type `ty` (as the parsers would have produced
 /// it, so that keys read back from a file encode exactly like keys of parsed records).
 pub fn datum_at(array: &dyn Array, ty: ColumnType, i: usize) -> Datum {
@@ -366,7 +418,9 @@ fn open_parquet(
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_read_err(&path, e))
 }
 
-/// Reads a Parquet data file of a table back as one batch with the table's columns.
+/// Reads a Parquet data file of a table back as one batch with the table's columns, matched
+/// by name (as Delta does): columns the file lacks (written before they were added to the
+/// table) are read as nulls.
 pub fn read_parquet(
     table_dir: &Path,
     name: &str,
@@ -384,7 +438,19 @@ pub fn read_parquet(
     let schema = arrow_schema(columns);
     let batches = batches
         .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .map(|b| {
+            // By name: a file written before columns were added lacks them (nulls).
+            let file = b.schema();
+            let arrays = schema
+                .fields()
+                .iter()
+                .map(|f| match file.index_of(f.name()) {
+                    Ok(i) => b.column(i).clone(),
+                    Err(_) => new_null_array(f.data_type(), b.num_rows()),
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), arrays)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| perr(&e))?;
     concat_batches(&schema, &batches).map_err(|e| perr(&e))

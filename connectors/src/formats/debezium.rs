@@ -19,10 +19,12 @@
 //!   row, `&RawValue`/`IgnoredAny` for the rest, never a `serde_json::Value`. It handles every
 //!   line the fast path gives up on and words the reasons of bad records.
 
-use super::connect::block_columns;
+use super::connect::{block_columns, BlockColumn};
 use super::convert::{convert_raw, convert_scalar, describe, ColMode, Scalar};
 use crate::error::ConnectorError;
-use crate::types::{Column, ColumnType, Datum, Op, Row, Schema, META_COLUMNS};
+use crate::types::{
+    Column, ColumnType, Datum, NewColumns, Op, Row, Schema, META_COLUMNS, NEW_COLUMNS, RESCUED_DATA,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -52,14 +54,50 @@ pub enum Parsed {
 pub struct BadRecord {
     /// What is wrong with the line, e.g. ``column `customer_id`: expected int64, found string "abc"``.
     pub reason: String,
+    /// The record is bad only because it has a column the fixed schema does not know (with
+    /// [`UnknownColumns::Reject`]): its name. `schema_evolution = "fail"` stops on it.
+    pub unknown_column: Option<String>,
 }
 
 impl BadRecord {
     fn new(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
         BadRecord {
-            reason: reason.into(),
+            unknown_column: unknown_column_of(&reason),
+            reason,
         }
     }
+}
+
+/// The reason given for a field that is not a column of the fixed schema.
+fn unknown_reason(name: &str) -> String {
+    format!("column `{name}` is not in the schema")
+}
+
+/// The column named by [`unknown_reason`]'s text, if `reason` is one.
+fn unknown_column_of(reason: &str) -> Option<String> {
+    reason
+        .strip_prefix("column `")?
+        .strip_suffix("` is not in the schema")
+        .map(str::to_string)
+}
+
+/// What the parser does with a field of a record's image that is not a data column of the
+/// fixed schema (`schema_evolution` of the table).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownColumns {
+    /// The record is bad (`column `x` is not in the schema`), as is a record whose schema
+    /// block names such a column.
+    #[default]
+    Reject,
+    /// Typed (by the record's schema block, else from the JSON value: integer → int64,
+    /// other number → double, string → string, boolean → boolean, object/array → string)
+    /// and carried in the row's last data column, which must be [`NEW_COLUMNS`], as
+    /// [`NewColumns`] bytes. Null values are left out.
+    Collect,
+    /// Kept as raw JSON in the row's last data column, which must be [`RESCUED_DATA`]: a JSON
+    /// object text of the fields (null values left out), null when there are none.
+    Rescue,
 }
 
 impl fmt::Display for BadRecord {
@@ -83,11 +121,32 @@ struct Cols {
     width: usize,
     /// Positions of `__op`, `__lsn`, `__source_ts_ms`, `__ts_ms`, `__tx_id`.
     meta: [Option<usize>; 5],
+    /// What happens to unknown fields, and the row position they are collected in.
+    unknown: UnknownColumns,
+    extras: Option<usize>,
 }
 
 impl Cols {
-    fn new(schema: &Schema) -> Cols {
-        let data = schema.data();
+    fn new(schema: &Schema, unknown: UnknownColumns) -> Cols {
+        let mut data = schema.data();
+        let slot = match unknown {
+            UnknownColumns::Reject => None,
+            UnknownColumns::Collect => Some(NEW_COLUMNS),
+            UnknownColumns::Rescue => Some(RESCUED_DATA),
+        };
+        // The collecting column is the last data column and not a field name of records.
+        let extras = match (slot, data.last()) {
+            (Some(name), Some(last)) if last.name == name => {
+                data = &data[..data.len() - 1];
+                Some(data.len())
+            }
+            _ => None,
+        };
+        let unknown = if extras.is_some() {
+            unknown
+        } else {
+            UnknownColumns::Reject
+        };
         let names: Vec<Box<str>> = data.iter().map(|c| c.name.as_str().into()).collect();
         let mut by_name = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
@@ -114,6 +173,8 @@ impl Cols {
             by_name,
             width: schema.columns.len(),
             meta,
+            unknown,
+            extras,
         }
     }
 
@@ -135,20 +196,33 @@ type SourceKeys = Vec<(Box<[u8]>, u8)>;
 #[derive(Clone, Debug)]
 struct BlockCache {
     raw: Box<[u8]>,
-    /// Per-data-column encodings (`None`: the block names no row struct), or why the block
-    /// does not fit the fixed schema.
-    result: Result<Option<Arc<[ColMode]>>, String>,
+    /// Per-data-column encodings and the block's columns unknown to the fixed schema (`None`:
+    /// the block names no row struct), or why the block does not fit the fixed schema.
+    result: Result<Option<BlockInfo>, String>,
+}
+
+/// What a schema block says about the fixed schema's columns and the others.
+#[derive(Clone, Debug)]
+struct BlockInfo {
+    modes: Arc<[ColMode]>,
+    /// Columns the fixed schema does not have (only kept when unknown fields are collected).
+    extra: Arc<[BlockColumn]>,
 }
 
 /// Checks a schema block against the fixed schema and extracts per-column encodings.
-fn block_modes(raw: &str, cols: &Cols) -> Result<Option<Arc<[ColMode]>>, String> {
+fn block_modes(raw: &str, cols: &Cols) -> Result<Option<BlockInfo>, String> {
     let Some(block) = block_columns(raw) else {
         return Ok(None);
     };
     let mut modes = vec![ColMode::default(); cols.names.len()];
+    let mut extra = Vec::new();
     for c in block {
         let Some(i) = cols.find(c.name.as_bytes(), 0) else {
-            return Err(format!("column `{}` is not in the schema", c.name));
+            if cols.unknown == UnknownColumns::Reject {
+                return Err(unknown_reason(&c.name));
+            }
+            extra.push(c);
+            continue;
         };
         if cols.types[i] != c.ty {
             return Err(format!(
@@ -160,7 +234,10 @@ fn block_modes(raw: &str, cols: &Cols) -> Result<Option<Arc<[ColMode]>>, String>
         }
         modes[i] = c.mode;
     }
-    Ok(Some(modes.into()))
+    Ok(Some(BlockInfo {
+        modes: modes.into(),
+        extra: extra.into(),
+    }))
 }
 
 /// Parser of Debezium JSON lines into rows of a fixed schema.
@@ -243,8 +320,15 @@ impl DebeziumParser {
     /// A parser of lines into rows of `schema` (data columns followed by the meta columns,
     /// as built by [`Schema::with_meta`]).
     pub fn new(schema: Arc<Schema>) -> Self {
+        Self::with_unknown_columns(schema, UnknownColumns::Reject)
+    }
+
+    /// Like [`DebeziumParser::new`], with a choice of what happens to fields that are not
+    /// columns of `schema` (see [`UnknownColumns`]; `Collect` and `Rescue` need the schema's
+    /// last data column to be [`NEW_COLUMNS`] or [`RESCUED_DATA`], else they reject).
+    pub fn with_unknown_columns(schema: Arc<Schema>, unknown: UnknownColumns) -> Self {
         DebeziumParser {
-            cols: Cols::new(&schema),
+            cols: Cols::new(&schema, unknown),
             schema,
             block_cache: None,
             spare: None,
@@ -444,6 +528,8 @@ struct Run<'c, 'de> {
     cache: &'c mut Option<BlockCache>,
     /// Encodings from this line's schema block (`None`: defaults).
     modes: Option<Arc<[ColMode]>>,
+    /// The schema block's columns unknown to the fixed schema.
+    extra: Option<Arc<[BlockColumn]>>,
     block_err: Option<String>,
     /// A reason to report instead of the deserializer's error.
     fatal: Option<String>,
@@ -475,6 +561,7 @@ impl<'c, 'de> Run<'c, 'de> {
             cols,
             cache,
             modes: None,
+            extra: None,
             block_err: None,
             fatal: None,
             schema_seen: false,
@@ -527,7 +614,10 @@ impl<'c, 'de> Run<'c, 'de> {
         }
         if let Some(c) = &*self.cache {
             match &c.result {
-                Ok(m) => self.modes = m.clone(),
+                Ok(m) => {
+                    self.modes = m.as_ref().map(|b| b.modes.clone());
+                    self.extra = m.as_ref().map(|b| b.extra.clone());
+                }
                 Err(e) => self.block_err = Some(e.clone()),
             }
         }
@@ -537,6 +627,7 @@ impl<'c, 'de> Run<'c, 'de> {
         RowSeed {
             cols: self.cols,
             modes: self.modes.as_deref(),
+            extra: self.extra.as_deref(),
             side,
         }
     }
@@ -878,6 +969,7 @@ impl<'de> Visitor<'de> for TxSeed {
 struct RowSeed<'a> {
     cols: &'a Cols,
     modes: Option<&'a [ColMode]>,
+    extra: Option<&'a [BlockColumn]>,
     side: &'static str,
 }
 
@@ -906,6 +998,8 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         let cols = self.cols;
         let mut row = vec![Datum::Null; cols.width];
         let mut err: Option<String> = None;
+        let mut rescued: Vec<(String, String)> = Vec::new();
+        let mut collected: Vec<(String, ColumnType, Datum)> = Vec::new();
         let mut hint = 0;
         while let Some(key) = map.next_key_seed(ColKey { cols, hint })? {
             match key {
@@ -923,14 +1017,84 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                         }
                     }
                 }
-                Err(name) => {
-                    map.next_value::<IgnoredAny>()?;
-                    err.get_or_insert_with(|| format!("column `{name}` is not in the schema"));
-                }
+                Err(name) => match cols.unknown {
+                    UnknownColumns::Reject => {
+                        map.next_value::<IgnoredAny>()?;
+                        err.get_or_insert_with(|| unknown_reason(&name));
+                    }
+                    UnknownColumns::Rescue => {
+                        let raw: &RawValue = map.next_value()?;
+                        if raw.get() != "null" {
+                            rescued.push((name, raw.get().to_string()));
+                        }
+                    }
+                    UnknownColumns::Collect => {
+                        let raw: &RawValue = map.next_value()?;
+                        let block = self.extra.and_then(|e| e.iter().find(|c| c.name == name));
+                        let typed = match block {
+                            Some(c) => Some((c.ty, c.mode)),
+                            None => infer_type(raw.get()).map(|t| (t, ColMode::default())),
+                        };
+                        if let Some((ty, mode)) = typed {
+                            match convert_value(raw.get(), ty, mode) {
+                                Ok(Datum::Null) => {}
+                                Ok(d) => collected.push((name, ty, d)),
+                                Err(e) => {
+                                    err.get_or_insert_with(|| format!("column `{name}`: {e}"));
+                                }
+                            }
+                        }
+                    }
+                },
             }
+        }
+        if let Some(slot) = cols.extras {
+            row[slot] = match cols.unknown {
+                UnknownColumns::Rescue if !rescued.is_empty() => {
+                    rescued.sort();
+                    let mut text = String::from("{");
+                    for (i, (name, raw)) in rescued.iter().enumerate() {
+                        if i > 0 {
+                            text.push(',');
+                        }
+                        text.push_str(&serde_json::to_string(name).unwrap_or_default());
+                        text.push(':');
+                        text.push_str(raw);
+                    }
+                    text.push('}');
+                    Datum::Str(text)
+                }
+                UnknownColumns::Collect => NewColumns::encode(collected),
+                _ => Datum::Null,
+            };
         }
         Ok(Some((row, err)))
     }
+}
+
+/// Types the raw JSON text of one value like [`ValueSeed`] does.
+fn convert_value(raw: &str, ty: ColumnType, mode: ColMode) -> Result<Datum, String> {
+    match ty {
+        ColumnType::String
+        | ColumnType::Decimal { .. }
+        | ColumnType::Float32
+        | ColumnType::Float64 => convert_raw(raw, ty, mode),
+        _ => match serde_json::from_str::<Scalar>(raw) {
+            Ok(v) => convert_scalar(v, ty, mode),
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
+/// The type of a field unknown to the schema, from its JSON value (`None` for null).
+fn infer_type(raw: &str) -> Option<ColumnType> {
+    Some(match raw.as_bytes().first()? {
+        b'"' | b'{' | b'[' => ColumnType::String,
+        b't' | b'f' => ColumnType::Boolean,
+        b'n' => return None,
+        _ if raw.contains(['.', 'e', 'E']) => ColumnType::Float64,
+        _ => ColumnType::Int64,
+    })
 }
 
 /// Looks a field name up among the data columns (`Err(name)` if it is not one).

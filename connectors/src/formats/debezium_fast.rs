@@ -427,6 +427,10 @@ impl<'a> Cur<'a> {
                 *d = Datum::Null;
             }
         }
+        // The fast path gives up on unknown fields: none to collect.
+        if let Some(d) = cols.extras.and_then(|x| row.get_mut(x)) {
+            *d = Datum::Null;
+        }
         Some(Some(row))
     }
 

@@ -49,7 +49,7 @@ fn record(p: &mut DebeziumParser, line: &str) -> (Op, Row) {
 
 fn bad(p: &mut DebeziumParser, line: &str) -> String {
     match p.parse(line.as_bytes()) {
-        Err(BadRecord { reason }) => reason,
+        Err(BadRecord { reason, .. }) => reason,
         other => panic!("expected a bad record for {line}, got {other:?}"),
     }
 }
@@ -1337,4 +1337,106 @@ fn recycled_rows_parse_exactly_like_fresh_ones() {
             recycling.recycle(row);
         }
     }
+}
+
+// --------------------------------------------------------------------------------------
+// Fields the fixed schema does not know (schema evolution)
+
+fn evolving(slot: (&str, ColumnType), unknown: UnknownColumns) -> DebeziumParser {
+    let schema = Schema::with_meta(vec![
+        col("id", ColumnType::Int64),
+        col("name", ColumnType::String),
+        col(slot.0, slot.1),
+    ]);
+    DebeziumParser::with_unknown_columns(Arc::new(schema), unknown)
+}
+
+/// A line whose block and image have `id`, `name` and `extra` (with `extra_json` its value).
+fn line_with_block(extra_ty: &str, extra_json: &str) -> String {
+    let fields = format!(
+        r#"[{{"type":"int64","field":"id"}},{{"type":"string","optional":true,"field":"name"}},{{"type":"{extra_ty}","optional":true,"field":"extra"}}]"#
+    );
+    format!(
+        r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","field":"before","fields":{fields}}},{{"type":"struct","field":"after","fields":{fields}}}]}},"payload":{{"before":null,"after":{{"id":1,"name":"a","extra":{extra_json}}},"source":{{"lsn":3}},"op":"c"}}}}"#
+    )
+}
+
+#[test]
+fn unknown_fields_are_rejected_by_default_and_named() {
+    let mut p = evolving(("other", ColumnType::String), UnknownColumns::Reject);
+    let reason = bad(
+        &mut p,
+        &line_with_after(r#"{"id":1,"name":"a","extra":5}"#, "c"),
+    );
+    assert_eq!(reason, "column `extra` is not in the schema");
+    match p.parse(line_with_block("int32", "5").as_bytes()) {
+        Err(b) => assert_eq!(b.unknown_column.as_deref(), Some("extra")),
+        other => panic!("{other:?}"),
+    }
+    // A bad value of a known column is not an unknown column.
+    match p.parse(line_with_after(r#"{"id":"x"}"#, "c").as_bytes()) {
+        Err(b) => assert_eq!(b.unknown_column, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_fields_are_collected_typed_by_the_block_or_their_value() {
+    let mut p = evolving((NEW_COLUMNS, ColumnType::Bytes), UnknownColumns::Collect);
+    let new_cols = |row: &Row| match &row[2] {
+        Datum::Bytes(b) => NewColumns::decode(b),
+        Datum::Null => Vec::new(),
+        other => panic!("{other:?}"),
+    };
+    // Typed by the schema block.
+    let (_, row) = record(&mut p, &line_with_block("int32", "5"));
+    assert_eq!(row[..2], [Datum::Int(1), s("a")]);
+    assert_eq!(
+        new_cols(&row),
+        vec![("extra".into(), ColumnType::Int32, Datum::Int(5))]
+    );
+    // Without a block: from the JSON value; several, sorted by name; nulls left out.
+    let (_, row) = record(
+        &mut p,
+        &line_with_after(
+            r#"{"id":2,"zeta":1.5,"alpha":"x","flag":true,"n":7,"gone":null,"obj":{"a":1}}"#,
+            "c",
+        ),
+    );
+    assert_eq!(
+        new_cols(&row),
+        vec![
+            ("alpha".into(), ColumnType::String, s("x")),
+            ("flag".into(), ColumnType::Boolean, Datum::Bool(true)),
+            ("n".into(), ColumnType::Int64, Datum::Int(7)),
+            ("obj".into(), ColumnType::String, s(r#"{"a":1}"#)),
+            ("zeta".into(), ColumnType::Float64, Datum::Float(1.5)),
+        ]
+    );
+    // The next record (fast path, recycled row) has none.
+    let (_, row) = record(&mut p, &line_with_after(r#"{"id":3,"name":"c"}"#, "c"));
+    assert_eq!(row[2], Datum::Null);
+    // A value that does not fit the block's type is bad.
+    let reason = bad(&mut p, &line_with_block("int32", "\"five\""));
+    assert!(reason.starts_with("column `extra`: "), "{reason}");
+}
+
+#[test]
+fn unknown_fields_are_rescued_as_json() {
+    let mut p = evolving((RESCUED_DATA, ColumnType::String), UnknownColumns::Rescue);
+    let (_, row) = record(
+        &mut p,
+        &line_with_after(r#"{"id":2,"zeta":1.5,"alpha":"x","gone":null}"#, "c"),
+    );
+    assert_eq!(row[2], s(r#"{"alpha":"x","zeta":1.5}"#));
+    let (_, row) = record(&mut p, &line_with_block("int32", "5"));
+    assert_eq!(row[2], s(r#"{"extra":5}"#));
+    let (_, row) = record(&mut p, &line_with_after(r#"{"id":3}"#, "c"));
+    assert_eq!(row[2], Datum::Null);
+    // A known column named like the slot is not a field: `_rescued_data` in a record is rescued.
+    let (_, row) = record(
+        &mut p,
+        &line_with_after(r#"{"id":4,"_rescued_data":1}"#, "c"),
+    );
+    assert_eq!(row[2], s(r#"{"_rescued_data":1}"#));
 }

@@ -8,4 +8,4 @@ mod connect;
 mod convert;
 pub mod debezium;
 
-pub use debezium::{BadRecord, DebeziumParser, Parsed};
+pub use debezium::{BadRecord, DebeziumParser, Parsed, UnknownColumns};
