@@ -19,15 +19,15 @@ use tidewater_connectors::delta::{remove_orphan_files, Committer, CommitterConfi
 use tidewater_connectors::formats::DebeziumParser;
 use tidewater_connectors::types::{Column, Datum, DatumRef, PackedRow, Schema};
 use tidewater_operators::{
-    ApplyChanges, ApplyHistory, ApplyOptions, ApplyState, CheckpointSchedule, HistoryState, Step,
-    Version,
+    ApplyChanges, ApplyHistory, ApplyOptions, ApplyState, Change, CheckpointSchedule, HistoryState,
+    Step, Version,
 };
 use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::{Concatenate, Probe};
+use timely::dataflow::operators::{Concat, Concatenate, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::WorkerConfig;
 use tracing::info;
@@ -43,8 +43,8 @@ use crate::source::{
     TableRecord,
 };
 use crate::table::{
-    committed_bucket_files, parse_schema, quarantine_columns, quarantine_sink, table_sink,
-    BucketFile, TablePlan, QUARANTINE,
+    committed_bucket_files, gate_new_columns, parse_schema, quarantine_columns, quarantine_sink,
+    table_sink, BucketFile, TablePlan, QUARANTINE,
 };
 use crate::{Key, Seq, TidewaterError};
 
@@ -404,18 +404,33 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     stats.clone(),
                 );
                 let (records, bad): (StreamVec<'_, u64, TableRecord>, _) = parsed.ok_err(|r| r);
-                let (changes, rare): (_, StreamVec<'_, u64, Result<Seq, Column>>) =
-                    records.ok_err(|r| match r {
-                        TableRecord::Change(c) => Ok(c),
-                        TableRecord::Truncate(s) => Err(Ok(s)),
-                        TableRecord::NewColumn(c) => Err(Err(c)),
-                    });
+                type Rare = Result<Result<Seq, Column>, crate::table::EvolvingRecord>;
+                let (changes, rare): (_, StreamVec<'_, u64, Rare>) = records.ok_err(|r| match r {
+                    TableRecord::Change(c) => Ok(c),
+                    TableRecord::Truncate(s) => Err(Ok(Ok(s))),
+                    TableRecord::NewColumn(c) => Err(Ok(Err(c))),
+                    TableRecord::Evolving(b) => Err(Err(b)),
+                });
+                let (rare, evolving): (StreamVec<'_, u64, Result<Seq, Column>>, _) =
+                    rare.ok_err(|r| r);
                 let (truncates, new_columns): (
                     StreamVec<'_, u64, Seq>,
                     StreamVec<'_, u64, Column>,
                 ) = rare.ok_err(|r| r);
-                // Every sink of the table folds every worker's new columns.
+                // Every sink (and gate) of the table folds every worker's new columns.
                 let new_columns = new_columns.broadcast();
+                let (evolved, clashes) = gate_new_columns(
+                    evolving,
+                    new_columns.clone(),
+                    plan.clone(),
+                    plan.delta_columns(&plan.table_columns(schema)),
+                    added_columns.get(&plan.name).cloned().unwrap_or_default(),
+                    stats.clone(),
+                )
+                .ok_err(|r| r);
+                let changes: StreamVec<'_, u64, Change<Key, Seq, PackedRow>> =
+                    changes.concat(evolved);
+                let bad = bad.concat(clashes);
                 let route_plan = plan.clone();
                 let route = move |k: &Key| route_plan.bucket(k) as u64;
                 let (peers, index) = (scope.peers(), scope.index());

@@ -907,11 +907,17 @@ fn parse_record(
 ) -> Result<Option<Outcome>, Rejected> {
     match parser.parse(line) {
         Ok(Parsed::Record { op, row }) => {
-            let r = plan.change(op, &row, scratch, stats);
+            let mut r = plan.change(op, &row, scratch, stats);
             if plan.new_columns_slot.is_some()
                 && matches!(&r, Ok(Outcome::Change(c)) if c.value.is_some())
             {
-                new_columns.extend(plan.new_columns_of(&row));
+                let found = plan.new_columns_of(&row);
+                if !found.is_empty() {
+                    new_columns.extend(found);
+                    if let Ok(Outcome::Change(c)) = r {
+                        r = Ok(Outcome::Evolving(c));
+                    }
+                }
             }
             parser.recycle(row);
             r.map(Some)
@@ -953,6 +959,9 @@ pub enum TableRecord {
     /// `schema_evolution = "add_new_columns"`: records of this epoch carry a column that the
     /// source schema does not have (announced once per epoch and worker).
     NewColumn(Column),
+    /// An upsert carrying new columns, with its quarantine row (reason to be filled) in case
+    /// one of them has another type than the table gives the column.
+    Evolving(crate::table::EvolvingRecord),
 }
 
 /// Parsed output of one line: a record to apply, or a quarantine row.
@@ -978,6 +987,13 @@ fn route_outcome(
             Some(Ok(TableRecord::Change(c)))
         }
         Ok(Some(Outcome::Truncate(s))) => Some(Ok(TableRecord::Truncate(s))),
+        Ok(Some(Outcome::Evolving(c))) => {
+            stats.changes += 1;
+            Some(Ok(TableRecord::Evolving(Box::new((
+                c,
+                plan.quarantine(position(), line, String::new()),
+            )))))
+        }
         Ok(Some(Outcome::Dropped)) => {
             stats.dropped += 1;
             None

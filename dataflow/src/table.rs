@@ -168,6 +168,10 @@ pub enum Outcome {
     Truncate(Seq),
     /// Dropped by an expectation (`on_violation = "drop"`).
     Dropped,
+    /// An upsert that carries columns the source schema does not have
+    /// (`schema_evolution = "add_new_columns"`): applied once its epoch's new columns are
+    /// agreed on (see [`gate_new_columns`]).
+    Evolving(Change<Key, Seq, PackedRow>),
 }
 
 /// Why a parsed record is not applied.
@@ -723,10 +727,7 @@ pub fn table_sink<'scope, R: KeyRows>(
                     };
                     let epoch = *cap.time();
                     let before = added.len();
-                    if let Err(e) = fold_new_columns(&plan, &delta_base, &mut added, &mut seen, epoch) {
-                        metrics.fail(e);
-                        return;
-                    }
+                    fold_new_columns(&delta_base, &mut added, &mut seen, epoch);
                     if added.len() > before {
                         tracing::info!(
                             table = %plan.name,
@@ -885,49 +886,115 @@ fn rewrite_bucket<R: KeyRows>(
     Ok((Some(file), actions, rows as i64 - old_rows))
 }
 
-/// Folds the new columns seen in epochs up to `epoch` into the table's added columns: a
-/// name the table does not have is added (those of one epoch in name order); a name seen
-/// with two types in its first epoch, or with a type other than the table's, stops the
-/// pipeline with an error naming the column and both types — the column's values were
-/// already applied, and Delta cannot change a column's type in place. Deterministic: every
-/// worker folds the same broadcast observations in epoch order.
-fn fold_new_columns(
-    plan: &TablePlan,
+/// Folds the new columns seen in epochs up to `epoch` into the table's added columns, in
+/// epoch order: a name the table does not have is added (those of one epoch in name order);
+/// seen with two types in its first epoch, it gets the type whose name sorts first. Rows whose
+/// value has another type than the column's are quarantined by [`gate_new_columns`], which
+/// folds the same announcements. Deterministic: every worker folds the same broadcast
+/// announcements in epoch order.
+pub fn fold_new_columns(
     base: &[Column],
     added: &mut Vec<Column>,
     seen: &mut BTreeMap<u64, Vec<Column>>,
     epoch: u64,
-) -> Result<(), String> {
+) {
     while let Some(entry) = seen.first_entry() {
         if *entry.key() > epoch {
             break;
         }
-        let (e, mut cols) = entry.remove_entry();
+        let mut cols = entry.remove();
         cols.sort_by(|a, b| (&a.name, a.ty.name()).cmp(&(&b.name, b.ty.name())));
-        cols.dedup();
-        let mut fresh: Vec<Column> = Vec::new();
         for c in cols {
-            let known = base
-                .iter()
-                .chain(added.iter())
-                .chain(fresh.iter())
-                .find(|k| k.name == c.name);
-            match known {
-                None => fresh.push(c),
-                Some(k) if k.ty == c.ty => {}
-                Some(k) => {
-                    return Err(format!(
-                        "table `{}`: column `{}` arrived as {} in epoch {e}, but the table has it as {}; \
-                         a column's type cannot change (schema_evolution = \"add_new_columns\"); \
-                         declare its type in `column_types` or use schema_evolution = \"rescue\"",
-                        plan.name, c.name, c.ty, k.ty
-                    ))
-                }
+            if !base.iter().chain(added.iter()).any(|k| k.name == c.name) {
+                added.push(c);
             }
         }
-        added.extend(fresh);
     }
-    Ok(())
+}
+
+/// An upsert carrying new columns, with its quarantine row (reason still empty) in case one
+/// of them has another type than the table gives the column.
+pub type EvolvingRecord = Box<(Change<Key, Seq, PackedRow>, QuarantineRow)>;
+
+/// Holds the upserts that carry new columns ([`Outcome::Evolving`]) of each epoch until every
+/// worker's announcements of that epoch are in, folds them like the sinks do
+/// ([`fold_new_columns`]), and then passes an upsert on, or quarantines it (with its record)
+/// when one of its new values has another type than the column's — a type change of a column
+/// added during the run, which is never cast. Counts the quarantined ones in the epoch's
+/// stats (they were counted as changes by the parser).
+pub fn gate_new_columns<'scope>(
+    evolving: StreamVec<'scope, u64, EvolvingRecord>,
+    announced: StreamVec<'scope, u64, Column>,
+    plan: Arc<TablePlan>,
+    base: Vec<Column>,
+    added: Vec<Column>,
+    stats: SharedStats,
+) -> StreamVec<'scope, u64, Result<Change<Key, Seq, PackedRow>, QuarantineRow>> {
+    evolving.binary_frontier(
+        announced,
+        Pipeline,
+        Pipeline,
+        &format!("NewColumnsGate({})", plan.name),
+        move |_cap, _info| {
+            let mut pending: EpochStash<EvolvingRecord> =
+                EpochStash::new();
+            let mut added = added;
+            let mut seen: BTreeMap<u64, Vec<Column>> = BTreeMap::new();
+            let slot = plan.new_columns_slot.map(|(p, _)| p);
+            move |(input, frontier), (ann, ann_frontier), output| {
+                pending.stash(input, output.output_index());
+                ann.for_each_stamp(|cap, data| {
+                    if let Some(&epoch) = cap.least() {
+                        let cols = seen.entry(epoch).or_default();
+                        for batch in data {
+                            cols.append(batch);
+                        }
+                    }
+                });
+                let done = |e: u64| {
+                    frontier.frontier().iter().all(|f| *f > e)
+                        && ann_frontier.frontier().iter().all(|f| *f > e)
+                };
+                while pending.first_epoch().is_some_and(done) {
+                    let (cap, changes) = pending.pop_first().expect("first epoch");
+                    let epoch = *cap.time();
+                    fold_new_columns(&base, &mut added, &mut seen, epoch);
+                    let mut session = output.session(&cap);
+                    for boxed in changes {
+                        let (change, mut bad) = *boxed;
+                        let carried = match (&change.value, slot) {
+                            (Some(v), Some(p)) => match v.iter().nth(p) {
+                                Some(tidewater_connectors::types::DatumRef::Bytes(b)) => {
+                                    NewColumns::decode(b)
+                                }
+                                _ => Vec::new(),
+                            },
+                            _ => Vec::new(),
+                        };
+                        let clash = carried.iter().find_map(|(name, ty, _)| {
+                            added
+                                .iter()
+                                .find(|c| &c.name == name && c.ty != *ty)
+                                .map(|c| (name.clone(), *ty, c.ty))
+                        });
+                        match clash {
+                            None => session.give(Ok(change)),
+                            Some((name, ty, table_ty)) => {
+                                bad.reason = format!(
+                                    "column `{name}` is {ty} here, but the table added it as {table_ty}; a column's type does not change"
+                                );
+                                let mut st = stats.borrow_mut();
+                                let st = st.entry(epoch).or_default();
+                                st.changes = st.changes.saturating_sub(1);
+                                st.quarantined += 1;
+                                session.give(Err(bad));
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 fn parquet_err(
