@@ -75,9 +75,13 @@
 mod compile;
 mod convert;
 mod expr;
+mod query;
+mod render;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;
 
 use std::fmt;
 
@@ -88,6 +92,8 @@ use crate::error::TidewaterError;
 
 pub use compile::{compile, compile_predicate};
 pub use expr::Expr;
+pub use query::{plan_query, QueryPlan};
+pub use render::{render_query, RowCollection};
 
 /// A position in the SQL text: 1-based line and column (as sqlparser counts them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,6 +172,19 @@ pub enum SqlError {
         at: Pos,
         /// The schema's column names (and a hint if only the case differs).
         columns: String,
+        /// The whole text.
+        sql: String,
+    },
+    /// A relation in `FROM` that is neither an input of the catalog nor a `WITH` query (or,
+    /// from [`render_query`], an input of the plan missing from the inputs given).
+    #[error("unknown table or view `{name}` at {at} (known: {known}) in `{sql}`")]
+    UnknownRelation {
+        /// The name as written.
+        name: String,
+        /// Where it is.
+        at: Pos,
+        /// The relations that are known.
+        known: String,
         /// The whole text.
         sql: String,
     },
