@@ -737,7 +737,13 @@ impl<'a> Compiler<'a> {
 
     /// How `a` and `b` compare; a string literal compared with a timestamp is parsed as a
     /// timestamp here.
-    pub(super) fn cmp_kind(&self, a: &mut Typed, b: &mut Typed, e: &ast::Expr, at: Pos) -> R<CmpKind> {
+    pub(super) fn cmp_kind(
+        &self,
+        a: &mut Typed,
+        b: &mut Typed,
+        e: &ast::Expr,
+        at: Pos,
+    ) -> R<CmpKind> {
         use ColumnType as T;
         let class = |t: T| match t {
             T::Boolean => CmpKind::Bool,
@@ -1021,6 +1027,9 @@ impl<'a> Compiler<'a> {
             [ObjectNamePart::Identifier(id)] => id.value.to_lowercase(),
             _ => return Err(self.unsupported(format!("function {}", f.name), at)),
         };
+        if f.over.is_some() {
+            return Err(self.unsupported(format!("window function {name}(...) OVER"), at));
+        }
         if matches!(
             name.as_str(),
             "count" | "sum" | "avg" | "min" | "max" | "stddev" | "variance" | "array_agg"
@@ -1028,9 +1037,6 @@ impl<'a> Compiler<'a> {
             return Err(
                 self.unsupported(format!("aggregate {name}(...) in a scalar expression"), at)
             );
-        }
-        if f.over.is_some() {
-            return Err(self.unsupported(format!("window function {name}(...) OVER"), at));
         }
         if f.filter.is_some()
             || f.null_treatment.is_some()

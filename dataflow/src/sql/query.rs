@@ -13,7 +13,7 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
-use tidewater_connectors::types::{Column, ColumnType, Datum};
+use tidewater_connectors::types::{Column, ColumnType};
 
 use super::compile::{decimal, is_float, is_numeric, scale_of, Compiler, Names, Typed, R};
 use super::expr::{CmpKind, Node};
@@ -126,7 +126,10 @@ pub(crate) struct Agg {
 /// `catalog` (input relations → their columns; tables and earlier views) and type-checks
 /// it. Anything outside the supported subset (the table in the module docs of `sql`) is
 /// [`SqlError::Unsupported`] naming the construct and its `line:column`.
-pub fn plan_query(sql: &str, catalog: &BTreeMap<String, Vec<Column>>) -> Result<QueryPlan, SqlError> {
+pub fn plan_query(
+    sql: &str,
+    catalog: &BTreeMap<String, Vec<Column>>,
+) -> Result<QueryPlan, SqlError> {
     let parse_err = |e: sqlparser::parser::ParserError| SqlError::Parse {
         message: e.to_string(),
         sql: sql.to_string(),
@@ -213,7 +216,9 @@ impl Scope {
             [q, n] => (Some(q.value.as_str()), n.value.as_str()),
             _ => {
                 let name: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
-                return Err(c.unsupported(format!("name {} (use table.column)", name.join(".")), at));
+                return Err(
+                    c.unsupported(format!("name {} (use table.column)", name.join(".")), at)
+                );
             }
         };
         let hits: Vec<usize> = (0..self.cols.len())
@@ -544,7 +549,9 @@ impl Planner<'_> {
                     (SetOperator::Union, SetQuantifier::All) => true,
                     (SetOperator::Union, SetQuantifier::Distinct | SetQuantifier::None) => false,
                     (SetOperator::Union, q) => {
-                        return Err(self.unsupported(format!("UNION {q}"), self.at(right.as_ref(), at)))
+                        return Err(
+                            self.unsupported(format!("UNION {q}"), self.at(right.as_ref(), at))
+                        )
                     }
                     (op, _) => {
                         return Err(self.unsupported(format!("{op}"), self.at(right.as_ref(), at)))
@@ -681,7 +688,10 @@ impl Planner<'_> {
             GroupByExpr::All(_) => return bad("GROUP BY ALL", at),
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
-                    return bad("GROUP BY modifiers (ROLLUP, CUBE, GROUPING SETS, TOTALS)", at);
+                    return bad(
+                        "GROUP BY modifiers (ROLLUP, CUBE, GROUPING SETS, TOTALS)",
+                        at,
+                    );
                 }
                 exprs
             }
@@ -752,7 +762,9 @@ impl Planner<'_> {
                         }
                     }
                     if !any {
-                        return Err(self.type_err(format!("no table `{q}` in FROM for `{q}.*`"), iat));
+                        return Err(
+                            self.type_err(format!("no table `{q}` in FROM for `{q}.*`"), iat)
+                        );
                     }
                 }
                 SelectItem::ExprWithAliases { .. } => return bad("multiple aliases", iat),
@@ -870,7 +882,9 @@ impl Planner<'_> {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (false, c),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (true, c),
                 JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-                    return Err(self.unsupported("RIGHT JOIN (swap the sides and use LEFT JOIN)", jat))
+                    return Err(
+                        self.unsupported("RIGHT JOIN (swap the sides and use LEFT JOIN)", jat)
+                    )
                 }
                 JoinOperator::FullOuter(_) => return Err(self.unsupported("FULL OUTER JOIN", jat)),
                 JoinOperator::CrossJoin(_) => return Err(self.unsupported("CROSS JOIN", jat)),
@@ -1031,35 +1045,34 @@ impl Planner<'_> {
                 }
                 let tname = match name.0.as_slice() {
                     [ObjectNamePart::Identifier(id)] => id.value.clone(),
-                    _ => {
-                        return Err(self.unsupported(
-                            format!("qualified table name {name} (name a table or view of the pipeline)"),
-                            at,
-                        ))
-                    }
-                };
-                let (rel, mut cols) = if let Some((_, idx, cols)) =
-                    ctes.iter().rev().find(|(n, _, _)| *n == tname)
-                {
-                    (Rel::Get(*idx), cols.clone())
-                } else if let Some(cols) = self.catalog.get(&tname) {
-                    self.inputs.borrow_mut().insert(tname.clone());
-                    (
-                        Rel::Input {
-                            name: tname.clone(),
-                        },
-                        cols.iter().map(|c| (c.name.clone(), c.ty)).collect(),
-                    )
-                } else {
-                    let mut known: Vec<String> = self.catalog.keys().cloned().collect();
-                    known.extend(ctes.iter().map(|(n, _, _)| n.clone()));
-                    return Err(SqlError::UnknownRelation {
-                        name: tname,
+                    _ => return Err(self.unsupported(
+                        format!(
+                            "qualified table name {name} (name a table or view of the pipeline)"
+                        ),
                         at,
-                        known: known.join(", "),
-                        sql: self.sql.to_string(),
-                    });
+                    )),
                 };
+                let (rel, mut cols) =
+                    if let Some((_, idx, cols)) = ctes.iter().rev().find(|(n, _, _)| *n == tname) {
+                        (Rel::Get(*idx), cols.clone())
+                    } else if let Some(cols) = self.catalog.get(&tname) {
+                        self.inputs.borrow_mut().insert(tname.clone());
+                        (
+                            Rel::Input {
+                                name: tname.clone(),
+                            },
+                            cols.iter().map(|c| (c.name.clone(), c.ty)).collect(),
+                        )
+                    } else {
+                        let mut known: Vec<String> = self.catalog.keys().cloned().collect();
+                        known.extend(ctes.iter().map(|(n, _, _)| n.clone()));
+                        return Err(SqlError::UnknownRelation {
+                            name: tname,
+                            at,
+                            known: known.join(", "),
+                            sql: self.sql.to_string(),
+                        });
+                    };
                 let qual = match alias {
                     Some(a) => {
                         rename(self, &mut cols, a, at)?;
@@ -1102,7 +1115,9 @@ impl Planner<'_> {
                 }
                 self.from(table_with_joins, ctes, at)
             }
-            other => Err(self.unsupported(format!("FROM item {}", first_line(&other.to_string())), at)),
+            other => {
+                Err(self.unsupported(format!("FROM item {}", first_line(&other.to_string())), at))
+            }
         }
     }
 }

@@ -6,10 +6,10 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
-use differential_dataflow::VecCollection;
-use timely::dataflow::operators::ToStream;
 use differential_dataflow::AsCollection;
+use differential_dataflow::VecCollection;
 use tidewater_connectors::types::{ColumnType, Datum, PackedRow, Row};
+use timely::dataflow::operators::ToStream;
 
 use super::convert::{self, DecOp};
 use super::expr::{compare, CmpKind, Cx, Node, V};
@@ -97,9 +97,7 @@ fn render<'scope>(
                     join_key(&datums, &rk).map(|k| (k, row))
                 })
                 .arrange_by_key();
-            let matchable = keyed_left
-                .clone()
-                .flat_map(|(k, row)| k.map(|k| (k, row)));
+            let matchable = keyed_left.clone().flat_map(|(k, row)| k.map(|k| (k, row)));
             let left_arr = matchable.arrange_by_key();
             let joined = left_arr
                 .clone()
@@ -116,7 +114,8 @@ fn render<'scope>(
                 .as_collection(|k: &PackedRow, _v: &PackedRow| k.clone())
                 .distinct()
                 .arrange_by_self();
-            let matched = left_arr.join_core(right_keys, |_k, l: &PackedRow, _: &()| Some(l.clone()));
+            let matched =
+                left_arr.join_core(right_keys, |_k, l: &PackedRow, _: &()| Some(l.clone()));
             let pad2 = pad.clone();
             let unmatched = keyed_left
                 .map(|(_, row)| row)
@@ -147,20 +146,25 @@ fn render<'scope>(
                 // One marker value so that the single group exists over empty input; it
                 // contributes to no aggregate. Only worker 0 holds it.
                 let scope = any.scope();
-                let marker: Vec<((PackedRow, Option<PackedRow>), u64, isize)> = if scope.index() == 0 {
-                    vec![((PackedRow::pack(&[]), None), 0, 1)]
-                } else {
-                    Vec::new()
-                };
+                let marker: Vec<((PackedRow, Option<PackedRow>), u64, isize)> =
+                    if scope.index() == 0 {
+                        vec![((PackedRow::pack(&[]), None), 0, 1)]
+                    } else {
+                        Vec::new()
+                    };
                 keyed.concat(marker.to_stream(scope).as_collection())
             } else {
                 keyed
             };
             let aggs = aggs.clone();
             keyed
-                .reduce(move |_key, vals: &[(&Option<PackedRow>, isize)], out: &mut Vec<(PackedRow, isize)>| {
-                    out.push((PackedRow::pack(&aggregate(&aggs, vals)), 1));
-                })
+                .reduce(
+                    move |_key,
+                          vals: &[(&Option<PackedRow>, isize)],
+                          out: &mut Vec<(PackedRow, isize)>| {
+                        out.push((PackedRow::pack(&aggregate(&aggs, vals)), 1));
+                    },
+                )
                 .map(|(key, aggs)| concat(&key, aggs.as_bytes()))
         }
         Rel::Distinct(input) => go(input)
@@ -302,7 +306,9 @@ fn one_aggregate(a: &Agg, values: &[(&Datum, isize)]) -> Datum {
         AggFunc::Sum | AggFunc::Avg => {
             let avg = a.func == AggFunc::Avg;
             match a.ty {
-                ColumnType::Float64 if !matches!(a.arg_ty, ColumnType::Float32 | ColumnType::Float64) => {
+                ColumnType::Float64
+                    if !matches!(a.arg_ty, ColumnType::Float32 | ColumnType::Float64) =>
+                {
                     // AVG of integers: exact sum, one division.
                     let sum: i128 = values.iter().map(|(d, m)| int_of(d) * *m as i128).sum();
                     Datum::Float(sum as f64 / count as f64)

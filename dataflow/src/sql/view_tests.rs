@@ -108,7 +108,11 @@ fn states(updates: &Updates, epochs: usize) -> Vec<Vec<Row>> {
             }
             let mut rows = Vec::new();
             for (row, n) in acc {
-                assert!(n >= 0, "negative multiplicity {n} of {:?} at epoch {e}", row.unpack());
+                assert!(
+                    n >= 0,
+                    "negative multiplicity {n} of {:?} at epoch {e}",
+                    row.unpack()
+                );
                 for _ in 0..n {
                     rows.push(row.unpack());
                 }
@@ -150,8 +154,11 @@ fn oracle(sql: &str, cat: &Catalog, epochs: &[Epoch]) -> Vec<Vec<Vec<Value>>> {
             .iter()
             .map(|c| format!("\"{}\" {}", c.name, sqlite_type(c.ty)))
             .collect();
-        db.execute(&format!("CREATE TABLE \"{name}\" ({})", defs.join(", ")), [])
-            .unwrap();
+        db.execute(
+            &format!("CREATE TABLE \"{name}\" ({})", defs.join(", ")),
+            [],
+        )
+        .unwrap();
     }
     let mut state: HashMap<String, Vec<Row>> = HashMap::new();
     let mut out = Vec::new();
@@ -161,7 +168,10 @@ fn oracle(sql: &str, cat: &Catalog, epochs: &[Epoch]) -> Vec<Vec<Vec<Value>>> {
             if *diff > 0 {
                 rows.push(row.clone());
             } else {
-                let i = rows.iter().position(|r| r == row).expect("deleted row exists");
+                let i = rows
+                    .iter()
+                    .position(|r| r == row)
+                    .expect("deleted row exists");
                 rows.swap_remove(i);
             }
         }
@@ -169,7 +179,10 @@ fn oracle(sql: &str, cat: &Catalog, epochs: &[Epoch]) -> Vec<Vec<Vec<Value>>> {
             db.execute(&format!("DELETE FROM \"{name}\""), []).unwrap();
             let marks: Vec<&str> = cols.iter().map(|_| "?").collect();
             let mut ins = db
-                .prepare(&format!("INSERT INTO \"{name}\" VALUES ({})", marks.join(", ")))
+                .prepare(&format!(
+                    "INSERT INTO \"{name}\" VALUES ({})",
+                    marks.join(", ")
+                ))
                 .unwrap();
             for row in state.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
                 let vals: Vec<Value> = row.iter().map(to_value).collect();
@@ -206,23 +219,32 @@ fn value_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn sort_key(row: &[Value]) -> Vec<(u8, String)> {
-    row.iter()
-        .map(|v| match v {
-            Value::Null => (0, String::new()),
-            Value::Integer(_) | Value::Real(_) => {
-                // Order-preserving text for numbers (sign, then zero-padded magnitude).
-                let f = num(v).unwrap();
-                (1, format!("{}{:040.12}", if f < 0.0 { 0 } else { 1 }, if f < 0.0 { 1e20 + f } else { f }))
-            }
-            Value::Text(s) => (2, s.clone()),
-            Value::Blob(b) => (3, format!("{b:?}")),
-        })
-        .collect()
+/// NULL, then numbers (integers and reals by value), then text, then blobs.
+fn value_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let rank = |v: &Value| match v {
+        Value::Null => 0,
+        Value::Integer(_) | Value::Real(_) => 1,
+        Value::Text(_) => 2,
+        Value::Blob(_) => 3,
+    };
+    match (a, b) {
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => rank(a).cmp(&rank(b)),
+        },
+    }
 }
 
 fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
-    rows.sort_by_key(|r| sort_key(r));
+    rows.sort_by(|a, b| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| value_cmp(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     rows
 }
 
@@ -263,7 +285,9 @@ fn random_datum(rng: &mut ChaCha8Rng, ty: ColumnType, domain: i64, nulls: f64) -
     match ty {
         ColumnType::Float64 => Datum::Float(rng.gen_range(-4 * domain..=4 * domain) as f64 / 4.0),
         ColumnType::String => {
-            let words = ["apple", "Berry", "cherry", "apricot", "date", "Fig", "a", ""];
+            let words = [
+                "apple", "Berry", "cherry", "apricot", "date", "Fig", "a", "",
+            ];
             Datum::Str(words[rng.gen_range(0..(domain as usize).min(words.len()))].to_string())
         }
         ColumnType::Boolean => Datum::Bool(rng.gen_bool(0.5)),
@@ -442,7 +466,10 @@ fn oracle_join_keys_of_different_types_and_expressions() {
 
 #[test]
 fn oracle_left_join() {
-    check_tu(10, "SELECT t.a, t.s, u.c, u.y FROM t LEFT JOIN u ON t.a = u.a");
+    check_tu(
+        10,
+        "SELECT t.a, t.s, u.c, u.y FROM t LEFT JOIN u ON t.a = u.a",
+    );
 }
 
 #[test]
@@ -531,7 +558,10 @@ fn oracle_union_all_and_union() {
     check_tu(25, "SELECT a, s FROM t UNION ALL SELECT c, s FROM u");
     check_tu(26, "SELECT a, s FROM t UNION SELECT a, s FROM u");
     // Types unified across the branches (int64 and double → double).
-    check_tu(27, "SELECT a, x FROM t UNION ALL SELECT a, c FROM u UNION ALL SELECT c, y FROM u");
+    check_tu(
+        27,
+        "SELECT a, x FROM t UNION ALL SELECT a, c FROM u UNION ALL SELECT c, y FROM u",
+    );
 }
 
 #[test]
@@ -699,7 +729,10 @@ fn int_sum_overflow_is_null_and_avg_of_ints_is_double() {
     );
     assert_eq!(got[0][1], Datum::Null, "i64::MAX + 1 overflows");
     assert_eq!(got[1][1], Datum::Int(i64::MAX - 1));
-    assert_eq!(got[2], vec![Datum::Int(3), Datum::Int(3), Datum::Float(1.5)]);
+    assert_eq!(
+        got[2],
+        vec![Datum::Int(3), Datum::Int(3), Datum::Float(1.5)]
+    );
 }
 
 #[test]
@@ -707,7 +740,10 @@ fn doubles_group_and_join_as_sql_values() {
     // -0 = 0 (one group, one join key); NaN = NaN; NULL keys never match but form a group.
     let cat = catalog(&[
         ("f", &[("x", ColumnType::Float64), ("n", ColumnType::Int64)]),
-        ("g", &[("x", ColumnType::Float64), ("tag", ColumnType::String)]),
+        (
+            "g",
+            &[("x", ColumnType::Float64), ("tag", ColumnType::String)],
+        ),
     ]);
     let f = vec![
         vec![Datum::Float(-0.0), Datum::Int(1)],
@@ -774,7 +810,11 @@ fn join_keys_of_int_and_decimal_compare_exactly() {
         vec![Datum::Decimal(301), Datum::Str("3.01".into())],
         vec![Datum::Decimal(400), Datum::Str("4.00".into())],
     ];
-    let got = view_once("SELECT a.v, b.w FROM a JOIN b ON a.k = b.k", &cat, &[("a", a), ("b", b)]);
+    let got = view_once(
+        "SELECT a.v, b.w FROM a JOIN b ON a.k = b.k",
+        &cat,
+        &[("a", a), ("b", b)],
+    );
     assert_eq!(
         got,
         vec![
@@ -787,7 +827,14 @@ fn join_keys_of_int_and_decimal_compare_exactly() {
 #[test]
 fn plan_reports_output_columns_and_inputs() {
     let cat = catalog(&[
-        ("t", &[("a", ColumnType::Int32), ("s", ColumnType::String), ("x", ColumnType::Float32)]),
+        (
+            "t",
+            &[
+                ("a", ColumnType::Int32),
+                ("s", ColumnType::String),
+                ("x", ColumnType::Float32),
+            ],
+        ),
         ("u", &[("a", ColumnType::Int64)]),
     ]);
     let plan = plan_query(
@@ -833,8 +880,18 @@ fn updates_for_change(sql: &str, cat: &Catalog, rows: Epoch, change: Epoch) -> (
 #[test]
 fn one_changed_row_changes_one_group() {
     let cat = catalog(&[
-        ("big", &[("k", ColumnType::Int64), ("g", ColumnType::Int64), ("v", ColumnType::Int64)]),
-        ("dim", &[("g", ColumnType::Int64), ("name", ColumnType::String)]),
+        (
+            "big",
+            &[
+                ("k", ColumnType::Int64),
+                ("g", ColumnType::Int64),
+                ("v", ColumnType::Int64),
+            ],
+        ),
+        (
+            "dim",
+            &[("g", ColumnType::Int64), ("name", ColumnType::String)],
+        ),
     ]);
     let n = 20_000i64;
     let row = |k: i64, g: i64, v: i64| vec![Datum::Int(k), Datum::Int(g), Datum::Int(v)];
@@ -863,9 +920,12 @@ fn one_changed_row_changes_one_group() {
         (2, 100)
     );
     // A row moving between groups: two groups change.
-    assert_eq!(updates_for_change(agg, &cat, big.clone(), move_group), (4, 100));
+    assert_eq!(
+        updates_for_change(agg, &cat, big.clone(), move_group),
+        (4, 100)
+    );
     // A join + aggregate: still one group.
-    let joined = "SELECT d.name, COUNT(*) AS n, MAX(b.v) AS mx FROM big b JOIN dim d ON b.g = d.g GROUP BY d.name";
+    let joined = "SELECT d.name, COUNT(*) AS n, SUM(b.v) AS sv, MAX(b.v) AS mx FROM big b JOIN dim d ON b.g = d.g GROUP BY d.name";
     assert_eq!(
         updates_for_change(joined, &cat, big.clone(), update_v.clone()),
         (2, 100)
@@ -878,8 +938,16 @@ fn one_changed_row_changes_one_group() {
     );
     // A dimension row changing: exactly its 200 joined rows are replaced.
     let dim_change = vec![
-        ("dim".to_string(), vec![Datum::Int(5), Datum::Str("g5".into())], -1),
-        ("dim".to_string(), vec![Datum::Int(5), Datum::Str("five".into())], 1),
+        (
+            "dim".to_string(),
+            vec![Datum::Int(5), Datum::Str("g5".into())],
+            -1,
+        ),
+        (
+            "dim".to_string(),
+            vec![Datum::Int(5), Datum::Str("five".into())],
+            1,
+        ),
     ];
     assert_eq!(
         updates_for_change(plain, &cat, big, dim_change),
@@ -892,7 +960,14 @@ fn one_changed_row_changes_one_group() {
 
 fn err(sql: &str) -> String {
     let cat = catalog(&[
-        ("t", &[("a", ColumnType::Int64), ("b", ColumnType::Int64), ("s", ColumnType::String)]),
+        (
+            "t",
+            &[
+                ("a", ColumnType::Int64),
+                ("b", ColumnType::Int64),
+                ("s", ColumnType::String),
+            ],
+        ),
         ("u", &[("a", ColumnType::Int64), ("c", ColumnType::Int64)]),
     ]);
     match plan_query(sql, &cat) {
@@ -936,14 +1011,14 @@ fn unsupported_joins() {
     assert_unsupported(
         "SELECT t.a FROM t RIGHT JOIN u ON t.a = u.a",
         "RIGHT JOIN (swap the sides and use LEFT JOIN)",
-        "1:19",
+        "1:30",
     );
     assert_unsupported(
         "SELECT t.a FROM t FULL OUTER JOIN u ON t.a = u.a",
         "FULL OUTER JOIN",
-        "1:19",
+        "1:35",
     );
-    assert_unsupported("SELECT t.a FROM t CROSS JOIN u", "CROSS JOIN", "1:19");
+    assert_unsupported("SELECT t.a FROM t CROSS JOIN u", "CROSS JOIN", "1:30");
     assert_unsupported(
         "SELECT t.a FROM t, u WHERE t.a = u.a",
         "comma join (FROM a, b); write a JOIN ... ON",
@@ -952,7 +1027,7 @@ fn unsupported_joins() {
     assert_unsupported(
         "SELECT t.a FROM t JOIN u USING (a)",
         "JOIN ... USING (write ON a.x = b.x)",
-        "1:19",
+        "1:24",
     );
     assert_unsupported(
         "SELECT t.a FROM t JOIN u ON t.a < u.a",
@@ -971,7 +1046,7 @@ fn unsupported_subqueries_in_expressions() {
     assert_unsupported(
         "SELECT a FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.a = t.a)",
         "EXISTS (subquery)",
-        "1:23",
+        "1:31",
     );
     assert_unsupported(
         "SELECT a FROM t WHERE a IN (SELECT a FROM u)",
@@ -981,7 +1056,7 @@ fn unsupported_subqueries_in_expressions() {
     assert_unsupported(
         "SELECT a, (SELECT MAX(c) FROM u WHERE u.a = t.a) AS m FROM t",
         "scalar subquery",
-        "1:11",
+        "1:12",
     );
     assert_unsupported(
         "SELECT t.a FROM t JOIN LATERAL (SELECT c FROM u WHERE u.a = t.a) x ON x.c = t.a",
@@ -998,15 +1073,28 @@ fn unsupported_recursive_cte_and_set_operations() {
         "1:1",
     );
     assert_unsupported("SELECT a FROM t EXCEPT SELECT a FROM u", "EXCEPT", "1:24");
-    assert_unsupported("SELECT a FROM t INTERSECT SELECT a FROM u", "INTERSECT", "1:27");
+    assert_unsupported(
+        "SELECT a FROM t INTERSECT SELECT a FROM u",
+        "INTERSECT",
+        "1:27",
+    );
 }
 
 #[test]
 fn unsupported_misc() {
     assert_unsupported("SELECT 1", "SELECT without FROM", "1:1");
     assert_unsupported("SELECT DISTINCT ON (a) a, b FROM t", "DISTINCT ON", "1:21");
-    assert_unsupported("SELECT a FROM t GROUP BY ROLLUP (a)", "GROUP BY modifiers (ROLLUP, CUBE, GROUPING SETS, TOTALS)", "1:1");
-    assert_unsupported("INSERT INTO t VALUES (1, 2, 'x')", "statement INSERT (a view is one SELECT)", "1:1");
+    assert_unsupported("SELECT a FROM t GROUP BY ROLLUP (a)", "ROLLUP (a)", "1:34");
+    assert_unsupported(
+        "SELECT a FROM t GROUP BY a WITH ROLLUP",
+        "GROUP BY modifiers (ROLLUP, CUBE, GROUPING SETS, TOTALS)",
+        "1:1",
+    );
+    assert_unsupported(
+        "INSERT INTO t VALUES (1, 2, 'x')",
+        "statement INSERT (a view is one SELECT)",
+        "1:1",
+    );
     assert_unsupported(
         "SELECT a FROM t; SELECT a FROM u",
         "more than one statement (a view is one SELECT)",
@@ -1017,35 +1105,61 @@ fn unsupported_misc() {
         "count(...) FILTER (WHERE ...)",
         "1:8",
     );
-    assert_unsupported("SELECT a FROM t WHERE SUM(b) > 1", "aggregate sum(...) in a scalar expression", "1:23");
+    assert_unsupported(
+        "SELECT a FROM t WHERE SUM(b) > 1",
+        "aggregate sum(...) in a scalar expression",
+        "1:23",
+    );
 }
 
 #[test]
 fn name_and_type_errors() {
     let e = err("SELECT a FROM nope");
-    assert!(e.starts_with("unknown table or view `nope` at 1:15 (known: t, u)"), "{e}");
+    assert!(
+        e.starts_with("unknown table or view `nope` at 1:15 (known: t, u)"),
+        "{e}"
+    );
     let e = err("SELECT a FROM t JOIN u ON t.a = u.a");
-    assert!(e.starts_with("column name `a` is ambiguous (in t and u); qualify it at 1:8"), "{e}");
+    assert!(
+        e.starts_with("column name `a` is ambiguous (in t and u); qualify it at 1:8"),
+        "{e}"
+    );
     let e = err("SELECT t.c FROM t");
-    assert!(e.starts_with("unknown column `t.c` at 1:8 (columns: t.a, t.b, t.s)"), "{e}");
+    assert!(
+        e.starts_with("unknown column `t.c` at 1:8 (columns: t.a, t.b, t.s)"),
+        "{e}"
+    );
     let e = err("SELECT a, b, COUNT(*) FROM t GROUP BY a");
     assert!(
-        e.starts_with("column `b` must appear in GROUP BY or be used in an aggregate function at 1:11"),
+        e.starts_with(
+            "column `b` must appear in GROUP BY or be used in an aggregate function at 1:11"
+        ),
         "{e}"
     );
     let e = err("SELECT b, COUNT(*) FROM t");
     assert!(
-        e.starts_with("column `b` must appear in GROUP BY or be used in an aggregate function at 1:8"),
+        e.starts_with(
+            "column `b` must appear in GROUP BY or be used in an aggregate function at 1:8"
+        ),
         "{e}"
     );
     let e = err("SELECT SUM(s) FROM t");
-    assert!(e.starts_with("sum needs a number, but `s` is string at 1:8"), "{e}");
+    assert!(
+        e.starts_with("sum needs a number, but `s` is string at 1:8"),
+        "{e}"
+    );
     let e = err("SELECT a, s FROM t UNION ALL SELECT a FROM u");
-    assert!(e.starts_with("the sides of UNION have 2 and 1 columns"), "{e}");
+    assert!(
+        e.starts_with("the sides of UNION have 2 and 1 columns"),
+        "{e}"
+    );
     let e = err("SELECT t.a, u.a FROM t JOIN u ON t.a = u.a");
     assert!(e.starts_with("the view has two columns named `a`"), "{e}");
     let e = err("SELECT a FROM t WHERE s");
-    assert!(e.starts_with("WHERE needs a boolean, but `s` is string at 1:23"), "{e}");
+    assert!(
+        e.starts_with("WHERE needs a boolean, but `s` is string at 1:23"),
+        "{e}"
+    );
     assert!(matches!(
         plan_query("SELEC a FROM t", &BTreeMap::new()),
         Err(SqlError::Parse { .. })
