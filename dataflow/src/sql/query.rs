@@ -70,8 +70,8 @@ pub(crate) enum Rel {
         outer: bool,
         right_width: usize,
     },
-    /// `GROUP BY`: output rows are the group values (canonical, see `KeyKind::Group`) then
-    /// the aggregates. `global` (no `GROUP BY`): exactly one row, also over empty input.
+    /// `GROUP BY`: output rows are the group values (canonical: doubles `-0` → `0`, one NaN)
+    /// then the aggregates. `global` (no `GROUP BY`): exactly one row, also over empty input.
     Reduce {
         input: Box<Rel>,
         group: Vec<Node>,
@@ -433,9 +433,6 @@ impl GroupNames<'_> {
                 }
             }
         };
-        if matches!(arg_ty, ColumnType::Bytes) && matches!(func, AggFunc::Min | AggFunc::Max) {
-            // Bytes compare by bytes like strings: fine.
-        }
         Ok(Agg {
             func,
             arg: Some(t.node),
@@ -1045,12 +1042,14 @@ impl Planner<'_> {
                 }
                 let tname = match name.0.as_slice() {
                     [ObjectNamePart::Identifier(id)] => id.value.clone(),
-                    _ => return Err(self.unsupported(
-                        format!(
+                    _ => {
+                        return Err(self.unsupported(
+                            format!(
                             "qualified table name {name} (name a table or view of the pipeline)"
                         ),
-                        at,
-                    )),
+                            at,
+                        ))
+                    }
                 };
                 let (rel, mut cols) =
                     if let Some((_, idx, cols)) = ctes.iter().rev().find(|(n, _, _)| *n == tname) {

@@ -249,8 +249,11 @@ fn join_key(row: &[Datum], keys: &[(Node, KeyKind)]) -> Option<PackedRow> {
 /// marker of a global aggregate). Computed from the sorted multiset, so the result does not
 /// depend on the order in which the rows arrived.
 fn aggregate(aggs: &[Agg], vals: &[(&Option<PackedRow>, isize)]) -> Row {
+    // Only positive multiplicities count (a negative one would be an input retracting a
+    // row it never inserted).
     let rows: Vec<(Row, isize)> = vals
         .iter()
+        .filter(|(_, m)| *m > 0)
         .filter_map(|(v, m)| v.as_ref().map(|v| (v.unpack(), *m)))
         .collect();
     aggs.iter()
@@ -262,7 +265,7 @@ fn aggregate(aggs: &[Agg], vals: &[(&Option<PackedRow>, isize)]) -> Row {
             // The non-NULL values with their multiplicities.
             let mut values: Vec<(&Datum, isize)> = rows
                 .iter()
-                .filter(|(r, m)| *m > 0 && !r[i].is_null())
+                .filter(|(r, _)| !r[i].is_null())
                 .map(|(r, m)| (&r[i], *m))
                 .collect();
             if a.distinct {

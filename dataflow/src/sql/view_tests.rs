@@ -1061,7 +1061,7 @@ fn unsupported_subqueries_in_expressions() {
     assert_unsupported(
         "SELECT t.a FROM t JOIN LATERAL (SELECT c FROM u WHERE u.a = t.a) x ON x.c = t.a",
         "LATERAL subquery",
-        "1:24",
+        "1:33",
     );
 }
 
