@@ -254,7 +254,7 @@ impl DatumRef<'_> {
 /// after the other. About as large as the row's Arrow bytes, one allocation per row (a
 /// [`Row`] costs a `Vec` plus a `String` per string cell), and the bytes are canonical, so
 /// equal rows have equal packings (their hash is the row's fingerprint).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PackedRow(Box<[u8]>);
 
 impl PackedRow {

@@ -65,21 +65,62 @@ fn compile_typed(sql: &str, schema: &Schema) -> Result<Typed, SqlError> {
             sql: sql.to_string(),
         });
     }
-    let c = Compiler { schema, sql };
+    let names = SchemaNames(schema);
+    let c = Compiler::new(&names, sql);
     c.expr(&ast, Pos { line: 1, column: 1 })
+}
+
+/// How a [`Compiler`] resolves names. [`compile`] resolves plain column names against one
+/// [`Schema`]; views (`super::query`) resolve `t.col` against the relations of a `FROM`
+/// clause and map `GROUP BY` expressions and aggregates to columns of the grouped row.
+pub(super) trait Names {
+    /// The column `parts` (`col` or `t.col`) names, compiled.
+    fn column(&self, c: &Compiler<'_>, parts: &[ast::Ident], at: Pos) -> R<Typed>;
+
+    /// A whole sub-expression this scope maps to a column of its row (a `GROUP BY`
+    /// expression, an aggregate), checked before the expression is compiled node by node.
+    fn lookup(&self, _c: &Compiler<'_>, _e: &ast::Expr, _at: Pos) -> R<Option<Typed>> {
+        Ok(None)
+    }
+}
+
+/// The names of one record: its schema's columns, unqualified.
+struct SchemaNames<'a>(&'a Schema);
+
+impl Names for SchemaNames<'_> {
+    fn column(&self, c: &Compiler<'_>, parts: &[ast::Ident], at: Pos) -> R<Typed> {
+        let [ident] = parts else {
+            let name: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
+            return Err(c.unsupported(
+                format!(
+                    "qualified name {} (only columns of the record can be named)",
+                    name.join(".")
+                ),
+                at,
+            ));
+        };
+        let name = ident.value.as_str();
+        let schema = self.0;
+        if let Some(i) = schema.index_of(name) {
+            let ty = schema.columns[i].ty;
+            return Ok(Typed::new(Node::Col(i, ty), ty));
+        }
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        Err(c.unknown_column(name, &names, at))
+    }
 }
 
 /// A compiled node with its type (`None`: the type of a bare NULL, which adapts to its
 /// context) and, for integers, how many decimal digits the values can have.
 #[derive(Clone, Debug)]
-struct Typed {
-    node: Node,
-    ty: Option<ColumnType>,
-    digits: i32,
+pub(super) struct Typed {
+    pub(super) node: Node,
+    pub(super) ty: Option<ColumnType>,
+    pub(super) digits: i32,
 }
 
 impl Typed {
-    fn new(node: Node, ty: ColumnType) -> Typed {
+    pub(super) fn new(node: Node, ty: ColumnType) -> Typed {
         Typed {
             node,
             ty: Some(ty),
@@ -97,7 +138,7 @@ fn int_digits(t: ColumnType) -> i32 {
     }
 }
 
-fn is_numeric(t: ColumnType) -> bool {
+pub(super) fn is_numeric(t: ColumnType) -> bool {
     t.is_integer()
         || matches!(
             t,
@@ -105,7 +146,7 @@ fn is_numeric(t: ColumnType) -> bool {
         )
 }
 
-fn is_float(t: ColumnType) -> bool {
+pub(super) fn is_float(t: ColumnType) -> bool {
     matches!(t, ColumnType::Float32 | ColumnType::Float64)
 }
 
@@ -116,14 +157,14 @@ fn dec_parts(t: &Typed) -> (i32, i32) {
     }
 }
 
-fn scale_of(t: Option<ColumnType>) -> i32 {
+pub(super) fn scale_of(t: Option<ColumnType>) -> i32 {
     match t {
         Some(ColumnType::Decimal { scale, .. }) => scale as i32,
         _ => 0,
     }
 }
 
-fn decimal(p: i32, s: i32) -> ColumnType {
+pub(super) fn decimal(p: i32, s: i32) -> ColumnType {
     ColumnType::Decimal {
         precision: p.clamp(1, MAX_PRECISION) as u8,
         scale: s.clamp(0, MAX_PRECISION) as i8,
@@ -150,15 +191,36 @@ fn castable(from: ColumnType, to: ColumnType) -> bool {
     }
 }
 
-struct Compiler<'a> {
-    schema: &'a Schema,
-    sql: &'a str,
+/// Compiles sqlparser expressions to typed [`Node`]s, resolving names through [`Names`].
+pub(super) struct Compiler<'a> {
+    names: &'a dyn Names,
+    pub(super) sql: &'a str,
 }
 
-type R<T> = Result<T, SqlError>;
+pub(super) type R<T> = Result<T, SqlError>;
 
-impl Compiler<'_> {
-    fn at(&self, e: &impl Spanned, parent: Pos) -> Pos {
+impl<'a> Compiler<'a> {
+    /// A compiler resolving names through `names`, for expressions parsed from `sql`.
+    pub(super) fn new(names: &'a dyn Names, sql: &'a str) -> Compiler<'a> {
+        Compiler { names, sql }
+    }
+
+    /// The error for a name that is not among `names` (with a hint if only the case differs).
+    pub(super) fn unknown_column(&self, name: &str, names: &[&str], at: Pos) -> SqlError {
+        let hint = names
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .map(|n| format!("; did you mean `{n}`? column names are case-sensitive"))
+            .unwrap_or_default();
+        SqlError::UnknownColumn {
+            name: name.to_string(),
+            at,
+            columns: format!("{}{hint}", names.join(", ")),
+            sql: self.sql.to_string(),
+        }
+    }
+
+    pub(super) fn at(&self, e: &impl Spanned, parent: Pos) -> Pos {
         let s = e.span().start;
         if s.line == 0 {
             parent
@@ -167,7 +229,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn unsupported(&self, construct: impl Into<String>, at: Pos) -> SqlError {
+    pub(super) fn unsupported(&self, construct: impl Into<String>, at: Pos) -> SqlError {
         SqlError::Unsupported {
             construct: construct.into(),
             at,
@@ -175,7 +237,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn type_err(&self, message: String, at: Pos) -> SqlError {
+    pub(super) fn type_err(&self, message: String, at: Pos) -> SqlError {
         SqlError::Type {
             message,
             at,
@@ -183,11 +245,15 @@ impl Compiler<'_> {
         }
     }
 
-    fn expr(&self, e: &ast::Expr, parent: Pos) -> R<Typed> {
+    pub(super) fn expr(&self, e: &ast::Expr, parent: Pos) -> R<Typed> {
         use ast::Expr as E;
         let at = self.at(e, parent);
+        if let Some(t) = self.names.lookup(self, e, at)? {
+            return Ok(t);
+        }
         match e {
-            E::Identifier(ident) => self.column(&ident.value, at),
+            E::Identifier(ident) => self.names.column(self, std::slice::from_ref(ident), at),
+            E::CompoundIdentifier(parts) => self.names.column(self, parts, at),
             E::Nested(inner) => self.expr(inner, at),
             E::Value(v) => self.value(&v.value, false, at),
             E::TypedString(ts) => {
@@ -433,30 +499,6 @@ impl Compiler<'_> {
         }
     }
 
-    fn column(&self, name: &str, at: Pos) -> R<Typed> {
-        if let Some(i) = self.schema.index_of(name) {
-            let ty = self.schema.columns[i].ty;
-            return Ok(Typed::new(Node::Col(i, ty), ty));
-        }
-        let names: Vec<&str> = self
-            .schema
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let hint = names
-            .iter()
-            .find(|n| n.eq_ignore_ascii_case(name))
-            .map(|n| format!("; did you mean `{n}`? column names are case-sensitive"))
-            .unwrap_or_default();
-        Err(SqlError::UnknownColumn {
-            name: name.to_string(),
-            at,
-            columns: format!("{}{hint}", names.join(", ")),
-            sql: self.sql.to_string(),
-        })
-    }
-
     fn value(&self, v: &Value, negative: bool, at: Pos) -> R<Typed> {
         match v {
             Value::Number(text, _) => self.number(text, negative, at),
@@ -695,7 +737,13 @@ impl Compiler<'_> {
 
     /// How `a` and `b` compare; a string literal compared with a timestamp is parsed as a
     /// timestamp here.
-    fn cmp_kind(&self, a: &mut Typed, b: &mut Typed, e: &ast::Expr, at: Pos) -> R<CmpKind> {
+    pub(super) fn cmp_kind(
+        &self,
+        a: &mut Typed,
+        b: &mut Typed,
+        e: &ast::Expr,
+        at: Pos,
+    ) -> R<CmpKind> {
         use ColumnType as T;
         let class = |t: T| match t {
             T::Boolean => CmpKind::Bool,
@@ -746,7 +794,7 @@ impl Compiler<'_> {
     }
 
     /// The type both `a` and `b` convert to (for CASE, COALESCE); `None` if there is none.
-    fn unify(a: &Typed, b: &Typed) -> Option<(Option<ColumnType>, i32)> {
+    pub(super) fn unify(a: &Typed, b: &Typed) -> Option<(Option<ColumnType>, i32)> {
         let digits = a.digits.max(b.digits);
         let t = match (a.ty, b.ty) {
             (None, t) | (t, None) => return Some((t, digits)),
@@ -775,7 +823,7 @@ impl Compiler<'_> {
     }
 
     /// Converts `t` to type `to`, adding a cast node where the values change.
-    fn cast(&self, t: Typed, to: Option<ColumnType>, at: Pos) -> Typed {
+    pub(super) fn cast(&self, t: Typed, to: Option<ColumnType>, at: Pos) -> Typed {
         let (Some(from), Some(to_ty)) = (t.ty, to) else {
             return Typed { ty: to, ..t };
         };
@@ -796,7 +844,7 @@ impl Compiler<'_> {
         )
     }
 
-    fn boolean(&self, x: &ast::Expr, what: &str, parent: Pos) -> R<Typed> {
+    pub(super) fn boolean(&self, x: &ast::Expr, what: &str, parent: Pos) -> R<Typed> {
         let t = self.expr(x, parent)?;
         match t.ty {
             None | Some(ColumnType::Boolean) => Ok(t),
@@ -979,6 +1027,9 @@ impl Compiler<'_> {
             [ObjectNamePart::Identifier(id)] => id.value.to_lowercase(),
             _ => return Err(self.unsupported(format!("function {}", f.name), at)),
         };
+        if f.over.is_some() {
+            return Err(self.unsupported(format!("window function {name}(...) OVER"), at));
+        }
         if matches!(
             name.as_str(),
             "count" | "sum" | "avg" | "min" | "max" | "stddev" | "variance" | "array_agg"
@@ -986,9 +1037,6 @@ impl Compiler<'_> {
             return Err(
                 self.unsupported(format!("aggregate {name}(...) in a scalar expression"), at)
             );
-        }
-        if f.over.is_some() {
-            return Err(self.unsupported(format!("window function {name}(...) OVER"), at));
         }
         if f.filter.is_some()
             || f.null_treatment.is_some()
@@ -1181,9 +1229,6 @@ fn construct_name(e: &ast::Expr) -> String {
         E::Subquery(_) => "scalar subquery",
         E::InSubquery { .. } => "IN (subquery)",
         E::InUnnest { .. } => "IN UNNEST",
-        E::CompoundIdentifier(_) => {
-            return format!("qualified name {e} (only columns of the record can be named)")
-        }
         E::CompoundFieldAccess { .. } | E::JsonAccess { .. } => "field access",
         E::Interval(_) => "INTERVAL",
         E::Extract { .. } => "EXTRACT",

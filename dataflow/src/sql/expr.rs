@@ -710,7 +710,7 @@ fn round_float(f: f64, digits: i32) -> f64 {
 }
 
 impl Node {
-    fn columns(&self, out: &mut Vec<usize>) {
+    pub(crate) fn columns(&self, out: &mut Vec<usize>) {
         let mut go = |n: &Node| n.columns(out);
         match self {
             Node::Col(i, _) => out.push(*i),

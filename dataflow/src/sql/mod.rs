@@ -42,7 +42,7 @@
 //! | `\|\|` | string concatenation; non-strings are cast to string |
 //!
 //! Not supported (errors): subqueries, `EXISTS`, aggregates and window functions, qualified
-//! names (`t.col`), `INTERVAL` and date arithmetic, `EXTRACT`, `CEIL`/`FLOOR`, `DATE` literals
+//! names (`t.col`; in views they name a relation's column), `INTERVAL` and date arithmetic, `EXTRACT`, `CEIL`/`FLOOR`, `DATE` literals
 //! (there is no date type), regular expressions, arrays, structs and JSON access.
 //!
 //! ## Choices
@@ -71,13 +71,80 @@
 //! - **Floats.** NaN equals NaN and sorts above every number; `-0 = 0`.
 //! - A bare `NULL` has no type of its own; [`compile`] types it as `string`,
 //!   [`compile_predicate`] as `boolean`.
+//!
+//! # Views: `SELECT` queries maintained incrementally
+//!
+//! [`plan_query`] parses one `SELECT`, resolves its names against a catalog (input relation
+//! name → columns: tables and earlier views) and type-checks it, giving a [`QueryPlan`] with
+//! the view's output columns; [`render_query`] renders the plan on differential dataflow
+//! over collections of [`PackedRow`](tidewater_connectors::types::PackedRow)s (one per input
+//! relation, epochs as timestamps) and returns the view's collection. Expressions anywhere in
+//! a query are the scalar expressions above, with `t.col` names.
+//!
+//! | construct | notes |
+//! |---|---|
+//! | `SELECT expr [AS name], …` | any scalar expression; an unaliased column keeps its name, another expression is named by its text (`COUNT(*)`); the view's column names must be unique |
+//! | `*`, `t.*` | all columns of `FROM` / of relation `t`, in order |
+//! | `FROM t [AS] a`, `FROM (subquery) [AS] a [(c1, …)]` | tables and views of the catalog, `WITH` queries, subqueries; names are case-sensitive |
+//! | `col`, `t.col` | unqualified names must be unique among the relations of `FROM` |
+//! | `WHERE cond` | rows where `cond` is TRUE (not NULL) |
+//! | `[INNER] JOIN … ON` | `ON` must hold at least one equality between an expression of the left side and one of the right side (`a.x = b.y`, `lower(a.e) = lower(b.e)`); several are combined with `AND`; other conditions (`a.t < b.t`) filter the matches |
+//! | `LEFT [OUTER] JOIN … ON` | equalities as above, plus conditions on the right side alone (`AND b.active`); unmatched left rows get NULLs |
+//! | `(a JOIN b ON …)` | parenthesized joins |
+//! | `GROUP BY e, …` | expressions, select aliases (`GROUP BY word`, when no input column has that name) and positions (`GROUP BY 1`); NULLs form one group |
+//! | `COUNT(*)`, `COUNT([DISTINCT] x)`, `SUM`, `AVG`, `MIN`, `MAX` (`[DISTINCT]`) | NULLs ignored; over no non-NULL value `COUNT` = 0, the others NULL; any expression around aggregates (`SUM(a) * 2`, `COALESCE(SUM(x), 0)`) |
+//! | aggregates without `GROUP BY` | exactly one row, also over empty input (`COUNT(*)` = 0, `SUM` NULL) |
+//! | `HAVING cond` | over group columns and aggregates |
+//! | `SELECT DISTINCT` | |
+//! | `WITH a AS (…), b AS (…) SELECT …` | non-recursive; a later query may read an earlier one; each is rendered once however often it is read |
+//! | `UNION ALL`, `UNION` | column types unified (int64 and double → double); names from the first branch |
+//!
+//! Errors ([`SqlError::Unsupported`] with `line:column`): `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`
+//! (a view is an unordered set), window functions (`… OVER`), `RIGHT`/`FULL`/`CROSS`/`NATURAL`
+//! joins and `USING`, comma joins (`FROM a, b`), joins without an equality between the sides,
+//! other conditions in `LEFT JOIN … ON`, subqueries in expressions (scalar, `EXISTS`,
+//! `IN (subquery)`, hence correlated subqueries), `LATERAL`, `WITH RECURSIVE`, `EXCEPT`,
+//! `INTERSECT`, `VALUES`, `SELECT` without `FROM`, `DISTINCT ON`, `ROLLUP`/`CUBE`/`GROUPING
+//! SETS`, aggregate `FILTER`, aggregates in `WHERE`/`ON`, statements other than one `SELECT`.
+//! Unknown relations are [`SqlError::UnknownRelation`]; unknown or ambiguous columns and a
+//! column neither grouped nor aggregated are errors with their position.
+//!
+//! ## Choices (docs/decisions/0008)
+//!
+//! - **Rows** are `PackedRow`s (canonical bytes), in the catalog's column order for inputs and
+//!   in [`QueryPlan::columns`] order for the view. Every column is nullable.
+//! - **Keys.** Join keys and group keys are packed rows of canonical values, so SQL-equal
+//!   values are equal bytes: doubles `-0` → `0` and every NaN → one NaN (NaN = NaN, as in
+//!   the scalar comparisons); an integer/decimal key pair is compared as decimals at the
+//!   larger scale, a pair with a double as doubles. A NULL key value matches nothing (the
+//!   row does not enter the join arrangement; a left row then comes out padded). `GROUP BY`
+//!   outputs the canonical value (`0.0` for a `-0.0` group) and puts all NULLs in one group.
+//! - **Aggregates are recomputed per changed group from the group's multiset** (a
+//!   differential `reduce`): exact, and independent of arrival order, epochs and worker
+//!   count. `SUM`/`AVG` of integers sum exactly in 128 bits; `SUM` of integers is `int64`
+//!   and **NULL if the sum leaves the int64 range** (like the scalar overflow rule); `AVG`
+//!   of integers is `double` (exact sum / count). `SUM(decimal(p,s))` is
+//!   `decimal(min(p+10, 38), s)`, exact (NULL past 38 digits); `AVG(decimal(p,s))` is
+//!   `decimal(min(p+4, 38), min(s+4, 38))`, rounded half away from zero (Spark). `SUM`/`AVG`
+//!   of doubles add the group's values in the order of their packed bytes — one fixed
+//!   order, so the result does not drift with retractions or depend on arrival; it can
+//!   differ in the last bits from another engine's order. `MIN`/`MAX` keep the argument's
+//!   type (doubles: NaN is largest). A global aggregate holds one marker row (at time 0, on
+//!   worker 0) so its group exists over empty input.
+//! - **Joins** arrange both sides by key (`join_core`); a left join adds the left rows
+//!   whose key is NULL or has no match (left minus its semijoin with the distinct right keys).
+//! - **`DISTINCT` / `UNION`** use differential's `distinct` on rows with canonical doubles.
 
 mod compile;
 mod convert;
 mod expr;
+mod query;
+mod render;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;
 
 use std::fmt;
 
@@ -88,6 +155,8 @@ use crate::error::TidewaterError;
 
 pub use compile::{compile, compile_predicate};
 pub use expr::Expr;
+pub use query::{plan_query, QueryPlan};
+pub use render::{render_query, RowCollection};
 
 /// A position in the SQL text: 1-based line and column (as sqlparser counts them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,6 +235,19 @@ pub enum SqlError {
         at: Pos,
         /// The schema's column names (and a hint if only the case differs).
         columns: String,
+        /// The whole text.
+        sql: String,
+    },
+    /// A relation in `FROM` that is neither an input of the catalog nor a `WITH` query (or,
+    /// from [`render_query`], an input of the plan missing from the inputs given).
+    #[error("unknown table or view `{name}` at {at} (known: {known}) in `{sql}`")]
+    UnknownRelation {
+        /// The name as written.
+        name: String,
+        /// Where it is.
+        at: Pos,
+        /// The relations that are known.
+        known: String,
         /// The whole text.
         sql: String,
     },
