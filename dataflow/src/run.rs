@@ -42,8 +42,8 @@ use crate::source::{
     TableRecord,
 };
 use crate::table::{
-    committed_bucket_files, quarantine_columns, quarantine_sink, table_sink, BucketFile, TablePlan,
-    QUARANTINE,
+    committed_bucket_files, quarantine_columns, quarantine_sink, table_sink, BucketFile,
+    QuarantineRow, TablePlan, QUARANTINE,
 };
 use crate::{Key, Seq, TidewaterError};
 
@@ -382,12 +382,19 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     metrics.clone(),
                     stats.clone(),
                 );
-                let (records, bad): (StreamVec<'_, u64, TableRecord>, _) = parsed.ok_err(|r| r);
-                let (changes, truncates): (_, StreamVec<'_, u64, Seq>) =
-                    records.ok_err(|r| match r {
-                        TableRecord::Change(c) => Ok(c),
-                        TableRecord::Truncate(s) => Err(s),
-                    });
+                // Changes in one pass over every record; the rare truncates and bad records
+                // are split apart after it. (The closure's result only passes from the input
+                // container to an output container of its own variant: no need to box it.)
+                #[allow(clippy::result_large_err)]
+                let (changes, rest): (
+                    _,
+                    StreamVec<'_, u64, Result<Seq, QuarantineRow>>,
+                ) = parsed.ok_err(|r| match r {
+                    Ok(TableRecord::Change(c)) => Ok(c),
+                    Ok(TableRecord::Truncate(s)) => Err(Ok(s)),
+                    Err(q) => Err(Err(q)),
+                });
+                let (truncates, bad): (StreamVec<'_, u64, Seq>, _) = rest.ok_err(|r| r);
                 let route_plan = plan.clone();
                 let route = move |k: &Key| route_plan.bucket(k) as u64;
                 let (peers, index) = (scope.peers(), scope.index());
@@ -585,6 +592,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     let results = guards.join();
     stop.store(true, Ordering::SeqCst);
     if let Some(p) = progress {
+        p.thread().unpark();
         let _ = p.join();
     }
     for r in results {
