@@ -510,7 +510,16 @@ impl<'a> Cur<'a> {
                 LSN => meta_int(self.scalar()?, "source.lsn").map(|v| m.lsn = v),
                 TS_MS => meta_int(self.scalar()?, "source.ts_ms").map(|v| m.ts_ms = v),
                 TX_ID => meta_tx(self.scalar()?, "source.txId").map(|v| m.tx_id = v),
-                _ => self.skip(1).map(Ok)?,
+                _ => {
+                    // Most members not needed here are strings: scanned in place.
+                    self.ws();
+                    if self.peek()? == b'"' {
+                        self.string()?;
+                    } else {
+                        self.skip(1)?;
+                    }
+                    Ok(())
+                }
             };
             if let Err(e) = res {
                 m.err.get_or_insert(e);
