@@ -392,6 +392,7 @@ pub fn committer<'scope>(
                         closed_at,
                         event_log::now_micros(),
                     );
+                    let log_started = Instant::now();
                     let written = event_log::write(&log.lakehouse, epoch, &rows).and_then(|add| {
                         let columns = event_log::event_log_columns();
                         let meta = committer.metadata(
@@ -408,6 +409,7 @@ pub fn committer<'scope>(
                         hold = None;
                         return;
                     }
+                    tracing::debug!(epoch, ms = log_started.elapsed().as_millis() as u64, "event log committed");
                 }
                 // Crash point: every table holds `epoch`, its manifest is not written.
                 failpoint::hit("after_commit_before_manifest");
@@ -427,6 +429,7 @@ pub fn committer<'scope>(
                     hold = None;
                     return;
                 }
+                tracing::debug!(epoch, ms = started.elapsed().as_millis() as u64, "epoch committed (tables, event log, manifest)");
                 metrics.epochs_committed.fetch_add(1, Ordering::Relaxed);
                 metrics.last_epoch.store(epoch, Ordering::Relaxed);
                 metrics.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -50,7 +50,8 @@ impl Metrics {
     }
 }
 
-/// Prints a progress line (on a terminal) or periodic log lines (otherwise) until `stop`.
+/// Prints a progress line (on a terminal) or periodic log lines (otherwise) until `stop`
+/// (then unpark the thread, so that it ends without waiting for its next tick).
 pub fn spawn_progress(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let tty = std::io::stderr().is_terminal();
@@ -62,7 +63,10 @@ pub fn spawn_progress(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> std::thre
         let started = Instant::now();
         let mut last_log = Instant::now();
         while !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::park_timeout(Duration::from_millis(100));
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let parsed = metrics.records_parsed.load(Ordering::Relaxed);
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             let line = format!(

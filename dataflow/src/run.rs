@@ -44,7 +44,7 @@ use crate::source::{
 };
 use crate::table::{
     committed_bucket_files, gate_new_columns, parse_schema, quarantine_columns, quarantine_sink,
-    table_sink, BucketFile, TablePlan, QUARANTINE,
+    table_sink, BucketFile, QuarantineRow, TablePlan, QUARANTINE,
 };
 use crate::{Key, Seq, TidewaterError};
 
@@ -403,16 +403,26 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     metrics.clone(),
                     stats.clone(),
                 );
-                let (records, bad): (StreamVec<'_, u64, TableRecord>, _) = parsed.ok_err(|r| r);
-                type Rare = Result<Result<Seq, Column>, crate::table::EvolvingRecord>;
-                let (changes, rare): (_, StreamVec<'_, u64, Rare>) = records.ok_err(|r| match r {
-                    TableRecord::Change(c) => Ok(c),
-                    TableRecord::Truncate(s) => Err(Ok(Ok(s))),
-                    TableRecord::NewColumn(c) => Err(Ok(Err(c))),
-                    TableRecord::Evolving(b) => Err(Err(b)),
+                // Changes in one pass over every record; the rare rest (truncates, new
+                // columns, upserts carrying new columns, bad records) is split apart after it.
+                // (The closure's result only passes from the input container to an output
+                // container of its own variant: no need to box it.)
+                #[allow(clippy::result_large_err)]
+                let (changes, rest): (
+                    _,
+                    StreamVec<'_, u64, Result<TableRecord, QuarantineRow>>,
+                ) = parsed.ok_err(|r| match r {
+                    Ok(TableRecord::Change(c)) => Ok(c),
+                    other => Err(other),
                 });
+                let (rest, bad): (StreamVec<'_, u64, TableRecord>, _) = rest.ok_err(|r| r);
                 let (rare, evolving): (StreamVec<'_, u64, Result<Seq, Column>>, _) =
-                    rare.ok_err(|r| r);
+                    rest.ok_err(|r| match r {
+                        TableRecord::Truncate(s) => Ok(Ok(s)),
+                        TableRecord::NewColumn(c) => Ok(Err(c)),
+                        TableRecord::Evolving(b) => Err(b),
+                        TableRecord::Change(_) => unreachable!("changes are split off above"),
+                    });
                 let (truncates, new_columns): (
                     StreamVec<'_, u64, Seq>,
                     StreamVec<'_, u64, Column>,
@@ -632,6 +642,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     let results = guards.join();
     stop.store(true, Ordering::SeqCst);
     if let Some(p) = progress {
+        p.thread().unpark();
         let _ = p.join();
     }
     for r in results {

@@ -197,19 +197,30 @@ impl FileCutter {
                     None,
                 ),
                 Some(n) => {
-                    let limit = (cur.len - start).min(max_bytes.max(1)) as usize;
-                    self.scratch.resize(limit, 0);
-                    cur.file
-                        .read_exact_at(&mut self.scratch[..limit], start)
-                        .map_err(|e| ConnectorError::io(cur.path.display(), e))?;
+                    let max = (cur.len - start).min(max_bytes.max(1)) as usize;
+                    // Read in doubling windows, so that `n` short lines do not cost a read of
+                    // `max_bytes` (every byte is read once, as with one window of `max`).
                     let mut count = 0u64;
                     let mut end = None;
-                    for pos in memchr::memchr_iter(b'\n', &self.scratch[..limit]) {
-                        count += 1;
-                        if count == n {
-                            end = Some(start + pos as u64 + 1);
+                    let mut have = 0;
+                    let mut limit = max.min(64 << 10);
+                    loop {
+                        self.scratch.resize(limit, 0);
+                        cur.file
+                            .read_exact_at(&mut self.scratch[have..limit], start + have as u64)
+                            .map_err(|e| ConnectorError::io(cur.path.display(), e))?;
+                        for pos in memchr::memchr_iter(b'\n', &self.scratch[have..limit]) {
+                            count += 1;
+                            if count == n {
+                                end = Some(start + (have + pos) as u64 + 1);
+                                break;
+                            }
+                        }
+                        if end.is_some() || limit == max {
                             break;
                         }
+                        have = limit;
+                        limit = (limit * 2).min(max);
                     }
                     match end {
                         Some(e) => (e, Some(count)),
@@ -331,10 +342,12 @@ fn find_line_end(
     scratch: &mut Vec<u8>,
     path: &Path,
 ) -> Result<u64, ConnectorError> {
-    const WINDOW: usize = 64 * 1024;
+    // Lines are usually short: a small window first, larger ones for long lines.
+    let mut window: usize = 4 * 1024;
     let mut pos = from;
     while pos < len {
-        let n = ((len - pos) as usize).min(WINDOW);
+        let n = ((len - pos) as usize).min(window);
+        window = (window * 2).min(64 * 1024);
         scratch.resize(n, 0);
         file.read_exact_at(&mut scratch[..n], pos)
             .map_err(|e| ConnectorError::io(path.display(), e))?;
