@@ -183,8 +183,21 @@ impl Committer {
     fn load(&mut self, table: &str) -> Result<Option<&mut DeltaTable>, ConnectorError> {
         if !self.tables.contains_key(table) {
             let log = self.table_dir(table).join("_delta_log");
+            // A commit file (`<version>.json`) or a checkpoint makes a table; a crash while the
+            // first commit was being written can leave the directory with only a temporary
+            // file, which is no table yet (the first commit is then written again).
             let exists = std::fs::read_dir(&log)
-                .map(|mut d| d.next().is_some())
+                .map(|d| {
+                    d.flatten().any(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        let version = name
+                            .strip_suffix(".json")
+                            .or_else(|| name.split_once(".checkpoint").map(|(v, _)| v));
+                        version
+                            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                })
                 .unwrap_or(false);
             if !exists {
                 return Ok(None);
