@@ -238,17 +238,13 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     // Columns added to a table by schema evolution in earlier runs (in the table's order):
     // the Delta schema's columns that the planned columns do not have.
     let mut added_columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
-    let mut reader = Committer::new(CommitterConfig {
-        lakehouse: cfg.pipeline.lakehouse.clone(),
-        pipeline: cfg.pipeline.name.clone(),
-        checkpoint_interval: cfg.pipeline.checkpoint_interval,
-    })?;
     for (plan, schema) in &plans {
-        if let Some(existing) = reader.table_columns(&plan.name)? {
+        if let Some(existing) = resume.columns.get(&plan.name) {
             let base = plan.delta_columns(&plan.table_columns(schema));
             let added: Vec<Column> = existing
-                .into_iter()
+                .iter()
                 .filter(|c| !base.iter().any(|b| b.name == c.name))
+                .cloned()
                 .collect();
             if !added.is_empty() {
                 added_columns.insert(plan.name.clone(), added);

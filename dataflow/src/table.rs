@@ -684,14 +684,7 @@ pub fn table_sink<'scope, R: KeyRows>(
             let delta_base = plan.delta_columns(&columns);
             move |(input, frontier), (new_input, new_frontier), output| {
                 pending.stash(input, output.output_index());
-                new_input.for_each_stamp(|cap, data| {
-                    if let Some(&epoch) = cap.least() {
-                        let cols = seen.entry(epoch).or_default();
-                        for batch in data {
-                            cols.append(batch);
-                        }
-                    }
-                });
+                new_input.for_each_stamp(|cap, data| note_new_columns(&mut seen, cap.least(), data));
                 let open = match (
                     frontier.frontier().first().copied(),
                     new_frontier.frontier().first().copied(),
@@ -886,6 +879,20 @@ fn rewrite_bucket<R: KeyRows>(
     Ok((Some(file), actions, rows as i64 - old_rows))
 }
 
+/// Keeps the announced new columns of an input batch by epoch, for [`fold_new_columns`].
+fn note_new_columns<'a>(
+    seen: &mut BTreeMap<u64, Vec<Column>>,
+    epoch: Option<&u64>,
+    data: impl IntoIterator<Item = &'a mut Vec<Column>>,
+) {
+    if let Some(&epoch) = epoch {
+        let cols = seen.entry(epoch).or_default();
+        for batch in data {
+            cols.append(batch);
+        }
+    }
+}
+
 /// Folds the new columns seen in epochs up to `epoch` into the table's added columns, in
 /// epoch order: a name the table does not have is added (those of one epoch in name order);
 /// seen with two types in its first epoch, it gets the type whose name sorts first. Rows whose
@@ -943,14 +950,7 @@ pub fn gate_new_columns<'scope>(
             let slot = plan.new_columns_slot.map(|(p, _)| p);
             move |(input, frontier), (ann, ann_frontier), output| {
                 pending.stash(input, output.output_index());
-                ann.for_each_stamp(|cap, data| {
-                    if let Some(&epoch) = cap.least() {
-                        let cols = seen.entry(epoch).or_default();
-                        for batch in data {
-                            cols.append(batch);
-                        }
-                    }
-                });
+                ann.for_each_stamp(|cap, data| note_new_columns(&mut seen, cap.least(), data));
                 let done = |e: u64| {
                     frontier.frontier().iter().all(|f| *f > e)
                         && ann_frontier.frontier().iter().all(|f| *f > e)

@@ -106,6 +106,9 @@ pub struct ResumeInfo {
     /// Per epoch that some table committed: the `positions` map of that commit (this epoch and
     /// the epochs folded into it), as written.
     pub commit_positions: BTreeMap<u64, Value>,
+    /// Per existing table: the columns of its current schema (with the columns schema
+    /// evolution added in earlier runs).
+    pub columns: BTreeMap<String, Vec<Column>>,
 }
 
 impl ResumeInfo {
@@ -378,7 +381,7 @@ impl Committer {
 
     /// The columns of a table's current schema (`None` if the table does not exist). Types
     /// that tidewater does not write are an error naming the column.
-    pub fn table_columns(&mut self, table: &str) -> Result<Option<Vec<Column>>, ConnectorError> {
+    fn table_columns(&mut self, table: &str) -> Result<Option<Vec<Column>>, ConnectorError> {
         let Some(t) = self.load(table)? else {
             return Ok(None);
         };
@@ -482,6 +485,9 @@ impl Committer {
     pub fn resume_info(&mut self, tables: &[String]) -> Result<ResumeInfo, ConnectorError> {
         let mut info = ResumeInfo::default();
         for table in tables {
+            if let Some(columns) = self.table_columns(table)? {
+                info.columns.insert(table.clone(), columns);
+            }
             let committed = self.last_epoch(table)?;
             info.per_table_committed.insert(table.clone(), committed);
             let Some(committed) = committed else { continue };
