@@ -287,6 +287,20 @@ impl PackedRow {
     pub fn unpack(&self) -> Row {
         self.iter().map(|d| d.to_owned()).collect()
     }
+
+    /// The packed bytes of each datum, in column order (each one [`Datum::encode_key`]'s
+    /// output, so the concatenation of some of them is the key of those columns).
+    pub fn fields(&self) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut it = self.iter();
+        let mut start = 0;
+        while it.next().is_some() {
+            let end = self.0.len() - it.rest.len();
+            out.push(&self.0[start..end]);
+            start = end;
+        }
+        out
+    }
 }
 
 /// Iterator over the datums of a [`PackedRow`].

@@ -26,9 +26,55 @@ pub struct PipelineConfig {
     /// `[[table]]`: CDC tables (APPLY CHANGES by keys and sequence).
     #[serde(default)]
     pub table: Vec<TableConfig>,
-    /// `[[view]]`: SQL views — not implemented yet; a pipeline that declares one is rejected.
+    /// `[[view]]`: SQL views over tables and earlier views, maintained incrementally.
     #[serde(default)]
-    pub view: Vec<toml::Value>,
+    pub view: Vec<ViewConfig>,
+}
+
+/// `[[view]]`: a SQL `SELECT` over tables and views declared before it, kept current
+/// incrementally and written to the Delta table `<lakehouse>/<name>` in the same commit
+/// round as the tables, so every epoch is one cut of tables and views.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// View name (required; unique among tables and views; the Delta table's directory).
+    pub name: String,
+    /// The `SELECT` (give `sql` or `sql_file`).
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// A file holding the `SELECT`, relative to the pipeline file's directory.
+    #[serde(default)]
+    pub sql_file: Option<PathBuf>,
+    /// Output columns unique per row, the key of the stored rows (default: the `GROUP BY`
+    /// columns when the select list outputs them; else rows are stored whole, repeated by
+    /// multiplicity). Two rows with the same declared key stop the run with an error.
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
+    /// Hash buckets of the stored view (default: `pipeline.buckets`).
+    #[serde(default)]
+    pub buckets: Option<u32>,
+    /// For windowed views (`TUMBLE` / `HOP`): not implemented yet; setting it is an error.
+    #[serde(default)]
+    pub emit: Option<String>,
+}
+
+impl ViewConfig {
+    /// The view's SQL: `sql`, or the contents of `sql_file`.
+    pub fn query_text(&self) -> Result<String, TidewaterError> {
+        match (&self.sql, &self.sql_file) {
+            (Some(sql), None) => Ok(sql.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                err(
+                    format!("view `{}`.sql_file", self.name),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            }),
+            _ => Err(err(
+                format!("view `{}`", self.name),
+                "give exactly one of `sql` and `sql_file`",
+            )),
+        }
+    }
 }
 
 /// `[pipeline]`.
@@ -380,6 +426,13 @@ impl PipelineConfig {
                 }
             }
         }
+        for v in &mut self.view {
+            if let Some(p) = &v.sql_file {
+                if p.is_relative() {
+                    v.sql_file = Some(base.join(p));
+                }
+            }
+        }
     }
 
     /// Checks the configuration; the error names the offending key.
@@ -404,12 +457,6 @@ impl PipelineConfig {
             return Err(err("pipeline.block_bytes", "must be at least 1024"));
         }
         self.tombstone_retention()?;
-        if !self.view.is_empty() {
-            return Err(err(
-                "view",
-                "[[view]] (SQL views) is not implemented yet; remove the [[view]] sections",
-            ));
-        }
         if self.table.is_empty() {
             return Err(err("table", "the pipeline declares no [[table]]"));
         }
@@ -577,6 +624,40 @@ impl PipelineConfig {
                         format!("unknown type `{ty}` (int8..int64, float, double, boolean, string, bytes, timestamp, decimal(p,s))"),
                     ));
                 }
+            }
+        }
+        for v in &self.view {
+            let key = format!("view `{}`", v.name);
+            if v.name.is_empty() || v.name.contains('/') || v.name.starts_with('.') {
+                return Err(err(
+                    key,
+                    "view names must be non-empty, without '/' and not start with '.'",
+                ));
+            }
+            if RESERVED_TABLES.contains(&v.name.as_str()) {
+                return Err(err(key, "this name is reserved by tidewater"));
+            }
+            if !tables.insert(v.name.clone()) {
+                return Err(err(key, "a table or view of this name is declared already"));
+            }
+            v.query_text()?;
+            if v.buckets.is_some_and(|b| b == 0 || b > 65_536) {
+                return Err(err(format!("{key}.buckets"), "must be between 1 and 65536"));
+            }
+            if v.keys.as_ref().is_some_and(|k| k.is_empty()) {
+                return Err(err(
+                    format!("{key}.keys"),
+                    "an empty list: leave `keys` out to use the GROUP BY columns",
+                ));
+            }
+            if let Some(e) = &v.emit {
+                return Err(err(
+                    format!("{key}.emit"),
+                    format!(
+                        "emit = \"{e}\" is for windowed views (TUMBLE / HOP), which are not \
+                         implemented yet"
+                    ),
+                ));
             }
         }
         // Every topic of a kafka source feeds exactly one table, and every table one topic
@@ -857,10 +938,24 @@ scd = 1
             error_of(&MINIMAL.replace("commit_interval_ms = 1000", "commit_intervall_ms = 5"))
                 .contains("unknown field `commit_intervall_ms`")
         );
+        assert_eq!(
+            error_of(&format!("{MINIMAL}\n[[view]]\nname = \"v\"\n")),
+            "config error at view `v`: give exactly one of `sql` and `sql_file`"
+        );
+        assert_eq!(
+            error_of(&format!(
+                "{MINIMAL}\n[[view]]\nname = \"customers\"\nsql = \"SELECT 1\"\n"
+            )),
+            "config error at view `customers`: a table or view of this name is declared already"
+        );
         assert!(error_of(&format!(
-            "{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\n"
+            "{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\nemit = \"on_close\"\n"
         ))
-        .contains("[[view]]"));
+        .contains("view `v`.emit: emit = \"on_close\" is for windowed views"));
+        assert!(error_of(&format!(
+            "{MINIMAL}\n[[view]]\nname = \"v\"\nsql_file = \"/nonexistent/v.sql\"\n"
+        ))
+        .contains("view `v`.sql_file: cannot read /nonexistent/v.sql"));
         assert!(error_of(&MINIMAL.replace(
             "kind = \"generator\"",
             "kind = \"generator\"\nworkload = \"transfer\""

@@ -17,6 +17,7 @@ pub mod run;
 pub mod source;
 pub mod sql;
 pub mod table;
+pub mod view;
 
 use std::cmp::Ordering;
 

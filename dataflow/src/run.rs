@@ -8,6 +8,13 @@
 //!   (worker 0)          (all workers)  └─bad──▶ QuarantineSink ────────────────┼─▶ Committer ─▶ probe
 //!                                                                               (worker 0)
 //! ```
+//!
+//! A view `v` over `t` (`view.rs`) branches off the applied changes:
+//!
+//! ```text
+//! ApplyChanges(t) ──▶ TableRows(t) ──▶ render_query(v) ──▶ ViewChanges(v) ──▶ TableSink(v) ──▶ Committer
+//!   (arrange_from_upsert)     (differential operators)   (per epoch, by bucket)
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -26,7 +33,7 @@ use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::{Broadcast, ToStream};
 use timely::dataflow::operators::{Concat, Concatenate, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::WorkerConfig;
@@ -46,6 +53,7 @@ use crate::table::{
     committed_bucket_files, gate_new_columns, parse_schema, quarantine_columns, quarantine_sink,
     table_sink, BucketFile, QuarantineRow, TablePlan, QUARANTINE,
 };
+use crate::view::{load_table_rows, plan_views, render_views, table_rows, view_changes};
 use crate::{Key, Seq, TidewaterError};
 
 /// How to run: workers, processes, and when to stop.
@@ -130,6 +138,7 @@ pub fn plan_tables(cfg: &PipelineConfig) -> Result<PlannedTables, TidewaterError
 /// the largest of them.
 fn prepare_resume(cfg: &PipelineConfig, process_id: usize) -> Result<ResumeInfo, TidewaterError> {
     let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
+    tables.extend(cfg.view.iter().map(|v| v.name.clone()));
     tables.push(QUARANTINE.into());
     tables.push(EVENT_LOG.into());
     let mut committer = Committer::new(CommitterConfig {
@@ -161,6 +170,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     })?;
     crate::failpoint::init();
     let plans = plan_tables(&cfg)?;
+    let views = plan_views(&cfg, &plans)?;
     let resume = prepare_resume(&cfg, opts.process_id)?;
     let mut replays = plan_replay(&cfg, &resume)?;
     let lakehouse = cfg.pipeline.lakehouse.clone();
@@ -261,6 +271,18 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             bucket_files.insert(plan.name.clone(), files);
         }
     }
+    for view in &views.views {
+        if resume
+            .per_table_committed
+            .get(&view.name)
+            .copied()
+            .flatten()
+            .is_some()
+        {
+            let files = committed_bucket_files(&view.table).map_err(TidewaterError::Runtime)?;
+            bucket_files.insert(view.name.clone(), files);
+        }
+    }
     // The partitions of every Kafka source, looked up once per process before the workers
     // start (an unreachable broker or a missing topic fails here, naming it).
     let mut kafka_partitions = BTreeMap::new();
@@ -337,6 +359,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
 
     let cfg = Arc::new(cfg);
     let plans = Arc::new(plans);
+    let views = Arc::new(views);
     let m = metrics.clone();
     let exit_when_idle = opts.exit_when_idle;
     let guards = timely::execute(config, move |worker| {
@@ -350,6 +373,8 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             let mut fragments = Vec::new();
             let mut bad_streams = Vec::new();
             let mut columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+            // The applied changes of the tables views read.
+            let mut applied_of = HashMap::new();
             for (plan, schema) in plans.iter() {
                 let table_cfg = cfg
                     .table
@@ -547,6 +572,9 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     } else {
                         changes.apply_changes_opts(truncates, route, options, initial, save)
                     };
+                    if views.tables.contains_key(&plan.name) {
+                        applied_of.insert(plan.name.clone(), applied.clone());
+                    }
                     sink!(applied)
                 };
                 to_commit.push(committed_msgs);
@@ -554,6 +582,53 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 let mut delta_columns = plan.delta_columns(&table_columns);
                 delta_columns.extend(added_columns.get(&plan.name).into_iter().flatten().cloned());
                 columns.insert(plan.name.clone(), delta_columns);
+            }
+            if !views.views.is_empty() {
+                let restored = restore.as_ref().as_ref().map(|r| r.epoch());
+                let mut relations = HashMap::new();
+                for (name, slot) in &views.tables {
+                    let (plan, schema) = plans
+                        .iter()
+                        .find(|(p, _)| &p.name == name)
+                        .expect("views read planned tables");
+                    let initial = match restored {
+                        Some(r) => load_table_rows(
+                            plan,
+                            &plan.delta_columns(&plan.table_columns(schema)),
+                            resume.version_at(name, r),
+                            scope.peers(),
+                            scope.index(),
+                        )?,
+                        None => Vec::new(),
+                    };
+                    let applied = applied_of.remove(name).expect("scd = 1 tables are kept");
+                    relations.insert(
+                        name.clone(),
+                        table_rows(applied, *slot, initial, restored.unwrap_or(0), name),
+                    );
+                }
+                let rendered = render_views(&views.views, relations)?;
+                for (view, rows) in views.views.iter().zip(rendered) {
+                    let changes =
+                        view_changes(rows, view.clone(), restored.unwrap_or(0), metrics.clone());
+                    to_commit.push(table_sink(
+                        changes,
+                        Vec::<Column>::new().to_stream(scope),
+                        view.table.clone(),
+                        view.columns().to_vec(),
+                        bucket_files.get(&view.name).cloned().unwrap_or_default(),
+                        metrics.clone(),
+                        resume
+                            .per_table_committed
+                            .get(&view.name)
+                            .copied()
+                            .flatten(),
+                        Default::default(),
+                        log_resume,
+                        Vec::new(),
+                    ));
+                    columns.insert(view.name.clone(), view.columns().to_vec());
+                }
             }
             columns.insert(QUARANTINE.into(), quarantine_columns());
             columns.insert(EVENT_LOG.into(), event_log_columns());
@@ -611,6 +686,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                                     .collect(),
                             )
                         })
+                        .chain(views.views.iter().map(|v| (v.name.clone(), Vec::new())))
                         .collect(),
                     resume: log_resume,
                 },

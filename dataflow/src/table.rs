@@ -398,6 +398,39 @@ impl TablePlan {
         })
     }
 
+    /// The storage plan of a view (see `view.rs`): its output columns stored as they are,
+    /// bucketed by the key columns at `keys` (positions among `columns`), without sequence,
+    /// conditions or schema evolution.
+    pub fn for_view(
+        name: &str,
+        dir: PathBuf,
+        columns: Vec<Column>,
+        keys: Vec<usize>,
+        buckets: u32,
+    ) -> TablePlan {
+        TablePlan {
+            name: name.to_string(),
+            source: String::new(),
+            key_names: keys.iter().map(|k| columns[*k].name.clone()).collect(),
+            key_idx: keys.clone(),
+            seq_idx: 0,
+            seq_name: String::new(),
+            stored_idx: (0..columns.len()).collect(),
+            key_stored: keys,
+            stored: columns,
+            buckets,
+            dir,
+            deletes: None,
+            truncates: None,
+            expectations: Vec::new(),
+            scd: 1,
+            ignore_null_updates: false,
+            tracked: Vec::new(),
+            evolution: SchemaEvolution::Fail,
+            new_columns_slot: None,
+        }
+    }
+
     /// The columns of the Delta table at start: the row layout of [`TablePlan::table_columns`]
     /// without the hidden [`NEW_COLUMNS`] slot (columns added during the run are appended).
     pub fn delta_columns(&self, layout: &[Column]) -> Vec<Column> {

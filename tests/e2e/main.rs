@@ -18,3 +18,4 @@ mod restart;
 mod schema_evolution;
 mod second_writer;
 mod transfers;
+mod views;

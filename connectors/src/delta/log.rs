@@ -170,6 +170,19 @@ pub struct SnapshotFile {
 /// The data files of the newest snapshot of the table at `table_dir`, read with delta-rs;
 /// empty if the table has no log.
 pub fn table_files(table_dir: &Path) -> Result<Vec<SnapshotFile>, ConnectorError> {
+    snapshot_files(table_dir, None)
+}
+
+/// The data files of version `version` of the table at `table_dir` (time travel: tidewater
+/// keeps the files of older versions until `vacuum`), read with delta-rs.
+pub fn table_files_at(table_dir: &Path, version: i64) -> Result<Vec<SnapshotFile>, ConnectorError> {
+    snapshot_files(table_dir, Some(version))
+}
+
+fn snapshot_files(
+    table_dir: &Path,
+    version: Option<i64>,
+) -> Result<Vec<SnapshotFile>, ConnectorError> {
     if json_versions(table_dir)?.is_empty() {
         return Ok(Vec::new());
     }
@@ -182,9 +195,11 @@ pub fn table_files(table_dir: &Path) -> Result<Vec<SnapshotFile>, ConnectorError
         .map_err(|e| ConnectorError::io(table_dir.display(), e))?;
     let url = Url::from_directory_path(&abs)
         .map_err(|_| log_err(table_dir, "cannot make a URL of the table path"))?;
-    let table = rt
-        .block_on(deltalake::open_table(url))
-        .map_err(|e| log_err(table_dir, e.to_string()))?;
+    let table = match version {
+        None => rt.block_on(deltalake::open_table(url)),
+        Some(v) => rt.block_on(deltalake::open_table_with_version(url, v.max(0) as u64)),
+    }
+    .map_err(|e| log_err(table_dir, e.to_string()))?;
     let snapshot = table
         .snapshot()
         .map_err(|e| log_err(table_dir, e.to_string()))?;

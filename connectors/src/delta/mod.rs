@@ -11,8 +11,8 @@ pub use committer::{
     FileAction, ResumeInfo,
 };
 pub use log::{
-    orphan_files, read_commit, read_commits, remove_orphan_files, table_files, vacuum_lakehouse,
-    LogCommit, SnapshotFile,
+    orphan_files, read_commit, read_commits, remove_orphan_files, table_files, table_files_at,
+    vacuum_lakehouse, LogCommit, SnapshotFile,
 };
 pub use parquet::{
     arrow_schema, batch_stats, datum_at, delta_fields, packed_record_batch, parquet_num_rows,

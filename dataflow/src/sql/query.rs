@@ -45,6 +45,49 @@ impl QueryPlan {
     pub fn sql(&self) -> &str {
         &self.sql
     }
+
+    /// Output columns whose values are unique per row, when the query guarantees one: the
+    /// `GROUP BY` columns of a top-level aggregate that the select list outputs as they are
+    /// (`Some(vec![])` for a global aggregate: one row), or every column after `DISTINCT`.
+    /// `None` when rows may repeat (a view is then stored by whole row with multiplicity).
+    pub fn unique_key(&self) -> Option<Vec<usize>> {
+        unique_key(&self.root, &self.lets)
+    }
+}
+
+/// See [`QueryPlan::unique_key`].
+fn unique_key(rel: &Rel, lets: &[Rel]) -> Option<Vec<usize>> {
+    match rel {
+        Rel::Reduce { group, global, .. } => Some(if *global {
+            Vec::new()
+        } else {
+            (0..group.len()).collect()
+        }),
+        Rel::Distinct(input) => Some((0..width(input, lets)?).collect()),
+        Rel::Filter { input, .. } => unique_key(input, lets),
+        Rel::Get(i) => unique_key(lets.get(*i)?, lets),
+        Rel::Map { input, exprs } => unique_key(input, lets)?
+            .into_iter()
+            .map(|k| {
+                exprs
+                    .iter()
+                    .position(|e| matches!(e, Node::Col(c, _) if *c == k))
+            })
+            .collect(),
+        Rel::Input { .. } | Rel::Join { .. } | Rel::Union(_) => None,
+    }
+}
+
+/// The number of columns of a relation's rows, where it is known without the catalog.
+fn width(rel: &Rel, lets: &[Rel]) -> Option<usize> {
+    match rel {
+        Rel::Map { exprs, .. } => Some(exprs.len()),
+        Rel::Reduce { group, aggs, .. } => Some(group.len() + aggs.len()),
+        Rel::Filter { input, .. } | Rel::Distinct(input) => width(input, lets),
+        Rel::Get(i) => width(lets.get(*i)?, lets),
+        Rel::Union(rels) => width(rels.first()?, lets),
+        Rel::Join { .. } | Rel::Input { .. } => None,
+    }
 }
 
 /// A relational operator. Every relation's rows are packed rows of a fixed width; the

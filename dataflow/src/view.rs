@@ -1,0 +1,433 @@
+//! Views (`[[view]]`): a SQL `SELECT` over tables and earlier views, compiled once
+//! ([`crate::sql::plan_query`]), rendered on differential ([`crate::sql::render_query`]) and
+//! stored like a table — hash buckets, merge-on-write, one commit per epoch in the same
+//! commit round as the tables — so a reader sees tables and views at one cut.
+//!
+//! The pieces, in dataflow order:
+//!
+//! 1. [`table_rows`]: an SCD type 1 table's applied changes (per epoch, each changed key's
+//!    new row or `None`) become a differential collection of its rows with
+//!    `arrange_from_upsert` (which keeps each key's current row to retract it later).
+//! 2. The view's plan is rendered over those collections (and the collections of earlier
+//!    views).
+//! 3. [`view_changes`]: per epoch, the view's consolidated updates become the new rows of
+//!    each changed storage key — the view's key columns (declared `keys`, else the `GROUP BY`
+//!    columns), or for a view without a unique key the whole row, stored as many times as its
+//!    multiplicity. Those go to the ordinary table sink ([`crate::table::table_sink`]).
+//!
+//! Restart: a view has no operator state of its own. Without a restored checkpoint every
+//! recorded epoch is replayed from the start, so the view is recomputed exactly. With a
+//! checkpoint of epoch `r`, every table a view reads is loaded from its Delta version as of
+//! `r` (time travel; the epoch's cut) and fed at time `r`, before the replayed epochs after
+//! `r`: the view's state is then exact at every epoch from `r` on. The sink writes only epochs
+//! after the view's last committed one; when that is before `r`, the view did not change
+//! since, so its stored rows are the view at `r`, and rewriting them at `r` is correct.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use tidewater_connectors::delta::{datum_at, read_parquet, table_files_at};
+use tidewater_connectors::types::{Column, Datum, PackedRow};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use crate::config::PipelineConfig;
+use crate::metrics::Metrics;
+use crate::run::PlannedTables;
+use crate::sql::{plan_query, QueryPlan, RowCollection};
+use crate::table::TablePlan;
+use crate::{Key, TidewaterError};
+
+/// A planned view.
+pub struct ViewPlan {
+    /// View name (also its Delta table's directory name).
+    pub name: String,
+    /// The compiled query.
+    pub query: QueryPlan,
+    /// Positions of the storage key columns among the output columns; `None`: stored by
+    /// whole row, repeated by multiplicity.
+    pub keys: Option<Vec<usize>>,
+    /// Whether `keys` were declared (two rows with one declared key are an error; the
+    /// `GROUP BY` columns are unique by construction).
+    pub declared_keys: bool,
+    /// The storage plan for the table sink.
+    pub table: Arc<TablePlan>,
+}
+
+impl ViewPlan {
+    /// The output columns.
+    pub fn columns(&self) -> &[Column] {
+        self.query.columns()
+    }
+}
+
+/// The views of a pipeline, in declaration order, and how the tables they read become
+/// collections.
+#[derive(Default)]
+pub struct PlannedViews {
+    /// The views, in declaration order (a view reads only tables and views before it).
+    pub views: Vec<Arc<ViewPlan>>,
+    /// The SCD type 1 tables that views read (directly or through other views): per table,
+    /// the position of the hidden `__new_columns` slot in its applied rows, which views do not
+    /// see.
+    pub tables: BTreeMap<String, Option<usize>>,
+}
+
+/// Plans the views of `cfg` over the planned tables: the SQL of each is compiled against the
+/// tables' columns (as stored at start; columns schema evolution adds later are not visible
+/// to views) and the output columns of the views before it.
+pub fn plan_views(
+    cfg: &PipelineConfig,
+    tables: &PlannedTables,
+) -> Result<PlannedViews, TidewaterError> {
+    let mut out = PlannedViews::default();
+    if cfg.view.is_empty() {
+        return Ok(out);
+    }
+    let mut catalog: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+    let mut scd2 = Vec::new();
+    let mut slots = BTreeMap::new();
+    for (plan, schema) in tables {
+        if plan.scd == 2 {
+            scd2.push(plan.name.clone());
+            continue;
+        }
+        catalog.insert(
+            plan.name.clone(),
+            plan.delta_columns(&plan.table_columns(schema)),
+        );
+        slots.insert(plan.name.clone(), plan.new_columns_slot.map(|(p, _)| p));
+    }
+    let declared: Vec<&str> = cfg.view.iter().map(|v| v.name.as_str()).collect();
+    // Per view: the tables it reads, directly or through earlier views.
+    let mut reads: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, v) in cfg.view.iter().enumerate() {
+        let key = format!("view `{}`", v.name);
+        let sql = v.query_text()?;
+        let query = match plan_query(&sql, &catalog) {
+            Ok(q) => q,
+            Err(e) => {
+                let text = e.to_string();
+                if let Some(t) = scd2.iter().find(|t| mentions(&text, t)) {
+                    return Err(TidewaterError::Config {
+                        key: format!("{key}.sql"),
+                        message: format!(
+                            "reads table `{t}`, an scd = 2 table: views over SCD type 2 \
+                             tables are not supported yet"
+                        ),
+                    });
+                }
+                if let Some(later) = declared[i + 1..].iter().find(|t| mentions(&text, t)) {
+                    return Err(TidewaterError::Config {
+                        key: format!("{key}.sql"),
+                        message: format!(
+                            "reads view `{later}`, declared after it: declare a view after \
+                             the views it reads"
+                        ),
+                    });
+                }
+                return Err(e.into_config(format!("{key}.sql")));
+            }
+        };
+        let columns = query.columns().to_vec();
+        for (j, c) in columns.iter().enumerate() {
+            if c.name.is_empty() || columns[..j].iter().any(|o| o.name == c.name) {
+                return Err(TidewaterError::Config {
+                    key: format!("{key}.sql"),
+                    message: format!(
+                        "two output columns are named `{}`: name each output column \
+                         (`expr AS name`)",
+                        c.name
+                    ),
+                });
+            }
+        }
+        let (keys, declared_keys) = match &v.keys {
+            Some(names) => {
+                let positions = names
+                    .iter()
+                    .map(|n| {
+                        columns.iter().position(|c| &c.name == n).ok_or_else(|| {
+                            TidewaterError::Config {
+                                key: format!("{key}.keys"),
+                                message: format!(
+                                    "`{n}` is not an output column of the view (columns: {})",
+                                    columns
+                                        .iter()
+                                        .map(|c| c.name.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Some(positions), true)
+            }
+            None => (query.unique_key(), false),
+        };
+        let mut read = Vec::new();
+        for input in query.inputs() {
+            match reads.get(input) {
+                Some(tables) => read.extend(tables.iter().cloned()),
+                None => read.push(input.to_string()),
+            }
+        }
+        read.sort();
+        read.dedup();
+        for t in &read {
+            out.tables
+                .insert(t.clone(), slots.get(t).copied().flatten());
+        }
+        reads.insert(v.name.clone(), read);
+        let storage_keys = keys.clone().unwrap_or_else(|| (0..columns.len()).collect());
+        let table = TablePlan::for_view(
+            &v.name,
+            cfg.pipeline.lakehouse.join(&v.name),
+            columns.clone(),
+            storage_keys,
+            v.buckets.unwrap_or(cfg.pipeline.buckets),
+        );
+        catalog.insert(v.name.clone(), columns);
+        out.views.push(Arc::new(ViewPlan {
+            name: v.name.clone(),
+            query,
+            keys,
+            declared_keys,
+            table: Arc::new(table),
+        }));
+    }
+    Ok(out)
+}
+
+/// Whether an error text names `name` as a relation (in backquotes).
+fn mentions(text: &str, name: &str) -> bool {
+    text.contains(&format!("`{name}`"))
+}
+
+/// A row without the datum at `slot` (the hidden `__new_columns` slot of a table's rows).
+fn strip_slot(row: PackedRow, slot: Option<usize>) -> PackedRow {
+    match slot {
+        None => row,
+        Some(p) => {
+            let fields = row.fields();
+            let mut bytes = Vec::with_capacity(row.as_bytes().len());
+            for (i, f) in fields.iter().enumerate() {
+                if i != p {
+                    bytes.extend_from_slice(f);
+                }
+            }
+            PackedRow::from_encoded(&bytes)
+        }
+    }
+}
+
+/// The storage key of a view row: the packed bytes of the key columns, in key order (the
+/// encoding `TablePlan::key_of` gives the same row read back from Parquet).
+fn row_key(row: &PackedRow, keys: &[usize]) -> Key {
+    let fields = row.fields();
+    let mut bytes = Vec::with_capacity(32);
+    for k in keys {
+        if let Some(f) = fields.get(*k) {
+            bytes.extend_from_slice(f);
+        }
+    }
+    Key::from_slice(&bytes)
+}
+
+/// An SCD type 1 table's rows as a collection, from its applied changes (each epoch, every
+/// changed key's new row, or `None` for a removed key) and the rows it starts from
+/// (`initial`, fed at time `initial_at`; see the module docs on restart). `slot` is the
+/// position of the hidden `__new_columns` datum, removed from every row.
+pub fn table_rows<'scope>(
+    applied: StreamVec<'scope, u64, (Key, Option<PackedRow>)>,
+    slot: Option<usize>,
+    initial: Vec<(Key, PackedRow)>,
+    initial_at: u64,
+    name: &str,
+) -> RowCollection<'scope> {
+    let upserts = applied.unary(Pipeline, &format!("ViewInput({name})"), move |cap, _| {
+        let mut initial = Some((cap.delayed(&initial_at), initial));
+        move |input, output| {
+            if let Some((cap, rows)) = initial.take() {
+                let mut session = output.session(&cap);
+                for (k, row) in rows {
+                    session.give((k, Some(row), initial_at));
+                }
+            }
+            input.for_each_stamp(|cap, data| {
+                let Some(cap) = cap.retain_least(output.output_index()) else {
+                    return;
+                };
+                let t = *cap.time();
+                let mut session = output.session(&cap);
+                for batch in data {
+                    for (k, row) in batch.drain(..) {
+                        session.give((k, row.map(|r| strip_slot(r, slot)), t));
+                    }
+                }
+            });
+        }
+    });
+    arrange_from_upsert::<
+        ValBuilder<Key, PackedRow, u64, isize>,
+        ValSpine<Key, PackedRow, u64, isize>,
+        Key,
+        PackedRow,
+    >(upserts, &format!("TableRows({name})"))
+    .as_collection(|_, row| row.clone())
+}
+
+/// The rows an SCD type 1 table held at the checkpoint epoch `epoch` (its Delta version as of
+/// that epoch), in the layout views see, with their keys: this worker's share (every
+/// `peers`-th data file).
+pub fn load_table_rows(
+    plan: &TablePlan,
+    columns: &[Column],
+    version: Option<i64>,
+    peers: usize,
+    index: usize,
+) -> Result<Vec<(Key, PackedRow)>, TidewaterError> {
+    let Some(version) = version else {
+        return Ok(Vec::new());
+    };
+    let err = |e: &dyn std::fmt::Display| {
+        TidewaterError::Runtime(format!(
+            "table `{}`: reading version {version} for the views: {e}",
+            plan.name
+        ))
+    };
+    let mut files = table_files_at(&plan.dir, version).map_err(|e| err(&e))?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out = Vec::new();
+    for f in files.iter().skip(index).step_by(peers.max(1)) {
+        let batch = read_parquet(&plan.dir, &f.path, columns).map_err(|e| err(&e))?;
+        let mut datums: Vec<Datum> = Vec::with_capacity(columns.len());
+        for i in 0..batch.num_rows() {
+            datums.clear();
+            for (c, col) in columns.iter().enumerate() {
+                datums.push(datum_at(batch.column(c).as_ref(), col.ty, i));
+            }
+            out.push((plan.key_of(&batch, i), PackedRow::pack(&datums)));
+        }
+    }
+    Ok(out)
+}
+
+/// A view update: (storage key, (row, copies)) with its difference.
+type Update = ((Key, (PackedRow, isize)), isize);
+/// An epoch's updates with its capability.
+type Stashed = (Capability<u64>, Vec<Update>);
+
+/// A view's rows → per epoch, the new rows of each storage key whose rows changed (empty:
+/// the key has no row any more), on the worker of the key's bucket, for the table sink.
+/// Updates at times before `floor` (the first epoch of this run; a global aggregate's row
+/// over empty input is produced at time 0) count as updates at `floor`. Two rows with one
+/// declared key stop the run with an error naming the view and the key.
+pub fn view_changes<'scope>(
+    rows: RowCollection<'scope>,
+    view: Arc<ViewPlan>,
+    floor: u64,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, u64, (Key, Vec<PackedRow>)> {
+    // (storage key, (row, copies)) with differences.
+    let keyed = match view.keys.clone() {
+        Some(keys) => rows.map(move |row| (row_key(&row, &keys), (row, 1isize))),
+        None => rows
+            .count()
+            .map(|(row, n)| (Key::from_slice(row.as_bytes()), (row, n))),
+    };
+    let route = view.table.clone();
+    keyed.inner.unary_frontier(
+        Exchange::new(
+            move |((k, _), _, _): &((Key, (PackedRow, isize)), u64, isize)| route.bucket(k) as u64,
+        ),
+        &format!("ViewChanges({})", view.name),
+        move |_, _| {
+            let mut stash: BTreeMap<u64, Stashed> = BTreeMap::new();
+            let mut failed = false;
+            move |(input, frontier), output| {
+                let port = output.output_index();
+                input.for_each_stamp(|cap, data| {
+                    for batch in data {
+                        for (update, t, diff) in batch.drain(..) {
+                            let at = t.max(floor);
+                            stash
+                                .entry(at)
+                                .or_insert_with(|| (cap.delayed(&at, port), Vec::new()))
+                                .1
+                                .push((update, diff));
+                        }
+                    }
+                });
+                if failed {
+                    return;
+                }
+                while let Some(epoch) = stash.keys().next().copied() {
+                    if frontier.less_equal(&epoch) {
+                        break;
+                    }
+                    let (cap, mut updates) = stash.remove(&epoch).expect("present");
+                    differential_dataflow::consolidation::consolidate(&mut updates);
+                    let mut changes: Vec<(Key, Vec<PackedRow>)> = Vec::new();
+                    let mut i = 0;
+                    while i < updates.len() {
+                        let key = updates[i].0 .0.clone();
+                        let mut rows: Vec<PackedRow> = Vec::new();
+                        let mut live = 0;
+                        while i < updates.len() && updates[i].0 .0 == key {
+                            let ((_, (row, copies)), diff) = &updates[i];
+                            if *diff > 0 {
+                                live += diff;
+                                for _ in 0..*copies {
+                                    rows.push(row.clone());
+                                }
+                            }
+                            i += 1;
+                        }
+                        if live > 1 {
+                            failed = true;
+                            metrics.fail(format!(
+                                "view `{}`: {live} rows have the same key ({}) at epoch \
+                                 {epoch}, but `keys` must be unique per row; one of them: \
+                                 ({})",
+                                view.name,
+                                view.table.key_names.join(", "),
+                                rows[0]
+                                    .unpack()
+                                    .iter()
+                                    .map(|d| format!("{d:?}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                            return;
+                        }
+                        changes.push((key, rows));
+                    }
+                    if !changes.is_empty() {
+                        output.session(&cap).give_iterator(changes.into_iter());
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The collections of the views, rendered in order over the tables' collections.
+pub fn render_views<'scope>(
+    views: &[Arc<ViewPlan>],
+    mut relations: HashMap<String, RowCollection<'scope>>,
+) -> Result<Vec<RowCollection<'scope>>, TidewaterError> {
+    let mut out = Vec::new();
+    for v in views {
+        let rows = crate::sql::render_query(&v.query, &relations)
+            .map_err(|e| e.into_config(format!("view `{}`.sql", v.name)))?;
+        relations.insert(v.name.clone(), rows.clone());
+        out.push(rows);
+    }
+    Ok(out)
+}
