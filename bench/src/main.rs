@@ -18,6 +18,7 @@
 mod cdc_apply;
 mod codec;
 mod kafka;
+mod marketing;
 mod restart;
 
 /// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
@@ -57,6 +58,10 @@ enum Command {
     /// plain rdkafka consume loop, and freshness (produce → visible in a committed Delta
     /// version) at a fixed produce rate.
     Kafka(kafka::KafkaArgs),
+    /// The marketing engagement pipeline (views over CDC dimensions and activity streams):
+    /// events/s and p99 epoch latency vs. recomputing every view from scratch in SQLite per
+    /// epoch, in the same run.
+    Marketing(marketing::MarketingArgs),
     /// Run one measurement in this process and print one JSON line (used by the workloads,
     /// which re-execute the binary so that peak RSS is per run; also handy under a profiler).
     #[command(hide = true)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         Command::Restart(args) => restart::run(&args),
         Command::CheckpointCodec(args) => codec::run(&args),
         Command::Kafka(args) => kafka::run(&args),
+        Command::Marketing(args) => marketing::run(&args),
         Command::RunOne { what } => match what {
             RunOne::Tidewater {
                 pipeline,
