@@ -14,6 +14,7 @@ mod expectations;
 mod kafka_pipeline;
 mod kafka_reader;
 mod kafka_scale;
+mod marketing;
 mod restart;
 mod schema_evolution;
 mod second_writer;
