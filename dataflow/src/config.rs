@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tidewater_connectors::generator::{BankGenConfig, GeneratorConfig, TransfersGenConfig};
+use tidewater_connectors::generator::{
+    BankGenConfig, GeneratorConfig, MarketingGenConfig, MarketingStream, TransfersGenConfig,
+};
 use tidewater_connectors::kafka::KafkaConfig;
 use tidewater_connectors::types::ColumnType;
 
@@ -174,9 +176,20 @@ pub struct SourceConfig {
     /// (`customer_id`, out-of-order, duplicates, deletes; one event per source transaction),
     /// `"transfers"` = bank accounts (`account_id`, `owner`, `balance` in int64 cents,
     /// `updated_at`): a snapshot of `keys` accounts in one transaction, then transfers, each one
-    /// source transaction of two updates (debit + credit), some also opening an account.
+    /// source transaction of two updates (debit + credit), some also opening an account;
+    /// `"marketing"` = one stream (`stream`) of the simulated marketing world (Salesforce
+    /// accounts and users, Marketo leads and e-mail activities; see
+    /// `tidewater_connectors::generator::marketing`).
     #[serde(default)]
     pub workload: Option<String>,
+    /// `generator`, `workload = "marketing"` only (required there): which stream of the
+    /// marketing world this source emits: `account` | `user` | `lead` |
+    /// `activity_send_email` | `activity_open_email` | `activity_click_email`. The sources of
+    /// one world share every other generator setting; `events` counts the lines of the whole
+    /// world, and `keys` is its number of snapshot leads (default 2000; `keys / 2` users,
+    /// `keys / 20` accounts).
+    #[serde(default)]
+    pub stream: Option<String>,
     /// `generator`: seed (default 42).
     #[serde(default)]
     pub seed: Option<u64>,
@@ -472,6 +485,12 @@ impl PipelineConfig {
                     format!("unknown format `{}` (supported: debezium-json)", s.format),
                 ));
             }
+            if s.stream.is_some() && s.kind != SourceKind::Generator {
+                return Err(err(
+                    format!("{key}.stream"),
+                    "only for kind = \"generator\" with workload = \"marketing\"",
+                ));
+            }
             match s.kind {
                 SourceKind::Files => {
                     let Some(path) = &s.path else {
@@ -490,12 +509,42 @@ impl PipelineConfig {
                     }
                     match s.workload.as_deref() {
                         None | Some("bank") | Some("transfers") => {}
+                        Some("marketing") => match s.stream.as_deref() {
+                            Some(name) if MarketingStream::parse(name).is_some() => {}
+                            Some(name) => {
+                                return Err(err(
+                                    format!("{key}.stream"),
+                                    format!(
+                                        "unknown stream `{name}` (supported: {})",
+                                        MarketingStream::names()
+                                    ),
+                                ))
+                            }
+                            None => {
+                                return Err(err(
+                                    format!("{key}.stream"),
+                                    format!(
+                                        "required for workload = \"marketing\" (one of: {})",
+                                        MarketingStream::names()
+                                    ),
+                                ))
+                            }
+                        },
                         Some(w) => {
                             return Err(err(
                                 format!("{key}.workload"),
-                                format!("unknown workload `{w}` (supported: bank, transfers)"),
+                                format!(
+                                    "unknown workload `{w}` (supported: bank, transfers, \
+                                     marketing)"
+                                ),
                             ))
                         }
+                    }
+                    if s.stream.is_some() && s.workload.as_deref() != Some("marketing") {
+                        return Err(err(
+                            format!("{key}.stream"),
+                            "only for workload = \"marketing\"",
+                        ));
                     }
                 }
                 SourceKind::Kafka => {
@@ -843,6 +892,25 @@ impl SourceConfig {
                 }
                 GeneratorConfig::Transfers(g)
             }
+            Some("marketing") => {
+                let mut g = match self.keys {
+                    Some(leads) => MarketingGenConfig::scaled(leads),
+                    None => MarketingGenConfig::default(),
+                };
+                if let Some(v) = self.seed {
+                    g.seed = v;
+                }
+                if let Some(v) = self.events {
+                    g.events = v;
+                }
+                if let Some(v) = self.with_schema {
+                    g.with_schema = v;
+                }
+                if let Some(stream) = self.stream.as_deref().and_then(MarketingStream::parse) {
+                    g.stream = stream;
+                }
+                GeneratorConfig::Marketing(g)
+            }
             _ => GeneratorConfig::Bank(self.generator_config()),
         }
     }
@@ -1037,5 +1105,44 @@ sequence_by = "__lsn"
         let g = c.source[0].generator();
         assert_eq!(g.workload(), "transfers");
         assert_eq!(g.total_lines(), 50, "the snapshot of 50 accounts is whole");
+    }
+
+    #[test]
+    fn marketing_workload_needs_a_stream() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "kind = \"generator\"",
+                &format!("kind = \"generator\"\n{extra}"),
+            )
+        };
+        let c = PipelineConfig::parse(&with(
+            "workload = \"marketing\"\nstream = \"activity_open_email\"\nkeys = 40\nevents = 500\nseed = 3",
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let GeneratorConfig::Marketing(g) = c.source[0].generator() else {
+            panic!("not the marketing generator");
+        };
+        assert_eq!(g.stream, MarketingStream::ActivityOpenEmail);
+        assert_eq!((g.seed, g.events), (3, 500));
+        assert_eq!((g.leads, g.users, g.accounts), (40, 20, 2));
+        assert_eq!(
+            c.source[0].generator().total_lines(),
+            g.stream_lines()[MarketingStream::ActivityOpenEmail.index()]
+        );
+        let e = error_of(&with("workload = \"marketing\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream") && e.contains("required"),
+            "{e}"
+        );
+        let e = error_of(&with("workload = \"marketing\"\nstream = \"users\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream") && e.contains("unknown stream `users`"),
+            "{e}"
+        );
+        let e = error_of(&with("workload = \"transfers\"\nstream = \"user\""));
+        assert!(e.contains("source `customers_cdc`.stream"), "{e}");
+        let e = error_of(&with("stream = \"user\""));
+        assert!(e.contains("source `customers_cdc`.stream"), "{e}");
     }
 }

@@ -468,6 +468,13 @@ fn generator_identity(src: &SourceConfig) -> Value {
             "workload": "transfers", "seed": g.seed, "events": g.events, "keys": g.accounts,
             "with_schema": g.with_schema
         }),
+        // Every setting of the world and the stream decide the lines.
+        GeneratorConfig::Marketing(g) => json!({
+            "workload": "marketing", "stream": g.stream.name(), "seed": g.seed,
+            "events": g.events, "accounts": g.accounts, "users": g.users, "leads": g.leads,
+            "campaigns": g.campaigns, "duplicate_pct": g.duplicate_pct, "late_pct": g.late_pct,
+            "late_distance": g.late_distance, "with_schema": g.with_schema
+        }),
     }
 }
 
@@ -1201,5 +1208,52 @@ pub fn settings_of(
         max_epoch_bytes: cfg.pipeline.max_epoch_bytes,
         block_bytes: cfg.pipeline.block_bytes,
         exit_when_idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PipelineConfig;
+
+    fn source(extra: &str) -> SourceConfig {
+        let text = format!(
+            "[pipeline]\nname = \"p\"\nlakehouse = \"/tmp/lh\"\n\n[[source]]\nname = \"s\"\n\
+             kind = \"generator\"\n{extra}\n\n[[table]]\nname = \"t\"\nfrom = \"s\"\n\
+             keys = [\"id\"]\nsequence_by = \"__lsn\"\n"
+        );
+        PipelineConfig::parse(&text).unwrap().source.remove(0)
+    }
+
+    #[test]
+    fn marketing_generator_identity_names_the_stream_and_the_world() {
+        let open = source("workload = \"marketing\"\nstream = \"activity_open_email\"");
+        let id = generator_identity(&open);
+        assert_eq!(id["workload"], "marketing");
+        assert_eq!(id["stream"], "activity_open_email");
+        for k in [
+            "seed",
+            "events",
+            "accounts",
+            "users",
+            "leads",
+            "campaigns",
+            "duplicate_pct",
+            "late_pct",
+            "late_distance",
+            "with_schema",
+        ] {
+            assert!(!id[k].is_null(), "{k}");
+        }
+        let click = source("workload = \"marketing\"\nstream = \"activity_click_email\"");
+        assert_ne!(generator_identity(&click), id);
+        let more = source("workload = \"marketing\"\nstream = \"activity_open_email\"\nkeys = 9");
+        assert_ne!(generator_identity(&more), id);
+        assert_eq!(
+            generator_identity(&source(
+                "workload = \"marketing\"\nstream = \"activity_open_email\""
+            )),
+            id
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! - [`transfers`]: the bank-transfers generator ([`TransfersGenerator`]): an `accounts`
 //!   snapshot, then multi-event source transactions (transfers) that keep the sum of all
 //!   balances constant.
+//! - [`marketing`]: the marketing-engagement generator ([`MarketingGenerator`]): one simulated
+//!   world of Salesforce accounts and users, Marketo leads and e-mail activities, emitted as
+//!   six consistent Debezium streams, one per generator (its `stream`).
 //! - [`reference`]: a plain sequential model of `APPLY CHANGES` / SCD type 1
 //!   ([`reference_apply`]) that computes the expected final table of any Debezium JSON
 //!   stream, independently of the engine.
@@ -14,20 +17,26 @@
 //! pipeline's generator source).
 
 /// The Kafka Connect JSON schema of a Debezium PostgreSQL envelope of table
-/// `bank.public.<$table>` whose row struct has the fields `$fields`; `$source_extra` are extra
-/// fields of the `source` struct after `db` (e.g. `sequence`), `""` for none.
+/// `bank.public.<$table>` (or `<$prefix><$table>` with `@prefix`) whose row struct has the
+/// fields `$fields`; `$source_extra` are extra fields of the `source` struct after `db` (e.g.
+/// `sequence`), `""` for none.
 macro_rules! debezium_envelope_schema {
     ($table:literal, $fields:expr, $source_extra:expr) => {
+        debezium_envelope_schema!(@prefix "bank.public.", $table, $fields, $source_extra)
+    };
+    (@prefix $prefix:literal, $table:literal, $fields:expr, $source_extra:expr) => {
         concat!(
             r#"{"type":"struct","fields":["#,
             r#"{"type":"struct","fields":["#,
             $fields,
-            r#"],"optional":true,"name":"bank.public."#,
+            r#"],"optional":true,"name":""#,
+            $prefix,
             $table,
             r#".Value","field":"before"},"#,
             r#"{"type":"struct","fields":["#,
             $fields,
-            r#"],"optional":true,"name":"bank.public."#,
+            r#"],"optional":true,"name":""#,
+            $prefix,
             $table,
             r#".Value","field":"after"},"#,
             r#"{"type":"struct","fields":["#,
@@ -52,7 +61,8 @@ macro_rules! debezium_envelope_schema {
             r#"{"type":"int64","optional":false,"field":"total_order"},"#,
             r#"{"type":"int64","optional":false,"field":"data_collection_order"}"#,
             r#"],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#,
-            r#"],"optional":false,"name":"bank.public."#,
+            r#"],"optional":false,"name":""#,
+            $prefix,
             $table,
             r#".Envelope","version":1}"#,
         )
@@ -60,10 +70,14 @@ macro_rules! debezium_envelope_schema {
 }
 
 pub mod bank;
+pub mod marketing;
 pub mod reference;
 pub mod transfers;
 
 pub use bank::{write_file, BankGenConfig, BankGenerator, BANK_COLUMNS, BANK_SCHEMA_JSON};
+pub use marketing::{
+    write_file as write_marketing_file, MarketingGenConfig, MarketingGenerator, MarketingStream,
+};
 pub use reference::{reference_apply, reference_apply_file, ReferenceState};
 pub use transfers::{
     write_file as write_transfers_file, TransfersGenConfig, TransfersGenerator, TRANSFERS_COLUMNS,
@@ -77,14 +91,17 @@ pub enum GeneratorConfig {
     Bank(BankGenConfig),
     /// `workload = "transfers"`: [`TransfersGenerator`].
     Transfers(TransfersGenConfig),
+    /// `workload = "marketing"`: [`MarketingGenerator`] (one stream of the marketing world).
+    Marketing(MarketingGenConfig),
 }
 
 impl GeneratorConfig {
-    /// The workload name (`bank` | `transfers`).
+    /// The workload name (`bank` | `transfers` | `marketing`).
     pub fn workload(&self) -> &'static str {
         match self {
             GeneratorConfig::Bank(_) => "bank",
             GeneratorConfig::Transfers(_) => "transfers",
+            GeneratorConfig::Marketing(_) => "marketing",
         }
     }
 
@@ -93,6 +110,7 @@ impl GeneratorConfig {
         match self {
             GeneratorConfig::Bank(c) => c.events,
             GeneratorConfig::Transfers(c) => c.total_lines(),
+            GeneratorConfig::Marketing(c) => c.total_lines(),
         }
     }
 
@@ -102,6 +120,9 @@ impl GeneratorConfig {
             GeneratorConfig::Bank(c) => Generator::Bank(Box::new(BankGenerator::new(c.clone()))),
             GeneratorConfig::Transfers(c) => {
                 Generator::Transfers(Box::new(TransfersGenerator::new(c.clone())))
+            }
+            GeneratorConfig::Marketing(c) => {
+                Generator::Marketing(Box::new(MarketingGenerator::new(c.clone())))
             }
         }
     }
@@ -113,6 +134,8 @@ pub enum Generator {
     Bank(Box<BankGenerator>),
     /// The bank-transfers generator (multi-event source transactions).
     Transfers(Box<TransfersGenerator>),
+    /// One stream of the marketing world (every event is its own source transaction).
+    Marketing(Box<MarketingGenerator>),
 }
 
 impl Generator {
@@ -121,6 +144,7 @@ impl Generator {
         match self {
             Generator::Bank(g) => g.next_line(out),
             Generator::Transfers(g) => g.next_line(out),
+            Generator::Marketing(g) => g.next_line(out),
         }
     }
 
@@ -129,6 +153,7 @@ impl Generator {
         match self {
             Generator::Bank(g) => g.position(),
             Generator::Transfers(g) => g.position(),
+            Generator::Marketing(g) => g.position(),
         }
     }
 
@@ -136,7 +161,7 @@ impl Generator {
     /// block (and so an epoch) must not end here.
     pub fn in_transaction(&self) -> bool {
         match self {
-            Generator::Bank(_) => false,
+            Generator::Bank(_) | Generator::Marketing(_) => false,
             Generator::Transfers(g) => g.in_transaction(),
         }
     }

@@ -21,11 +21,11 @@ use tidewater_connectors::types::{Column, ColumnType, Datum, PackedRow, Row};
 
 use super::{plan_query, render_query, SqlError};
 
-type Catalog = BTreeMap<String, Vec<Column>>;
+pub(super) type Catalog = BTreeMap<String, Vec<Column>>;
 /// One epoch's changes: (table, row, +1 insert / -1 delete).
 type Epoch = Vec<(String, Row, isize)>;
 /// Captured output updates: (row, epoch, diff).
-type Updates = Vec<(PackedRow, u64, isize)>;
+pub(super) type Updates = Vec<(PackedRow, u64, isize)>;
 
 fn col(name: &str, ty: ColumnType) -> Column {
     Column {
@@ -97,7 +97,7 @@ fn run_view(sql: &str, cat: &Catalog, epochs: &[Epoch], workers: usize) -> Updat
 }
 
 /// The view's rows (with multiplicity) as of each epoch; panics on a negative count.
-fn states(updates: &Updates, epochs: usize) -> Vec<Vec<Row>> {
+pub(super) fn states(updates: &Updates, epochs: usize) -> Vec<Vec<Row>> {
     (0..epochs as u64)
         .map(|e| {
             let mut acc: BTreeMap<PackedRow, isize> = BTreeMap::new();
@@ -125,7 +125,7 @@ fn states(updates: &Updates, epochs: usize) -> Vec<Vec<Row>> {
 // ---------------------------------------------------------------------------------------
 // The SQLite oracle.
 
-fn sqlite_type(t: ColumnType) -> &'static str {
+pub(super) fn sqlite_type(t: ColumnType) -> &'static str {
     match t {
         ColumnType::Float32 | ColumnType::Float64 | ColumnType::Decimal { .. } => "REAL",
         ColumnType::String => "TEXT",
@@ -134,7 +134,7 @@ fn sqlite_type(t: ColumnType) -> &'static str {
     }
 }
 
-fn to_value(d: &Datum) -> Value {
+pub(super) fn to_value(d: &Datum) -> Value {
     match d {
         Datum::Null => Value::Null,
         Datum::Bool(b) => Value::Integer(*b as i64),
@@ -209,7 +209,7 @@ fn num(v: &Value) -> Option<f64> {
     }
 }
 
-fn value_eq(a: &Value, b: &Value) -> bool {
+pub(super) fn value_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Integer(x), Value::Integer(y)) => x == y,
         _ => match (num(a), num(b)) {
@@ -237,7 +237,7 @@ fn value_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+pub(super) fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
     rows.sort_by(|a, b| {
         a.iter()
             .zip(b)
