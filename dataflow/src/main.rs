@@ -318,14 +318,67 @@ fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<
     Ok(())
 }
 
-/// The demo: the bank pipeline on generated CDC into `lakehouse`.
+/// The shipped marketing pipeline (`pipelines/marketing/`), built into the binary so that the
+/// demo needs no files.
+const MARKETING_TOML: &str = include_str!("../../pipelines/marketing/marketing.toml");
+
+macro_rules! marketing_sql {
+    ($($file:literal),* $(,)?) => {
+        &[$(($file, include_str!(concat!("../../pipelines/marketing/", $file)))),*]
+    };
+}
+
+/// The SQL files of the marketing pipeline's views, by file name.
+const MARKETING_SQL: &[(&str, &str)] = marketing_sql!(
+    "dim_account.sql",
+    "dim_user.sql",
+    "fct_email_sends.sql",
+    "fct_email_opens.sql",
+    "fct_email_clicks.sql",
+    "int_email_open_clicks_joined.sql",
+    "country_email_engagement.sql",
+    "campaign_email_engagement.sql",
+    "test_dim_account_unique_account_id.sql",
+    "test_dim_account_not_null_account_id.sql",
+    "test_dim_user_unique_user_id.sql",
+    "test_dim_user_not_null.sql",
+    "test_dim_user_account_in_dim_account.sql",
+    "test_fct_email_opens_not_null.sql",
+    "test_fct_email_opens_unique_activity_id.sql",
+    "test_fct_email_opens_lead_in_dim_user.sql",
+    "test_fct_email_clicks_not_null.sql",
+    "test_fct_email_clicks_lead_in_dim_user.sql",
+    "test_int_email_open_clicks_joined_unique_open_id.sql",
+);
+
+/// The built-in marketing pipeline with its views' SQL inlined and `events` world lines.
+fn marketing_pipeline(events: u64) -> anyhow::Result<PipelineConfig> {
+    let mut cfg = PipelineConfig::parse(MARKETING_TOML)?;
+    for v in &mut cfg.view {
+        if let Some(file) = v.sql_file.take() {
+            let name = file.to_string_lossy();
+            let sql = MARKETING_SQL
+                .iter()
+                .find(|(f, _)| *f == name)
+                .with_context(|| format!("the built-in marketing pipeline lacks {name}"))?;
+            v.sql = Some(sql.1.to_string());
+        }
+    }
+    for s in &mut cfg.source {
+        s.events = Some(events);
+    }
+    Ok(cfg)
+}
+
+/// The demo: the bank pipeline and the marketing pipeline on generated CDC into `lakehouse`,
+/// as one pipeline (one epoch cut across all their tables and views).
 fn demo(lakehouse: &Path, events: u64, workers: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(lakehouse)?;
     let lakehouse = lakehouse.canonicalize()?;
     let text = format!(
         r#"
 [pipeline]
-name = "bank-demo"
+name = "demo"
 lakehouse = "{lh}"
 commit_interval_ms = 1000
 
@@ -373,10 +426,21 @@ track_history_columns = ["segment", "credit_limit", "country"]
         lh = lakehouse.display(),
         keys = (events / 10).max(1),
     );
-    let cfg = PipelineConfig::parse(&text)?;
-    clear_previous_demo(&lakehouse)?;
+    let mut cfg = PipelineConfig::parse(&text)?;
+    let marketing = marketing_pipeline((events / 2).max(1_000))?;
+    let views: Vec<String> = marketing.view.iter().map(|v| v.name.clone()).collect();
+    cfg.source.extend(marketing.source);
+    cfg.table.extend(marketing.table);
+    cfg.view.extend(marketing.view);
+    let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
+    tables.extend(views.iter().cloned());
+    clear_previous_demo(&lakehouse, &tables)?;
     eprintln!(
-        "tidewater demo: {events} generated bank-customer CDC events → {}",
+        "tidewater demo: {events} generated bank-customer CDC events and {} marketing CDC and \
+         activity events ({} tables, {} views) → {}",
+        (events / 2).max(1_000),
+        cfg.table.len(),
+        cfg.view.len(),
         lakehouse.display()
     );
     let summary = run(
@@ -400,6 +464,16 @@ track_history_columns = ["segment", "credit_limit", "country"]
     println!(
         "  {}/customers_history  (SCD type 2: a version per change of segment, credit limit or country)",
         lakehouse.display()
+    );
+    println!(
+        "  {}/<table>   marketing inputs: {} (Salesforce / Marketo CDC)",
+        lakehouse.display(),
+        tables[2..].join(", ")
+    );
+    println!(
+        "  {}/<view>    marketing models (SQL views, kept current): {}",
+        lakehouse.display(),
+        views.join(", ")
     );
     println!(
         "  {}/_quarantine   (bad input and failed expectations, if any)",
@@ -428,24 +502,27 @@ track_history_columns = ["segment", "credit_limit", "country"]
 }
 
 /// Removes the tables of an earlier demo run (only tables whose log holds epochs of the
-/// `bank-demo` pipeline), so that `tidewater demo` can be run again in the same directory.
-fn clear_previous_demo(lakehouse: &Path) -> anyhow::Result<()> {
+/// `demo` pipeline, or of `bank-demo` as it was called before), so that `tidewater demo` can be
+/// run again in the same directory.
+fn clear_previous_demo(lakehouse: &Path, tables: &[String]) -> anyhow::Result<()> {
     use tidewater_connectors::delta::{manifest_dir, Committer, CommitterConfig};
-    let mut committer = Committer::new(CommitterConfig {
-        lakehouse: lakehouse.to_path_buf(),
-        pipeline: "bank-demo".into(),
-        checkpoint_interval: 10,
-    })?;
     let mut cleared = false;
-    for table in [
-        "customers",
-        "customers_history",
-        "_quarantine",
-        "_event_log",
-    ] {
-        if committer.last_epoch(table)?.is_some() {
-            std::fs::remove_dir_all(lakehouse.join(table))?;
-            cleared = true;
+    for pipeline in ["demo", "bank-demo"] {
+        let mut committer = Committer::new(CommitterConfig {
+            lakehouse: lakehouse.to_path_buf(),
+            pipeline: pipeline.into(),
+            checkpoint_interval: 10,
+        })?;
+        for table in tables
+            .iter()
+            .map(String::as_str)
+            .chain(["_quarantine", "_event_log"])
+        {
+            let dir = lakehouse.join(table);
+            if dir.exists() && committer.last_epoch(table)?.is_some() {
+                std::fs::remove_dir_all(dir)?;
+                cleared = true;
+            }
         }
     }
     // The epoch manifests and operator-state checkpoints of that run.
