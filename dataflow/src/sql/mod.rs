@@ -142,8 +142,6 @@ mod query;
 mod render;
 
 #[cfg(test)]
-mod marketing_tests;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod view_tests;
