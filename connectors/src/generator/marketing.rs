@@ -613,7 +613,13 @@ const TITLES: [&str; 8] = [
     "Consultant",
     "Designer",
 ];
-const LEAD_SOURCES: [&str; 5] = ["Website", "Webinar", "Trade Show", "Referral", "Paid Search"];
+const LEAD_SOURCES: [&str; 5] = [
+    "Website",
+    "Webinar",
+    "Trade Show",
+    "Referral",
+    "Paid Search",
+];
 const PROSPECT_DOMAINS: [&str; 3] = ["mail.example.org", "inbox.example.net", "post.example.com"];
 const CAMPAIGN_NAMES: [&str; 8] = [
     "Spring Launch",
@@ -969,8 +975,8 @@ impl World {
                     None
                 } else {
                     let old = acc.place.map_or(0, |p| p.0 as u32);
-                    let country = (old + r.gen_range(1..COUNTRIES.len() as u32))
-                        % COUNTRIES.len() as u32;
+                    let country =
+                        (old + r.gen_range(1..COUNTRIES.len() as u32)) % COUNTRIES.len() as u32;
                     Some((country as u8, r.gen_range(0..2u32) as u8))
                 };
             }
@@ -1010,8 +1016,7 @@ impl World {
         let with_email = r.gen_range(0..25u32) != 0;
         let title = (r.gen_range(0..7u32) != 0).then(|| r.gen_range(0..8u32) as u8);
         let active = r.gen_range(0..20u32) != 0;
-        let email =
-            with_email.then(|| self.user_email(first, last, account, 0));
+        let email = with_email.then(|| self.user_email(first, last, account, 0));
         self.users.push(User {
             first,
             last,

@@ -75,12 +75,22 @@ fn load(keys: u64, events: u64) -> Pipeline {
         .iter()
         .map(|s| match s.generator() {
             GeneratorConfig::Marketing(g) => {
-                format!("{:?}", MarketingGenConfig { stream: MarketingStream::Account, ..g })
+                format!(
+                    "{:?}",
+                    MarketingGenConfig {
+                        stream: MarketingStream::Account,
+                        ..g
+                    }
+                )
             }
             other => panic!("source `{}` is a {} generator", s.name, other.workload()),
         })
         .collect();
-    assert_eq!(worlds.len(), 1, "the sources describe different worlds: {worlds:?}");
+    assert_eq!(
+        worlds.len(),
+        1,
+        "the sources describe different worlds: {worlds:?}"
+    );
 
     let mut tables = Vec::new();
     let mut catalog = Catalog::new();
@@ -282,6 +292,7 @@ fn run_models(
                 let out = render_query(&plan, &colls).unwrap_or_else(|e| panic!("{name}: {e}"));
                 let sink = shared[name].clone();
                 let (probe, _) = out
+                    .clone()
                     .inspect(move |(row, t, d)| sink.lock().unwrap().push((row.clone(), *t, *d)))
                     .probe();
                 probes.push(probe);
@@ -398,7 +409,10 @@ fn same_rows(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
 fn first_difference(ours: &[Vec<Value>], want: &[Vec<Value>]) -> String {
     let only = |a: &[Vec<Value>], b: &[Vec<Value>]| -> Vec<Vec<Value>> {
         a.iter()
-            .filter(|r| !b.iter().any(|s| same_rows(&[(*r).clone()], &[s.clone()])))
+            .filter(|r| {
+                !b.iter()
+                    .any(|s| same_rows(std::slice::from_ref(*r), std::slice::from_ref(s)))
+            })
             .take(5)
             .cloned()
             .collect()
@@ -471,7 +485,8 @@ fn marketing_models_match_sqlite_at_every_epoch() {
             assert!(rows.len() > 5, "{name}: {} rows", rows.len());
         }
     }
-    let violations = |name: &str| -> Vec<i64> { want[name].iter().map(|r| int(&r[0][0])).collect() };
+    let violations =
+        |name: &str| -> Vec<i64> { want[name].iter().map(|r| int(&r[0][0])).collect() };
     for always_zero in [
         "test_dim_account_unique_account_id",
         "test_dim_account_not_null_account_id",
@@ -481,7 +496,10 @@ fn marketing_models_match_sqlite_at_every_epoch() {
         "test_fct_email_clicks_not_null",
         "test_int_email_open_clicks_joined_unique_open_id",
     ] {
-        assert!(violations(always_zero).iter().all(|v| *v == 0), "{always_zero}");
+        assert!(
+            violations(always_zero).iter().all(|v| *v == 0),
+            "{always_zero}"
+        );
     }
     for failing in [
         "test_dim_user_unique_user_id",
@@ -489,7 +507,11 @@ fn marketing_models_match_sqlite_at_every_epoch() {
         "test_fct_email_opens_lead_in_dim_user",
         "test_fct_email_clicks_lead_in_dim_user",
     ] {
-        assert!(violations(failing).iter().any(|v| *v > 0), "{failing}: {:?}", violations(failing));
+        assert!(
+            violations(failing).iter().any(|v| *v > 0),
+            "{failing}: {:?}",
+            violations(failing)
+        );
     }
 
     // The run exercises what issue 7 names. Accounts with opens that move to another
@@ -500,18 +522,20 @@ fn marketing_models_match_sqlite_at_every_epoch() {
          GROUP BY a.account_id, a.billing_country";
     let mut moved = 0;
     let mut leads_gone = 0;
-    let mut before: Option<(BTreeMap<Value, Value>, BTreeSet<i64>)> = None;
+    let mut before: Option<(BTreeMap<String, String>, BTreeSet<i64>)> = None;
     for state in &by_cut {
         load_tables(&db, &p.catalog, state);
-        let countries: BTreeMap<Value, Value> = query(&db, per_account)
+        let countries: BTreeMap<String, String> = query(&db, per_account)
             .into_iter()
-            .map(|r| (r[0].clone(), r[1].clone()))
+            .map(|r| (format!("{:?}", r[0]), format!("{:?}", r[1])))
             .collect();
-        let open_leads: BTreeSet<i64> =
-            query(&db, "SELECT DISTINCT lead_id FROM int_email_open_clicks_joined")
-                .iter()
-                .map(|r| int(&r[0]))
-                .collect();
+        let open_leads: BTreeSet<i64> = query(
+            &db,
+            "SELECT DISTINCT lead_id FROM int_email_open_clicks_joined",
+        )
+        .iter()
+        .map(|r| int(&r[0]))
+        .collect();
         let leads: BTreeSet<i64> = query(&db, "SELECT id FROM marketo_lead")
             .iter()
             .map(|r| int(&r[0]))
@@ -525,7 +549,10 @@ fn marketing_models_match_sqlite_at_every_epoch() {
         }
         before = Some((countries, open_leads));
     }
-    assert!(moved > 0, "no account with opens changed its billing country");
+    assert!(
+        moved > 0,
+        "no account with opens changed its billing country"
+    );
     assert!(leads_gone > 0, "no lead with opens was deleted");
 }
 
@@ -565,7 +592,11 @@ fn marketing_country_move_and_lead_delete_flow_through() {
         mk(
             cat,
             "salesforce_account",
-            &[("id", s(id)), ("billing_country", s(country)), ("__lsn", Datum::Int(1))],
+            &[
+                ("id", s(id)),
+                ("billing_country", s(country)),
+                ("__lsn", Datum::Int(1)),
+            ],
         )
     };
     let user = |id: &str, email: &str, account: &str| {
@@ -584,7 +615,11 @@ fn marketing_country_move_and_lead_delete_flow_through() {
         mk(
             cat,
             "marketo_lead",
-            &[("id", Datum::Int(id)), ("email", s(email)), ("__lsn", Datum::Int(1))],
+            &[
+                ("id", Datum::Int(id)),
+                ("email", s(email)),
+                ("__lsn", Datum::Int(1)),
+            ],
         )
     };
     let activity = |table: &str, id: i64, lead: i64, send: &str, campaign: i64| {
@@ -684,10 +719,7 @@ fn marketing_country_move_and_lead_delete_flow_through() {
     let j = &got["int_email_open_clicks_joined"][0];
     assert_eq!((int(&j[0][0]), int(&j[0][6])), (101, 2));
     // Cy's open is no Salesforce user's: one relationship violation throughout.
-    for e in 0..3 {
-        assert_eq!(
-            int(&got["test_fct_email_opens_lead_in_dim_user"][e][0][0]),
-            1
-        );
+    for rows in &got["test_fct_email_opens_lead_in_dim_user"] {
+        assert_eq!(int(&rows[0][0]), 1);
     }
 }

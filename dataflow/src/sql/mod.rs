@@ -142,9 +142,9 @@ mod query;
 mod render;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod marketing_tests;
+#[cfg(test)]
+mod tests;
 #[cfg(test)]
 mod view_tests;
 

@@ -67,7 +67,10 @@ fn deterministic_per_seed() {
     for s in S::ALL {
         assert_eq!(stream_lines(&c, s), stream_lines(&c, s), "{s}");
     }
-    let other = MarketingGenConfig { seed: 7, ..c.clone() };
+    let other = MarketingGenConfig {
+        seed: 7,
+        ..c.clone()
+    };
     assert_ne!(
         stream_lines(&c, S::ActivityOpenEmail),
         stream_lines(&other, S::ActivityOpenEmail)
@@ -205,7 +208,10 @@ fn facts(world: &[(MarketingStream, Vec<u8>)]) -> Facts {
                     f.user_soft_deletes += 1;
                 }
                 if let Some(a) = r["account_id"].as_str() {
-                    assert!(f.account_ids.contains(a), "user {id} of unknown account {a}");
+                    assert!(
+                        f.account_ids.contains(a),
+                        "user {id} of unknown account {a}"
+                    );
                 }
                 let account = r["account_id"].clone();
                 if let Some(old) = user_account.insert(id, account.clone()) {
@@ -297,20 +303,36 @@ fn streams_are_consistent_and_perturbed() {
     assert!(not_yet_seen > 0, "{summary}");
     assert!(deleted_later > 0, "{summary}");
     assert!(after_delete > 0, "{summary}");
-    for s in [S::ActivitySendEmail, S::ActivityOpenEmail, S::ActivityClickEmail] {
-        assert!(f.exact_duplicates.get(&s).copied().unwrap_or(0) > 5, "{summary}");
-        assert!(f.lsn_inversions.get(&s).copied().unwrap_or(0) > 5, "{summary}");
+    for s in [
+        S::ActivitySendEmail,
+        S::ActivityOpenEmail,
+        S::ActivityClickEmail,
+    ] {
+        assert!(
+            f.exact_duplicates.get(&s).copied().unwrap_or(0) > 5,
+            "{summary}"
+        );
+        assert!(
+            f.lsn_inversions.get(&s).copied().unwrap_or(0) > 5,
+            "{summary}"
+        );
         assert!(count(s, "c") > 100, "{summary}");
     }
     for s in [S::Account, S::User, S::Lead] {
         assert_eq!(f.exact_duplicates.get(&s), None, "{summary}");
-        assert!(count(s, "r") > 0 && count(s, "u") > 0 && count(s, "c") > 0, "{summary}");
+        assert!(
+            count(s, "r") > 0 && count(s, "u") > 0 && count(s, "c") > 0,
+            "{summary}"
+        );
     }
     assert!(count(S::Lead, "d") > 5, "{summary}");
     assert_eq!(count(S::Account, "d") + count(S::User, "d"), 0);
     assert!(f.resyncs > 10, "{summary}");
     assert!(f.country_changes > 10, "{summary}");
-    assert!(f.account_soft_deletes > 0 && f.user_soft_deletes > 0, "{summary}");
+    assert!(
+        f.account_soft_deletes > 0 && f.user_soft_deletes > 0,
+        "{summary}"
+    );
     assert!(f.user_account_moves > 5, "{summary}");
     assert!(f.capitalized_emails > 5, "{summary}");
     // Opens and clicks follow sends.
@@ -402,7 +424,10 @@ fn schema_blocks_name_the_columns_in_order() {
             assert_eq!(names, cols, "{s}");
         }
         let name = schema["name"].as_str().unwrap();
-        assert_eq!(name, format!("marketing.{}.{}.Envelope", s.system(), s.name()));
+        assert_eq!(
+            name,
+            format!("marketing.{}.{}.Envelope", s.system(), s.name())
+        );
     }
     // The bank schema keeps its names.
     assert!(crate::generator::BANK_SCHEMA_JSON.contains("\"bank.public.customers.Envelope\""));
@@ -446,7 +471,10 @@ fn config_deserializes_partially_and_names_streams() {
     }
     assert_eq!(S::parse("users"), None);
     let scaled = MarketingGenConfig::scaled(400);
-    assert_eq!((scaled.leads, scaled.users, scaled.accounts), (400, 200, 20));
+    assert_eq!(
+        (scaled.leads, scaled.users, scaled.accounts),
+        (400, 200, 20)
+    );
 }
 
 #[test]
