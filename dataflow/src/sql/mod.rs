@@ -142,6 +142,8 @@ mod query;
 mod render;
 
 #[cfg(test)]
+mod marketing_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod view_tests;
