@@ -518,86 +518,8 @@ enum Side<'de> {
 struct SourceMeta {
     lsn: Option<i64>,
     ts_ms: Option<i64>,
-    tx_id: Option<TxId>,
+    tx_id: Option<String>,
     err: Option<String>,
-}
-
-/// A transaction id as read: an integer id (Debezium's usual `source.txId`) is kept as a number
-/// and only rendered in decimal into the row's `__tx_id` cell, reusing that cell's string when
-/// the row is a recycled one (no allocation per record).
-#[derive(Debug, Clone, PartialEq)]
-enum TxId {
-    Str(String),
-    I64(i64),
-    U64(u64),
-}
-
-impl TxId {
-    /// The id as text (integers in decimal).
-    fn into_string(self) -> String {
-        match self {
-            TxId::Str(s) => s,
-            TxId::I64(i) => i.to_string(),
-            TxId::U64(u) => u.to_string(),
-        }
-    }
-
-    /// Stores the id as text into `slot`, reusing its string when it holds one.
-    fn write_into(self, slot: &mut Datum) {
-        let (neg, abs) = match self {
-            TxId::Str(s) => {
-                *slot = Datum::Str(s);
-                return;
-            }
-            TxId::I64(i) => (i < 0, i.unsigned_abs()),
-            TxId::U64(u) => (false, u),
-        };
-        let s = match slot {
-            Datum::Str(s) => {
-                s.clear();
-                s
-            }
-            slot => {
-                *slot = Datum::Str(String::with_capacity(20));
-                let Datum::Str(s) = slot else { unreachable!() };
-                s
-            }
-        };
-        // Decimal digits, two at a time, written backwards.
-        const PAIRS: [u8; 200] = {
-            let mut t = [0u8; 200];
-            let mut i = 0;
-            while i < 100 {
-                t[2 * i] = b'0' + (i / 10) as u8;
-                t[2 * i + 1] = b'0' + (i % 10) as u8;
-                i += 1;
-            }
-            t
-        };
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut v = abs;
-        while v >= 100 {
-            let r = (v % 100) as usize * 2;
-            v /= 100;
-            at -= 2;
-            digits[at] = PAIRS[r];
-            digits[at + 1] = PAIRS[r + 1];
-        }
-        if v >= 10 {
-            let r = v as usize * 2;
-            at -= 2;
-            digits[at] = PAIRS[r];
-            digits[at + 1] = PAIRS[r + 1];
-        } else {
-            at -= 1;
-            digits[at] = b'0' + v as u8;
-        }
-        if neg {
-            s.push('-');
-        }
-        s.extend(digits[at..].iter().map(|&d| char::from(d)));
-    }
 }
 
 /// Everything learnt about one line while walking it.
@@ -766,11 +688,7 @@ impl<'c, 'de> Run<'c, 'de> {
             return Err(BadRecord::new(e));
         }
         let mut row = std::mem::take(&mut self.row);
-        let tx = self
-            .tx_id
-            .take()
-            .map(TxId::Str)
-            .or_else(|| self.source.tx_id.take());
+        let tx = self.tx_id.take().or_else(|| self.source.tx_id.take());
         // `__op`, reusing the string of a recycled row.
         if let Some(slot) = self.cols.meta[0].and_then(|p| row.get_mut(p)) {
             match slot {
@@ -785,17 +703,11 @@ impl<'c, 'de> Run<'c, 'de> {
             self.source.lsn.map_or(Datum::Null, Datum::Int),
             self.source.ts_ms.map_or(Datum::Null, Datum::Int),
             self.ts_ms.map_or(Datum::Null, Datum::Int),
+            tx.map_or(Datum::Null, Datum::Str),
         ];
-        for (pos, value) in self.cols.meta[1..4].iter().zip(meta) {
+        for (pos, value) in self.cols.meta[1..].iter().zip(meta) {
             if let Some(slot) = pos.and_then(|p| row.get_mut(p)) {
                 *slot = value;
-            }
-        }
-        // `__tx_id`, reusing the string of a recycled row.
-        if let Some(slot) = self.cols.meta[4].and_then(|p| row.get_mut(p)) {
-            match tx {
-                Some(t) => t.write_into(slot),
-                None => *slot = Datum::Null,
             }
         }
         Ok(Parsed::Record { op, row })
@@ -959,16 +871,11 @@ fn meta_int(v: Scalar<'_>, what: &str) -> Result<Option<i64>, String> {
 
 /// An optional transaction id: a string, or an integer rendered in decimal.
 fn meta_tx(v: Scalar<'_>, what: &str) -> Result<Option<String>, String> {
-    meta_tx_id(v, what).map(|t| t.map(TxId::into_string))
-}
-
-/// An optional transaction id, an integer kept as a number (see [`TxId`]).
-fn meta_tx_id(v: Scalar<'_>, what: &str) -> Result<Option<TxId>, String> {
     match v {
         Scalar::Null => Ok(None),
-        Scalar::Str(s) => Ok(Some(TxId::Str(s.into_owned()))),
-        Scalar::I64(i) => Ok(Some(TxId::I64(i))),
-        Scalar::U64(u) => Ok(Some(TxId::U64(u))),
+        Scalar::Str(s) => Ok(Some(s.into_owned())),
+        Scalar::I64(i) => Ok(Some(i.to_string())),
+        Scalar::U64(u) => Ok(Some(u.to_string())),
         other => Err(format!(
             "`{what}`: expected a string or an integer, found {}",
             describe(&other)
@@ -1004,7 +911,7 @@ impl<'de> Visitor<'de> for SourceSeed {
             let res = match key {
                 Key::Lsn => meta_int(map.next_value()?, "source.lsn").map(|v| m.lsn = v),
                 Key::TsMs => meta_int(map.next_value()?, "source.ts_ms").map(|v| m.ts_ms = v),
-                Key::TxId => meta_tx_id(map.next_value()?, "source.txId").map(|v| m.tx_id = v),
+                Key::TxId => meta_tx(map.next_value()?, "source.txId").map(|v| m.tx_id = v),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     Ok(())
@@ -1297,12 +1204,7 @@ impl<'de> Visitor<'de> for TxOnlySeed<'_> {
                     out: &mut *self.out,
                     top: false,
                 })?,
-                Key::Source => {
-                    self.out.src = map
-                        .next_value_seed(SourceSeed)?
-                        .tx_id
-                        .map(TxId::into_string)
-                }
+                Key::Source => self.out.src = map.next_value_seed(SourceSeed)?.tx_id,
                 Key::Transaction => self.out.tx = map.next_value_seed(TxSeed)?.ok().flatten(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;

@@ -10,8 +10,7 @@
 //! fast path accepts.
 
 use super::{
-    meta_int, meta_tx, meta_tx_id, op_state, BlockCache, Cols, OpState, Run, Side, SourceKeys,
-    SourceMeta, TxId,
+    meta_int, meta_tx, op_state, BlockCache, Cols, OpState, Run, Side, SourceKeys, SourceMeta,
 };
 use crate::formats::convert::{convert_raw, convert_scalar, ColMode, Scalar};
 use crate::formats::Parsed;
@@ -514,7 +513,7 @@ impl<'a> Cur<'a> {
             let res = match kind {
                 LSN => meta_int(self.scalar()?, "source.lsn").map(|v| m.lsn = v),
                 TS_MS => meta_int(self.scalar()?, "source.ts_ms").map(|v| m.ts_ms = v),
-                TX_ID => meta_tx_id(self.scalar()?, "source.txId").map(|v| m.tx_id = v),
+                TX_ID => meta_tx(self.scalar()?, "source.txId").map(|v| m.tx_id = v),
                 _ => {
                     // Most members not needed here are strings: scanned in place.
                     self.ws();
@@ -765,7 +764,7 @@ fn tx_members(
                     tx_members(c, found, false)?;
                 }
             }
-            b"source" => found.1 = c.source(None)?.tx_id.map(TxId::into_string),
+            b"source" => found.1 = c.source(None)?.tx_id,
             b"transaction" => found.0 = c.transaction()?.ok().flatten(),
             _ => c.skip(1)?,
         }

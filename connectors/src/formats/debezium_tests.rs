@@ -1440,33 +1440,3 @@ fn unknown_fields_are_rescued_as_json() {
     );
     assert_eq!(row[2], s(r#"{"_rescued_data":1}"#));
 }
-
-#[test]
-fn integer_transaction_ids_are_written_in_decimal_into_the_recycled_string() {
-    let values: [(TxId, String); 9] = [
-        (TxId::I64(0), "0".into()),
-        (TxId::I64(9), "9".into()),
-        (TxId::I64(10), "10".into()),
-        (TxId::I64(99), "99".into()),
-        (TxId::I64(100), "100".into()),
-        (TxId::I64(-7), "-7".into()),
-        (TxId::I64(i64::MIN), i64::MIN.to_string()),
-        (TxId::I64(i64::MAX), i64::MAX.to_string()),
-        (TxId::U64(u64::MAX), u64::MAX.to_string()),
-    ];
-    let mut slot = Datum::Null;
-    for (id, text) in values {
-        assert_eq!(id.clone().into_string(), text);
-        id.write_into(&mut slot);
-        assert_eq!(slot, Datum::Str(text.clone()), "{text}");
-    }
-    // A string id replaces the cell; an integer reuses the cell's string.
-    TxId::Str("abc".into()).write_into(&mut slot);
-    assert_eq!(slot, Datum::Str("abc".into()));
-    let Datum::Str(s) = &mut slot else { panic!() };
-    s.reserve(64);
-    let capacity = s.capacity();
-    TxId::U64(1234567).write_into(&mut slot);
-    let Datum::Str(s) = &slot else { panic!() };
-    assert_eq!((s.as_str(), s.capacity()), ("1234567", capacity));
-}
