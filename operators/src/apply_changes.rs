@@ -1517,6 +1517,52 @@ mod option_tests {
         assert_eq!(st.merged.len(), 2);
     }
 
+    /// One entry per changed key, also for keys a truncate forgets and that come back in the
+    /// same epoch (the mark went with the state; the entry is found again).
+    #[test]
+    fn an_epochs_changed_keys_are_listed_once_across_truncates() {
+        let mut a: Applier<u32, u32, u32, (), NoMerge> = Applier {
+            state: ApplyState::default(),
+            dirty: Vec::new(),
+            generation: 1,
+            orphans: HashMap::default(),
+            merge: None,
+            by_truncate: 0,
+        };
+        // Epoch 0: keys 1 and 2 live, 3 a tombstone.
+        a.change(0, 1, &1, 0, Some(10));
+        a.change(0, 2, &1, 0, Some(20));
+        a.change(0, 3, &1, 0, None);
+        let mut out: Vec<_> = a.drain_changed().collect();
+        out.sort();
+        assert_eq!(out, vec![(1, Some(10)), (2, Some(20))]);
+        // Epoch 1: 1 changes, a truncate at 5 forgets every key, then 1, 3 and 4 come back
+        // and 2 is deleted again (a tombstone of a forgotten key).
+        a.change(1, 1, &2, 0, Some(11));
+        a.change(1, 3, &2, 0, None); // a tombstone with an entry (no visible change)
+        a.truncate(&5);
+        assert!(a.state.keys.is_empty());
+        a.change(1, 1, &6, 0, Some(12));
+        a.change(1, 3, &6, 0, Some(30));
+        a.change(1, 4, &6, 0, Some(40));
+        a.change(1, 2, &6, 0, None);
+        let keys: Vec<u32> = a.dirty.iter().map(|d| d.0).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "a key listed twice: {keys:?}");
+        let mut out: Vec<_> = a.drain_changed().collect();
+        out.sort();
+        assert_eq!(
+            out,
+            vec![(1, Some(12)), (2, None), (3, Some(30)), (4, Some(40))]
+        );
+        // Epoch 2: nothing is left over.
+        assert!(a.orphans.is_empty());
+        a.change(2, 4, &7, 0, Some(41));
+        assert_eq!(a.drain_changed().collect::<Vec<_>>(), vec![(4, Some(41))]);
+    }
+
     #[test]
     fn pending_coalesces_like_applying_every_change() {
         let m = merge();
