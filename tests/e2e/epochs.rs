@@ -98,10 +98,15 @@ fn a_backlog_is_cut_into_epochs_of_max_epoch_bytes() {
         dir.path(),
         &input,
         &lakehouse,
-        &format!(
-            "commit_interval_ms = 1\nmax_epoch_bytes = {max_epoch_bytes}\nblock_bytes = 65536\nbuckets = 4"
-        ),
+        &format!("max_epoch_bytes = {max_epoch_bytes}\nblock_bytes = 65536\nbuckets = 4"),
     );
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(text.contains("commit_interval_ms = 1000\n"));
+    std::fs::write(
+        &pipeline,
+        text.replace("commit_interval_ms = 1000\n", "commit_interval_ms = 1\n"),
+    )
+    .unwrap();
     tidewater_ok(&[
         "run",
         pipeline.to_str().unwrap(),
