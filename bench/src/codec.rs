@@ -72,12 +72,12 @@ fn state(n: u64) -> ApplyState<Key, Seq> {
         let deleted = i % 10 == 0;
         st.keys.insert(
             key_of(i),
-            KeyState {
-                seq: Seq(Datum::Int(24_000_000 + i * 7)),
+            KeyState::new(
+                Seq(Datum::Int(24_000_000 + i * 7)),
                 deleted,
-                fingerprint: x,
-                deleted_at: if deleted { (i % 50) as u64 } else { 0 },
-            },
+                x,
+                if deleted { (i % 50) as u64 } else { 0 },
+            ),
         );
         if deleted {
             st.tombstones.push_back(((i % 50) as u64, key_of(i)));
@@ -113,12 +113,7 @@ fn flat_of(st: &ApplyState<Key, Seq>) -> Vec<Flat> {
 fn from_flat(f: &Flat) -> (Key, KeyState<Seq>) {
     (
         key_of(f.0),
-        KeyState {
-            seq: Seq(Datum::Int(f.1)),
-            deleted: f.3,
-            fingerprint: f.2,
-            deleted_at: f.4,
-        },
+        KeyState::new(Seq(Datum::Int(f.1)), f.3, f.2, f.4),
     )
 }
 

@@ -88,7 +88,9 @@ pub struct PipelineSection {
     /// Lakehouse directory (required); tables live at `<lakehouse>/<table>`. A relative path
     /// is relative to the directory of the pipeline file.
     pub lakehouse: PathBuf,
-    /// Close an epoch every this many milliseconds (default 1000).
+    /// Close an epoch every this many milliseconds (default 1000). (Input that is already
+    /// there when the cutter looks — a backlog of a files source — is cut at once, up to
+    /// `max_epoch_bytes` per epoch; see `source.rs`.)
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
     /// Also close an epoch every this many input records of a source (default: unset). With
@@ -96,7 +98,8 @@ pub struct PipelineSection {
     #[serde(default)]
     pub commit_every_records: Option<u64>,
     /// Close an epoch at the latest after this many input bytes of a source (default 1 GiB),
-    /// a bound for sources faster than `commit_interval_ms` expects. (The memory an epoch
+    /// a bound for sources faster than `commit_interval_ms` expects (for a backlog of files,
+    /// the size of its epochs). (The memory an epoch
     /// holds grows with the keys it changes, not with its bytes; each epoch rewrites the
     /// buckets it touched, so smaller epochs cost throughput.)
     #[serde(default = "default_max_epoch_bytes")]

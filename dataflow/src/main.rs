@@ -109,6 +109,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    tidewater::disable_huge_pages();
     let cli = Cli::parse();
     let tty = std::io::stderr().is_terminal();
     let filter =

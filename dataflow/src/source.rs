@@ -8,6 +8,19 @@
 //! transaction: before closing, it extends the epoch to the end of the transaction of its last
 //! line. The positions an epoch covers are handed to the committer (also on worker 0).
 //!
+//! How fast the cutter goes decides what `commit_interval_ms` means for input that is already
+//! there (a backlog). A *files* source without `commit_every_records` cuts ahead of the
+//! parsing: each activation cuts all the input it finds, up to the epoch's limits (a file
+//! block is only a byte range, found with a read of a few KiB at its end; the parsing workers
+//! read the bytes), so an epoch is the input that was there when the cutter looked within the
+//! interval — a backlog fills epochs up to `max_epoch_bytes` — and not what worker 0 happened
+//! to have parsed by then (which made the number of epochs of a given input depend on timing).
+//! A source that is followed (new lines or files appearing) is cut as the input arrives, every
+//! `commit_interval_ms`, as before. Generator blocks carry their lines and `commit_every_records`
+//! counts lines by reading them, so those cutters keep cutting a few blocks per activation
+//! (paced by the parsing of worker 0). None of this changes what an epoch records or how it is
+//! replayed: the recorded ranges are replayed exactly, whatever cut them.
+//!
 //! On restart, a cutter first replays the recorded cut of every committed epoch (the ranges
 //! its source recorded in the Delta logs, with the same epoch numbers — see [`plan_replay`]),
 //! then continues after the last recorded range, deciding epochs from `max_epoch + 1` on.
@@ -23,7 +36,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tidewater_connectors::delta::ResumeInfo;
-use tidewater_connectors::files::{piece_end, FileBlock, FileCutter};
+use tidewater_connectors::files::{piece_end, BlockReader, FileBlock, FileCutter};
 use tidewater_connectors::formats::{DebeziumParser, Parsed};
 use tidewater_connectors::generator::{Generator, GeneratorConfig};
 use tidewater_connectors::types::{Column, PackedRow, Schema};
@@ -695,7 +708,19 @@ pub fn cutter<'scope>(
                 let mut close = false;
                 let mut exhausted = false;
                 let mut emitted = 0;
-                while emitted < 2 * peers.max(2) {
+                // A file source without `commit_every_records` cuts ahead of the parsing: all
+                // the input there is now, up to the epoch's limits (blocks are only byte
+                // ranges, read by the parsing workers), so that what an epoch holds is what
+                // the cutter found within the interval, not what worker 0 happened to have
+                // parsed by then (see the module docs). Otherwise a few blocks per activation.
+                let cut_ahead =
+                    matches!(input, Input::Files(_)) && settings.every_records.is_none();
+                let per_activation = if cut_ahead {
+                    u64::MAX
+                } else {
+                    2 * peers.max(2)
+                };
+                while emitted < per_activation {
                     let want = settings
                         .every_records
                         .map(|n| n.saturating_sub(epoch_records));
@@ -1142,44 +1167,64 @@ pub fn parse<'scope>(
                     failpoint::hit("mid_epoch");
                     continue;
                 }
-                let (bytes, base) = match &block.data {
-                    BlockData::File(fb) => {
-                        if let Err(e) = fb.read_into(&mut buf) {
-                            metrics.fail(format!("table `{}`: {e}", plan.name));
-                            return;
-                        }
-                        (&buf[..], fb.start)
-                    }
-                    BlockData::Inline { first, bytes } => (&bytes[..], *first),
-                    BlockData::Kafka { .. } => unreachable!("handled above"),
-                };
                 let where_ = match &block.data {
                     BlockData::File(fb) => fb.path.as_str(),
                     _ => "generator",
                 };
-                let mut n = 0u64;
-                let mut pos = 0usize;
-                let mut line_index = 0u64;
-                while pos < bytes.len() {
-                    let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
-                    let line = &bytes[pos..end];
-                    let position = || match &block.data {
-                        BlockData::File(_) => format!("{where_}:{}", base + pos as u64),
-                        _ => format!("{where_}:{}", base + line_index),
-                    };
-                    n += 1;
-                    let result =
-                        parse_record(&mut parser, &plan, &mut scratch, line, st, &mut found);
-                    match route_outcome(&plan, result, position, line, st) {
-                        Ok(Some(out)) => session.give(out),
-                        Ok(None) => {}
+                // A file block is read in pieces of whole lines, so that the buffer stays small
+                // whatever the block size; generated lines come as one piece.
+                let mut reader = match &block.data {
+                    BlockData::File(fb) => match BlockReader::open(fb) {
+                        Ok(r) => Some(r),
                         Err(e) => {
-                            metrics.fail(e);
+                            metrics.fail(format!("table `{}`: {e}", plan.name));
                             return;
                         }
+                    },
+                    _ => None,
+                };
+                let mut n = 0u64;
+                let mut line_index = 0u64;
+                let mut inline_done = false;
+                loop {
+                    let (bytes, base) = match (&block.data, reader.as_mut()) {
+                        (BlockData::File(_), Some(r)) => match r.next_piece(&mut buf, READ_PIECE) {
+                            Ok(Some((offset, len))) => (&buf[..len], offset),
+                            Ok(None) => break,
+                            Err(e) => {
+                                metrics.fail(format!("table `{}`: {e}", plan.name));
+                                return;
+                            }
+                        },
+                        (BlockData::Inline { first, bytes }, _) if !inline_done => {
+                            inline_done = true;
+                            (&bytes[..], *first)
+                        }
+                        _ => break,
+                    };
+                    let mut pos = 0usize;
+                    while pos < bytes.len() {
+                        let end =
+                            memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+                        let line = &bytes[pos..end];
+                        let position = || match &block.data {
+                            BlockData::File(_) => format!("{where_}:{}", base + pos as u64),
+                            _ => format!("{where_}:{}", base + line_index),
+                        };
+                        n += 1;
+                        let result =
+                            parse_record(&mut parser, &plan, &mut scratch, line, st, &mut found);
+                        match route_outcome(&plan, result, position, line, st) {
+                            Ok(Some(out)) => session.give(out),
+                            Ok(None) => {}
+                            Err(e) => {
+                                metrics.fail(e);
+                                return;
+                            }
+                        }
+                        pos = end + 1;
+                        line_index += 1;
                     }
-                    pos = end + 1;
-                    line_index += 1;
                 }
                 announce_new_columns(&mut found, &mut announced, epoch, |c| {
                     session.give(Ok(TableRecord::NewColumn(c)))
@@ -1194,6 +1239,11 @@ pub fn parse<'scope>(
         }
     })
 }
+
+/// The size of the pieces a file block is read in (see [`BlockReader`]): the parse buffer of
+/// a worker stays this size plus a line, instead of a whole block (`block_bytes`, 4 MiB by
+/// default); smaller pieces only add `read` calls.
+const READ_PIECE: usize = 512 << 10;
 
 /// The configured cutter settings of a source.
 pub fn settings_of(

@@ -764,25 +764,29 @@ pub fn table_sink<'scope, R: KeyRows>(
                     }
                     let epoch_stats = stats.borrow_mut().remove(&epoch).unwrap_or_default();
                     let (mut upserted, mut deleted) = (0u64, 0u64);
-                    let mut by_bucket: BTreeMap<u32, Vec<(Key, R)>> = BTreeMap::new();
-                    for (key, value) in changes {
+                    let mut changes = changes;
+                    for (_, value) in &changes {
                         if value.rows().is_empty() {
                             deleted += 1;
                         } else {
                             upserted += 1;
                         }
-                        by_bucket
-                            .entry(plan.bucket(&key))
-                            .or_default()
-                            .push((key, value));
                     }
                     let mut actions = Vec::new();
                     // Restart: an epoch already in the Delta table writes nothing (its changes
                     // were replayed only to rebuild the state of the operators upstream).
                     if resume.is_none_or(|r| epoch > r) {
                         let started = std::time::Instant::now();
-                        let rewritten = by_bucket.len();
-                        for (b, changes) in by_bucket {
+                        // Grouped by bucket in place, highest bucket first, so that the buckets
+                        // are split off the end in ascending order: one bucket's changes are
+                        // copied at a time, not the whole epoch's.
+                        changes.sort_by_cached_key(|(key, _)| std::cmp::Reverse(plan.bucket(key)));
+                        let mut rewritten = 0;
+                        while let Some((last, _)) = changes.last() {
+                            let b = plan.bucket(last);
+                            let start = changes.partition_point(|(k, _)| plan.bucket(k) > b);
+                            let bucket_changes = changes.split_off(start);
+                            rewritten += 1;
                             match rewrite_bucket(
                                 &plan,
                                 &columns,
@@ -790,7 +794,7 @@ pub fn table_sink<'scope, R: KeyRows>(
                                 epoch,
                                 b,
                                 files.remove(&b),
-                                changes,
+                                bucket_changes,
                             ) {
                                 Ok((file, acts, delta)) => {
                                     if let Some(f) = file {

@@ -121,7 +121,7 @@ pub struct Change<K, S, V> {
 }
 
 /// What the operator remembers about one key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct KeyState<S> {
     /// The winning sequence value.
     pub seq: S,
@@ -131,6 +131,58 @@ pub struct KeyState<S> {
     pub fingerprint: u64,
     /// The epoch in which the key became a tombstone (for retention).
     pub deleted_at: u64,
+    /// Where the key's entry in the operator's list of the epoch's changed keys is, so that a
+    /// change costs one hash lookup (not part of the state: never saved, ignored by `==`).
+    #[serde(skip)]
+    mark: DirtyMark,
+}
+
+/// The index of a key in `Applier::dirty`, valid while `generation` is the applier's (which
+/// changes at every epoch, so marks never need clearing). Generation 0 is never valid.
+#[derive(Clone, Copy, Debug, Default)]
+struct DirtyMark {
+    generation: u32,
+    index: u32,
+}
+
+/// A clone has no mark: it belongs to no operator's epoch (a saved state restored into a new
+/// operator must not find entries of the old one).
+impl<S: Clone> Clone for KeyState<S> {
+    fn clone(&self) -> Self {
+        KeyState::new(
+            self.seq.clone(),
+            self.deleted,
+            self.fingerprint,
+            self.deleted_at,
+        )
+    }
+}
+
+impl<S: PartialEq> PartialEq for KeyState<S> {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.seq, self.deleted, self.fingerprint, self.deleted_at)
+            == (
+                &other.seq,
+                other.deleted,
+                other.fingerprint,
+                other.deleted_at,
+            )
+    }
+}
+impl<S: Eq> Eq for KeyState<S> {}
+
+impl<S> KeyState<S> {
+    /// A key's state: its winning `seq` and `fingerprint`, whether the winner is a delete, and
+    /// (for a tombstone) the epoch of the delete.
+    pub fn new(seq: S, deleted: bool, fingerprint: u64, deleted_at: u64) -> Self {
+        KeyState {
+            seq,
+            deleted,
+            fingerprint,
+            deleted_at,
+            mark: DirtyMark::default(),
+        }
+    }
 }
 
 impl<S: Ord> KeyState<S> {
@@ -382,12 +434,7 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
         }
         self.keys.insert(
             key.clone(),
-            KeyState {
-                seq: seq.clone(),
-                deleted: delete,
-                fingerprint,
-                deleted_at: epoch,
-            },
+            KeyState::new(seq.clone(), delete, fingerprint, epoch),
         );
         if delete {
             self.tombstones.push_back((epoch, key.clone()));
@@ -402,6 +449,21 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
     /// `changed(key)` for every key whose visible row changed (it had one). Returns whether
     /// the truncate was applied.
     pub fn truncate(&mut self, seq: &S, mut changed: impl FnMut(&K)) -> bool {
+        self.truncate_with(seq, |k, _, _, visible| {
+            if visible {
+                changed(k)
+            }
+        })
+    }
+
+    /// [`ApplyState::truncate`], calling `each(key, state, removed, visible)` for every key
+    /// it forgets (`removed`; its state then goes, tombstones included) or whose visible row
+    /// it changes (`visible`).
+    fn truncate_with(
+        &mut self,
+        seq: &S,
+        mut each: impl FnMut(&K, &mut KeyState<S>, bool, bool),
+    ) -> bool {
         if self.is_truncated(seq) {
             return false;
         }
@@ -409,8 +471,8 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
         let merged = &mut self.merged;
         self.keys.retain(|k, st| {
             if st.seq <= *seq {
+                each(k, st, true, !st.deleted);
                 if !st.deleted {
-                    changed(k);
                     merged.remove(k);
                 }
                 return false;
@@ -422,7 +484,7 @@ impl<K: Eq + Hash + Clone, S: Ord + Clone, R> ApplyState<K, S, R> {
                 let n = m.upserts.len();
                 m.upserts.retain(|(s, _, _)| s > seq);
                 if m.upserts.len() != n {
-                    changed(k);
+                    each(k, st, false, true);
                 }
             }
             true
@@ -630,10 +692,15 @@ struct Waiting<K, S, V> {
 /// The state of one worker's operator and what changed in the epoch being applied.
 struct Applier<K: Eq + Hash, S, V, R, M> {
     state: ApplyState<K, S, R>,
-    /// Per key whose visible state changed in the epoch: whether it was visible before the
-    /// epoch, and its new value (with IGNORE NULL UPDATES: `None`, the row is composed at the
-    /// end of the epoch).
-    dirty: HashMap<K, (bool, Option<V>), RandomState>,
+    /// Per key whose state advanced in the epoch (once each): the key, whether it was visible
+    /// before the epoch, and its new value (with IGNORE NULL UPDATES: `None`, the row is
+    /// composed at the end of the epoch). A key's entry is found through its state's
+    /// [`DirtyMark`] (one lookup per change, in the state's map).
+    dirty: Vec<(K, bool, Option<V>)>,
+    /// The generation of the marks of this epoch's entries (never 0).
+    generation: u32,
+    /// Keys of `dirty` whose state a truncate forgot (their marks went with it): their index.
+    orphans: HashMap<K, u32, RandomState>,
     merge: Option<M>,
     /// Keys in `dirty` only because a truncate deleted them (not counted as advanced).
     by_truncate: usize,
@@ -646,19 +713,12 @@ where
     M: KeepRows<V, R>,
 {
     fn change(&mut self, epoch: u64, key: K, seq: &S, fingerprint: u64, value: Option<V>) {
+        if self.merge.is_none() {
+            return self.change_plain(epoch, key, seq, fingerprint, value);
+        }
         let st = &mut self.state;
         let changed = match (&self.merge, value) {
-            (None, value) => match st.advance(epoch, &key, seq, fingerprint, value.is_none()) {
-                None => None,
-                Some(Some(was)) => Some((was, value)),
-                Some(None) => {
-                    // Advanced without a visible change: counted, never emitted.
-                    if let Entry::Vacant(e) = self.dirty.entry(key) {
-                        e.insert((false, None));
-                    }
-                    return;
-                }
-            },
+            (None, _) => None,
             (Some(_), None) => st
                 .delete_merged(epoch, &key, seq, fingerprint)
                 .map(|was| (was, None)),
@@ -667,23 +727,127 @@ where
                 .map(|was| (was, None)),
         };
         if let Some((was_visible, value)) = changed {
-            match self.dirty.entry(key) {
-                Entry::Occupied(mut e) => e.get_mut().1 = value,
-                Entry::Vacant(e) => {
-                    e.insert((was_visible, value));
+            // (The key has a state: a change that advanced it leaves one.)
+            if let Some(ks) = self.state.keys.get_mut(&key) {
+                Self::record(
+                    &mut self.dirty,
+                    &mut self.orphans,
+                    self.generation,
+                    ks,
+                    key,
+                    was_visible,
+                    Some(value),
+                );
+            }
+        }
+    }
+
+    /// Notes in `dirty` that the key of state `ks` advanced: `visible` is `Some(new value)`
+    /// for a visible change, whose `was_visible` tells whether the key had a row before it
+    /// (only the first note of a key in an epoch keeps it), `None` for an advance without a
+    /// visible change.
+    fn record(
+        dirty: &mut Vec<(K, bool, Option<V>)>,
+        orphans: &mut HashMap<K, u32, RandomState>,
+        generation: u32,
+        ks: &mut KeyState<S>,
+        key: K,
+        was_visible: bool,
+        visible: Option<Option<V>>,
+    ) {
+        if ks.mark.generation == generation {
+            if let Some(v) = visible {
+                dirty[ks.mark.index as usize].2 = v;
+            }
+            return;
+        }
+        if !orphans.is_empty() {
+            if let Some(index) = orphans.remove(&key) {
+                // Forgotten by a truncate earlier in the epoch, and back.
+                ks.mark = DirtyMark { generation, index };
+                if let Some(v) = visible {
+                    dirty[index as usize].2 = v;
                 }
+                return;
+            }
+        }
+        ks.mark = DirtyMark {
+            generation,
+            index: dirty.len() as u32,
+        };
+        match visible {
+            Some(v) => dirty.push((key, was_visible, v)),
+            // Advanced without a visible change: counted, never emitted.
+            None => dirty.push((key, false, None)),
+        }
+    }
+
+    /// [`Applier::change`] without IGNORE NULL UPDATES: [`ApplyState::advance`] and the note
+    /// in `dirty` with one lookup of the key.
+    fn change_plain(&mut self, epoch: u64, key: K, seq: &S, fingerprint: u64, value: Option<V>) {
+        let st = &mut self.state;
+        if st.is_truncated(seq) {
+            return;
+        }
+        let delete = value.is_none();
+        let (dirty, orphans, generation) = (&mut self.dirty, &mut self.orphans, self.generation);
+        match st.keys.entry(key) {
+            Entry::Occupied(mut e) => {
+                let ks = e.get_mut();
+                if !ks.is_beaten_by(seq, delete, fingerprint) {
+                    return;
+                }
+                let was_deleted = ks.deleted;
+                ks.seq = seq.clone();
+                ks.fingerprint = fingerprint;
+                ks.deleted = delete;
+                if delete {
+                    ks.deleted_at = epoch;
+                    st.tombstones.push_back((epoch, e.key().clone()));
+                }
+                let key = e.key().clone();
+                let ks = e.get_mut();
+                // A delete of a tombstone changes nothing visible.
+                let visible = (!(was_deleted && delete)).then_some(value);
+                Self::record(dirty, orphans, generation, ks, key, !was_deleted, visible);
+            }
+            Entry::Vacant(e) => {
+                let key = e.key().clone();
+                if delete {
+                    st.tombstones.push_back((epoch, key.clone()));
+                }
+                let ks = e.insert(KeyState::new(seq.clone(), delete, fingerprint, epoch));
+                // A delete of an unknown key only leaves a tombstone.
+                let visible = (!delete).then_some(value);
+                Self::record(dirty, orphans, generation, ks, key, false, visible);
             }
         }
     }
 
     fn truncate(&mut self, seq: &S) {
-        let dirty = &mut self.dirty;
+        let (dirty, orphans, generation) = (&mut self.dirty, &mut self.orphans, self.generation);
         let by_truncate = &mut self.by_truncate;
-        self.state.truncate(seq, |k| match dirty.get_mut(k) {
-            Some(d) => d.1 = None,
-            None => {
+        self.state.truncate_with(seq, |k, ks, removed, visible| {
+            if !visible {
+                // A tombstone forgotten: its entry of this epoch, if any, must be found again
+                // should the key come back.
+                if ks.mark.generation == generation {
+                    orphans.insert(k.clone(), ks.mark.index);
+                }
+                return;
+            }
+            if ks.mark.generation == generation {
+                dirty[ks.mark.index as usize].2 = None;
+            } else {
                 *by_truncate += 1;
-                dirty.insert(k.clone(), (true, None));
+                ks.mark = DirtyMark {
+                    generation,
+                    index: dirty.len() as u32,
+                };
+                dirty.push((k.clone(), true, None));
+            }
+            if removed {
+                orphans.insert(k.clone(), ks.mark.index);
             }
         });
     }
@@ -714,17 +878,33 @@ where
         let Applier {
             state,
             dirty,
+            generation,
+            orphans,
             merge,
             by_truncate,
         } = self;
         *by_truncate = 0;
-        dirty.drain().filter_map(move |(k, (was_visible, v))| {
-            let v = match merge {
-                None => v,
-                Some(m) => state.merged_row(m, &k),
-            };
-            (was_visible || v.is_some()).then_some((k, v))
-        })
+        // The marks of this epoch expire.
+        *generation = generation.checked_add(1).unwrap_or(1);
+        if *generation == 1 {
+            // (Wrapped around: old marks could look current again.)
+            for ks in state.keys.values_mut() {
+                ks.mark = DirtyMark::default();
+            }
+        }
+        orphans.clear();
+        // The list goes with the epoch (its memory is not kept for the next one: an epoch's
+        // changed keys can be most of the state, and the end of an epoch is when the rows are
+        // written out, the peak of the memory use).
+        std::mem::take(dirty)
+            .into_iter()
+            .filter_map(move |(k, was_visible, v)| {
+                let v = match merge {
+                    None => v,
+                    Some(m) => state.merged_row(m, &k),
+                };
+                (was_visible || v.is_some()).then_some((k, v))
+            })
     }
 }
 
@@ -985,7 +1165,9 @@ where
         move |cap, _info| {
             let mut applier = Applier {
                 state: initial,
-                dirty: HashMap::default(),
+                dirty: Vec::new(),
+                generation: 1,
+                orphans: HashMap::default(),
                 merge,
                 by_truncate: 0,
             };
@@ -1333,6 +1515,52 @@ mod option_tests {
         assert_eq!(up(&mut st, 1, 4, [Some(4), None, Some(4)]), Some(true));
         assert_eq!(row(&st, 1), Some([Some(4), Some(5), Some(4)]));
         assert_eq!(st.merged.len(), 2);
+    }
+
+    /// One entry per changed key, also for keys a truncate forgets and that come back in the
+    /// same epoch (the mark went with the state; the entry is found again).
+    #[test]
+    fn an_epochs_changed_keys_are_listed_once_across_truncates() {
+        let mut a: Applier<u32, u32, u32, (), NoMerge> = Applier {
+            state: ApplyState::default(),
+            dirty: Vec::new(),
+            generation: 1,
+            orphans: HashMap::default(),
+            merge: None,
+            by_truncate: 0,
+        };
+        // Epoch 0: keys 1 and 2 live, 3 a tombstone.
+        a.change(0, 1, &1, 0, Some(10));
+        a.change(0, 2, &1, 0, Some(20));
+        a.change(0, 3, &1, 0, None);
+        let mut out: Vec<_> = a.drain_changed().collect();
+        out.sort();
+        assert_eq!(out, vec![(1, Some(10)), (2, Some(20))]);
+        // Epoch 1: 1 changes, a truncate at 5 forgets every key, then 1, 3 and 4 come back
+        // and 2 is deleted again (a tombstone of a forgotten key).
+        a.change(1, 1, &2, 0, Some(11));
+        a.change(1, 3, &2, 0, None); // a tombstone with an entry (no visible change)
+        a.truncate(&5);
+        assert!(a.state.keys.is_empty());
+        a.change(1, 1, &6, 0, Some(12));
+        a.change(1, 3, &6, 0, Some(30));
+        a.change(1, 4, &6, 0, Some(40));
+        a.change(1, 2, &6, 0, None);
+        let keys: Vec<u32> = a.dirty.iter().map(|d| d.0).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "a key listed twice: {keys:?}");
+        let mut out: Vec<_> = a.drain_changed().collect();
+        out.sort();
+        assert_eq!(
+            out,
+            vec![(1, Some(12)), (2, None), (3, Some(30)), (4, Some(40))]
+        );
+        // Epoch 2: nothing is left over.
+        assert!(a.orphans.is_empty());
+        a.change(2, 4, &7, 0, Some(41));
+        assert_eq!(a.drain_changed().collect::<Vec<_>>(), vec![(4, Some(41))]);
     }
 
     #[test]

@@ -74,3 +74,74 @@ fn versions_are_whole_epochs_one_worker() {
 fn versions_are_whole_epochs_three_workers() {
     versions_are_epochs("3");
 }
+
+/// A files source that has its input there already (a backlog) cuts it into epochs by bytes:
+/// each epoch but the last holds at least `max_epoch_bytes`, however short
+/// `commit_interval_ms` is and however fast the workers parse (the cutter cuts ahead of the
+/// parsing, `dataflow/src/source.rs`), and the table is still the model's.
+#[test]
+fn a_backlog_is_cut_into_epochs_of_max_epoch_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    let cfg = BankGenConfig {
+        seed: 5,
+        events: 6_000,
+        keys: 400,
+        ..Default::default()
+    };
+    write_file(&cfg, &input).unwrap();
+    let size = std::fs::metadata(&input).unwrap().len();
+    let max_epoch_bytes = 1 << 20;
+    assert!(size > 2 * max_epoch_bytes, "the input spans several epochs");
+    let lakehouse = dir.path().join("lh");
+    let pipeline = bank_pipeline(
+        dir.path(),
+        &input,
+        &lakehouse,
+        &format!("max_epoch_bytes = {max_epoch_bytes}\nblock_bytes = 65536\nbuckets = 4"),
+    );
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(text.contains("commit_interval_ms = 1000\n"));
+    std::fs::write(
+        &pipeline,
+        text.replace("commit_interval_ms = 1000\n", "commit_interval_ms = 1\n"),
+    )
+    .unwrap();
+    tidewater_ok(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--exit-when-idle",
+    ]);
+    let table = lakehouse.join("customers");
+    let log = py_read_log(&table).unwrap();
+    let mut covered = 0;
+    for (k, commit) in log.iter().enumerate() {
+        let ranges = commit.commit_info["tidewater"]["positions"][k.to_string()]["customers_cdc"]
+            ["ranges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let bytes: u64 = ranges
+            .iter()
+            .map(|r| r["end"].as_u64().unwrap() - r["start"].as_u64().unwrap())
+            .sum();
+        if k + 1 < log.len() {
+            assert!(
+                bytes >= max_epoch_bytes,
+                "epoch {k} holds {bytes} bytes, less than max_epoch_bytes"
+            );
+        }
+        covered += bytes;
+    }
+    assert_eq!(covered, size, "the epochs cover the input");
+    assert!(log.len() >= 2);
+    let expected = reference_apply(
+        file_lines(&input).iter().map(|l| l.as_slice()),
+        &["customer_id"],
+        "__lsn",
+    );
+    let got = py_read_table(&table, None).unwrap();
+    assert_eq!(canonical(&got.rows), canonical(&reference_rows(&expected)));
+}

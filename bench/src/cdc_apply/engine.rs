@@ -94,6 +94,8 @@ pub fn run_engine(pipeline: &Path, workers: usize) -> anyhow::Result<EngineRepor
 /// `follow`: until the process is stopped, `exit_when_idle = false`), then prints an
 /// [`EngineReport`].
 pub fn run_one(pipeline: &Path, workers: usize, follow: bool) -> anyhow::Result<()> {
+    // As the `tidewater` binary does.
+    tidewater::disable_huge_pages();
     let started = Instant::now();
     let cfg = PipelineConfig::load(pipeline)
         .with_context(|| format!("pipeline {}", pipeline.display()))?;

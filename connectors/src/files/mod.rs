@@ -37,7 +37,10 @@ impl FileBlock {
         let mut file = File::open(&self.path).map_err(|e| ConnectorError::io(&self.path, e))?;
         let len = self.end - self.start;
         buf.clear();
-        buf.reserve(len as usize);
+        if buf.capacity() < len as usize {
+            // A fresh buffer: growing the old one would copy its (stale) bytes over.
+            *buf = Vec::with_capacity(len as usize);
+        }
         // `read_to_end` reads into the spare capacity without zeroing it first.
         file.seek(SeekFrom::Start(self.start))
             .and_then(|_| (&mut file).take(len).read_to_end(buf))
@@ -57,6 +60,97 @@ impl FileBlock {
             ));
         }
         Ok(())
+    }
+}
+
+/// Reads a [`FileBlock`] in pieces of whole lines, about `chunk` bytes each (a line longer
+/// than that makes a longer piece; the last piece may end without a newline, at the end of
+/// the file), into one buffer that stays about `chunk` plus a line long whatever the size of
+/// the block.
+pub struct BlockReader {
+    file: File,
+    path: String,
+    /// The file offset of the buffer's first byte.
+    base: u64,
+    /// The next file offset to read.
+    at: u64,
+    end: u64,
+    /// Bytes at the start of the buffer already handed out (dropped by the next call).
+    handed: usize,
+}
+
+impl BlockReader {
+    /// Opens the block's file at its start.
+    pub fn open(block: &FileBlock) -> Result<Self, ConnectorError> {
+        let io = |e| ConnectorError::io(&block.path, e);
+        let mut file = File::open(&block.path).map_err(io)?;
+        file.seek(SeekFrom::Start(block.start)).map_err(io)?;
+        Ok(BlockReader {
+            file,
+            path: block.path.clone(),
+            base: block.start,
+            at: block.start,
+            end: block.end,
+            handed: 0,
+        })
+    }
+
+    /// The next piece: `Some((file offset of the piece, its length))`, the piece being
+    /// `buf[..length]` (`buf` is the reader's buffer, the same at every call; its contents
+    /// belong to the reader); `None` when the block is done.
+    pub fn next_piece(
+        &mut self,
+        buf: &mut Vec<u8>,
+        chunk: usize,
+    ) -> Result<Option<(u64, usize)>, ConnectorError> {
+        if self.handed > 0 {
+            buf.drain(..self.handed);
+            self.base += self.handed as u64;
+            self.handed = 0;
+        } else if self.at == self.base {
+            buf.clear();
+        }
+        loop {
+            if self.at == self.end {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                self.handed = buf.len();
+                return Ok(Some((self.base, buf.len())));
+            }
+            let want = chunk.max(1).min((self.end - self.at) as usize);
+            let old = buf.len();
+            if buf.capacity() - old < want {
+                buf.reserve(want);
+            }
+            // `read_to_end` reads into the spare capacity without zeroing it first.
+            let got = (&mut self.file)
+                .take(want as u64)
+                .read_to_end(buf)
+                .map_err(|e| ConnectorError::io(&self.path, e))?;
+            if got != want {
+                return Err(ConnectorError::io(
+                    &self.path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "expected bytes up to {}, the file ends at {}",
+                            self.end,
+                            self.at + got as u64
+                        ),
+                    ),
+                ));
+            }
+            self.at += want as u64;
+            if self.at == self.end {
+                continue;
+            }
+            // Hand out the whole lines; the partial last one waits for the next read.
+            if let Some(p) = memchr::memrchr(b'\n', &buf[old..]) {
+                self.handed = old + p + 1;
+                return Ok(Some((self.base, self.handed)));
+            }
+        }
     }
 }
 
@@ -410,6 +504,44 @@ mod tests {
         assert!(blocks.iter().all(|b| b.ends_with('\n')));
         assert_eq!(blocks.concat(), text);
         assert!(c.is_exhausted().unwrap());
+    }
+
+    #[test]
+    fn a_block_is_read_in_pieces_of_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        // Short lines, a line longer than the pieces, and a last line without a newline.
+        let long = "x".repeat(300);
+        let mut text: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        text.push_str(&format!("{long}\n"));
+        text.extend((40..60).map(|i| format!("line {i}\n")));
+        text.push_str("last");
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, &text).unwrap();
+        let start = "line 0\n".len() as u64;
+        for chunk in [1, 7, 64, 100_000] {
+            let block = FileBlock {
+                path: path.display().to_string(),
+                start,
+                end: text.len() as u64,
+            };
+            let mut reader = BlockReader::open(&block).unwrap();
+            let mut buf = vec![b'?'; 3]; // left over from an earlier block
+            let mut got = String::new();
+            let mut next_offset = start;
+            while let Some((offset, len)) = reader.next_piece(&mut buf, chunk).unwrap() {
+                assert_eq!(offset, next_offset, "chunk {chunk}");
+                let piece = std::str::from_utf8(&buf[..len]).unwrap();
+                assert!(piece.ends_with('\n') || offset + len as u64 == block.end);
+                assert!(
+                    len <= chunk.max(long.len() + 1) + chunk,
+                    "chunk {chunk}: {len}"
+                );
+                got.push_str(piece);
+                next_offset = offset + len as u64;
+            }
+            assert_eq!(got, text[start as usize..], "chunk {chunk}");
+            assert!(reader.next_piece(&mut buf, chunk).unwrap().is_none());
+        }
     }
 
     #[test]
