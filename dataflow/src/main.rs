@@ -429,6 +429,7 @@ track_history_columns = ["segment", "credit_limit", "country"]
     );
     let mut cfg = PipelineConfig::parse(&text)?;
     let marketing = marketing_pipeline((events / 2).max(1_000))?;
+    let marketing_tables: Vec<String> = marketing.table.iter().map(|t| t.name.clone()).collect();
     let views: Vec<String> = marketing.view.iter().map(|v| v.name.clone()).collect();
     cfg.source.extend(marketing.source);
     cfg.table.extend(marketing.table);
@@ -469,7 +470,7 @@ track_history_columns = ["segment", "credit_limit", "country"]
     println!(
         "  {}/<table>   marketing inputs: {} (Salesforce / Marketo CDC)",
         lakehouse.display(),
-        tables[2..].join(", ")
+        marketing_tables.join(", ")
     );
     println!(
         "  {}/<view>    marketing models (SQL views, kept current): {}",

@@ -51,9 +51,6 @@ pub struct ViewPlan {
     /// Positions of the storage key columns among the output columns; `None`: stored by
     /// whole row, repeated by multiplicity.
     pub keys: Option<Vec<usize>>,
-    /// Whether `keys` were declared (two rows with one declared key are an error; the
-    /// `GROUP BY` columns are unique by construction).
-    pub declared_keys: bool,
     /// The storage plan for the table sink.
     pub table: Arc<TablePlan>,
 }
@@ -146,7 +143,7 @@ pub fn plan_views(
                 });
             }
         }
-        let (keys, declared_keys) = match &v.keys {
+        let keys = match &v.keys {
             Some(names) => {
                 let positions = names
                     .iter()
@@ -166,9 +163,9 @@ pub fn plan_views(
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                (Some(positions), true)
+                Some(positions)
             }
-            None => (query.unique_key(), false),
+            None => query.unique_key(),
         };
         let mut read = Vec::new();
         for input in query.inputs() {
@@ -197,7 +194,6 @@ pub fn plan_views(
             name: v.name.clone(),
             query,
             keys,
-            declared_keys,
             table: Arc::new(table),
         }));
     }

@@ -19,7 +19,7 @@ use rusqlite::types::Value as Sql;
 use serde_json::Value;
 use tidewater_connectors::generator::{write_file, BankGenConfig};
 use tidewater_e2e::python_reader::py_read_table;
-use tidewater_e2e::{abort_at, deltalake_rows, tidewater, tidewater_ok, JsonRow};
+use tidewater_e2e::{abort_at, bank_pipeline, deltalake_rows, tidewater, tidewater_ok, JsonRow};
 
 /// The views under test: (name, SQL, extra keys of the `[[view]]`).
 const VIEWS: &[(&str, &str, &str)] = &[
@@ -585,37 +585,17 @@ fn a_small_change_touches_only_the_view_rows_it_changes() {
     .unwrap();
     let lakehouse = dir.path().join("lh");
     let sql = "SELECT country, COUNT(*) AS customers, MAX(credit_limit) AS top FROM customers GROUP BY country";
-    let p = dir.path().join("p.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[pipeline]
-name = "incr"
-lakehouse = "{}"
-commit_interval_ms = 1000
-commit_every_records = 1000
-
-[[source]]
-name = "cdc"
-kind = "files"
-path = "{}"
-
-[[table]]
-name = "customers"
-from = "cdc"
-keys = ["customer_id"]
-sequence_by = "__lsn"
-
-[[view]]
-name = "by_country"
-sql = "{sql}"
-buckets = 8
-"#,
-            lakehouse.display(),
-            input.display()
-        ),
-    )
-    .unwrap();
+    let p = bank_pipeline(
+        dir.path(),
+        &input,
+        &lakehouse,
+        "commit_every_records = 1000",
+    );
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str(&format!(
+        "\n[[view]]\nname = \"by_country\"\nsql = \"{sql}\"\nbuckets = 8\n"
+    ));
+    std::fs::write(&p, text).unwrap();
     let run = || {
         tidewater_ok(&[
             "run",

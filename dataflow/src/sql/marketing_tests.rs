@@ -15,26 +15,23 @@
 //! billing country moves its opens and clicks in `country_email_engagement`, and a deleted
 //! lead's opens disappear from `int_email_open_clicks_joined`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
 
-use differential_dataflow::input::Input;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 use tidewater_connectors::generator::{
     reference_apply, GeneratorConfig, MarketingGenConfig, MarketingStream,
 };
-use tidewater_connectors::types::{Column, ColumnType, Datum, PackedRow, Row};
+use tidewater_connectors::types::{Column, ColumnType, Datum, Row};
 
-use super::view_tests::{sorted, sqlite_type, states, to_value, value_eq, Catalog, Updates};
-use super::{plan_query, render_query};
+use super::view_tests::{
+    run_models, sorted, sqlite_type, states, to_value, value_eq, Catalog, Epoch,
+};
 use crate::config::{ColumnsSpec, PipelineConfig};
 
 /// The pipeline's directory.
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/marketing");
 
-/// One epoch's changes: (table, row, +1 insert / -1 delete).
-type Epoch = Vec<(String, Row, isize)>;
 /// Every table's rows at one cut.
 type TableStates = BTreeMap<String, Vec<Row>>;
 
@@ -254,79 +251,6 @@ fn epochs_of(p: &Pipeline, cuts: &[f64]) -> (Vec<TableStates>, Vec<Epoch>) {
 
 // ---------------------------------------------------------------------------------------
 // Differential and SQLite.
-
-/// Renders every view (in order, each over the tables and the views before it) on
-/// `workers` timely workers; feeds epoch `e`'s changes at time `e`. Returns every view's
-/// output updates.
-fn run_models(
-    tables: &Catalog,
-    views: &[(String, String)],
-    epochs: &[Epoch],
-    workers: usize,
-) -> BTreeMap<String, Updates> {
-    let sinks: BTreeMap<String, Arc<Mutex<Updates>>> = views
-        .iter()
-        .map(|(name, _)| (name.clone(), Arc::new(Mutex::new(Vec::new()))))
-        .collect();
-    let (tables, views, epochs, shared) = (
-        Arc::new(tables.clone()),
-        Arc::new(views.to_vec()),
-        Arc::new(epochs.to_vec()),
-        sinks.clone(),
-    );
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let shared = shared.clone();
-        let (mut sessions, probes) = worker.dataflow::<u64, _, _>(|scope| {
-            let mut catalog = (*tables).clone();
-            let mut sessions = HashMap::new();
-            let mut colls = HashMap::new();
-            for name in tables.keys() {
-                let (s, c) = scope.new_collection::<PackedRow, isize>();
-                sessions.insert(name.clone(), s);
-                colls.insert(name.clone(), c);
-            }
-            let mut probes = Vec::new();
-            for (name, sql) in views.iter() {
-                let plan = plan_query(sql, &catalog).unwrap_or_else(|e| panic!("{name}: {e}"));
-                let out = render_query(&plan, &colls).unwrap_or_else(|e| panic!("{name}: {e}"));
-                let sink = shared[name].clone();
-                let (probe, _) = out
-                    .clone()
-                    .inspect(move |(row, t, d)| sink.lock().unwrap().push((row.clone(), *t, *d)))
-                    .probe();
-                probes.push(probe);
-                catalog.insert(name.clone(), plan.columns().to_vec());
-                colls.insert(name.clone(), out);
-            }
-            (sessions, probes)
-        });
-        for (e, changes) in epochs.iter().enumerate() {
-            for (i, (table, row, diff)) in changes.iter().enumerate() {
-                if i % peers == index {
-                    sessions
-                        .get_mut(table)
-                        .expect("table")
-                        .update(PackedRow::pack(row), *diff);
-                }
-            }
-            let next = e as u64 + 1;
-            for s in sessions.values_mut() {
-                s.advance_to(next);
-                s.flush();
-            }
-            worker.step_while(|| probes.iter().any(|p| p.less_than(&next)));
-        }
-    })
-    .expect("timely");
-    sinks
-        .into_iter()
-        .map(|(name, s)| {
-            let updates = std::mem::take(&mut *s.lock().unwrap());
-            (name, updates)
-        })
-        .collect()
-}
 
 /// SQLite with the tables and the views (`CREATE VIEW`, the same SQL text).
 fn sqlite(tables: &Catalog, views: &[(String, String)]) -> rusqlite::Connection {

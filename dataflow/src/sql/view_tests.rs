@@ -23,7 +23,7 @@ use super::{plan_query, render_query, SqlError};
 
 pub(super) type Catalog = BTreeMap<String, Vec<Column>>;
 /// One epoch's changes: (table, row, +1 insert / -1 delete).
-type Epoch = Vec<(String, Row, isize)>;
+pub(super) type Epoch = Vec<(String, Row, isize)>;
 /// Captured output updates: (row, epoch, diff).
 pub(super) type Updates = Vec<(PackedRow, u64, isize)>;
 
@@ -49,30 +49,57 @@ fn catalog(tables: &[(&str, &[(&str, ColumnType)])]) -> Catalog {
 /// Runs `sql` over `epochs` of input changes on `workers` timely workers; returns every
 /// output update. Epoch `e`'s changes are fed at time `e`, spread over the workers.
 fn run_view(sql: &str, cat: &Catalog, epochs: &[Epoch], workers: usize) -> Updates {
-    let out: Arc<Mutex<Updates>> = Arc::new(Mutex::new(Vec::new()));
-    let (sql, cat, epochs) = (
-        Arc::new(sql.to_string()),
-        Arc::new(cat.clone()),
+    let views = [("view".to_string(), sql.to_string())];
+    run_models(cat, &views, epochs, workers)
+        .remove("view")
+        .expect("the view's updates")
+}
+
+/// Renders every view (in order, each over the tables and the views before it) on
+/// `workers` timely workers; feeds epoch `e`'s changes at time `e`. Returns every view's
+/// output updates.
+pub(super) fn run_models(
+    tables: &Catalog,
+    views: &[(String, String)],
+    epochs: &[Epoch],
+    workers: usize,
+) -> BTreeMap<String, Updates> {
+    let sinks: BTreeMap<String, Arc<Mutex<Updates>>> = views
+        .iter()
+        .map(|(name, _)| (name.clone(), Arc::new(Mutex::new(Vec::new()))))
+        .collect();
+    let (tables, views, epochs, shared) = (
+        Arc::new(tables.clone()),
+        Arc::new(views.to_vec()),
         Arc::new(epochs.to_vec()),
+        sinks.clone(),
     );
-    let sink = out.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let sink = sink.clone();
-        let (mut sessions, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let plan = plan_query(&sql, &cat).expect("plan");
+        let shared = shared.clone();
+        let (mut sessions, probes) = worker.dataflow::<u64, _, _>(|scope| {
+            let mut catalog = (*tables).clone();
             let mut sessions = HashMap::new();
             let mut colls = HashMap::new();
-            for name in cat.keys() {
+            for name in tables.keys() {
                 let (s, c) = scope.new_collection::<PackedRow, isize>();
                 sessions.insert(name.clone(), s);
                 colls.insert(name.clone(), c);
             }
-            let (probe, _) = render_query(&plan, &colls)
-                .expect("render")
-                .inspect(move |(row, t, d)| sink.lock().unwrap().push((row.clone(), *t, *d)))
-                .probe();
-            (sessions, probe)
+            let mut probes = Vec::new();
+            for (name, sql) in views.iter() {
+                let plan = plan_query(sql, &catalog).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let out = render_query(&plan, &colls).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let sink = shared[name].clone();
+                let (probe, _) = out
+                    .clone()
+                    .inspect(move |(row, t, d)| sink.lock().unwrap().push((row.clone(), *t, *d)))
+                    .probe();
+                probes.push(probe);
+                catalog.insert(name.clone(), plan.columns().to_vec());
+                colls.insert(name.clone(), out);
+            }
+            (sessions, probes)
         });
         for (e, changes) in epochs.iter().enumerate() {
             for (i, (table, row, diff)) in changes.iter().enumerate() {
@@ -88,12 +115,17 @@ fn run_view(sql: &str, cat: &Catalog, epochs: &[Epoch], workers: usize) -> Updat
                 s.advance_to(next);
                 s.flush();
             }
-            worker.step_while(|| probe.less_than(&next));
+            worker.step_while(|| probes.iter().any(|p| p.less_than(&next)));
         }
     })
     .expect("timely");
-    let updates = std::mem::take(&mut *out.lock().unwrap());
-    updates
+    sinks
+        .into_iter()
+        .map(|(name, s)| {
+            let updates = std::mem::take(&mut *s.lock().unwrap());
+            (name, updates)
+        })
+        .collect()
 }
 
 /// The view's rows (with multiplicity) as of each epoch; panics on a negative count.
