@@ -416,7 +416,9 @@ pub fn committer<'scope>(
                 for g in groups.iter_mut() {
                     g.report(&epoch_positions);
                 }
-                if let Err(e) = committer.write_manifest(epoch, &names, epoch_positions) {
+                if let Err(e) =
+                    committer.write_manifest_resumed(epoch, &names, epoch_positions, &resume)
+                {
                     metrics.fail(e.to_string());
                     pending.clear();
                     hold = None;

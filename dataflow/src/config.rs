@@ -55,12 +55,28 @@ pub struct ViewConfig {
     /// Hash buckets of the stored view (default: `pipeline.buckets`).
     #[serde(default)]
     pub buckets: Option<u32>,
-    /// For windowed views (`TUMBLE` / `HOP`): not implemented yet; setting it is an error.
+    /// Windowed views (`TUMBLE` / `HOP` in the `GROUP BY`) only: `"on_update"` (default: a
+    /// window's row appears at once and is rewritten as data arrives) or `"on_close"` (the row
+    /// appears once, when the watermark passes the window's end). A windowed view has a
+    /// `window_closed` column: whether the window can still change.
     #[serde(default)]
     pub emit: Option<String>,
 }
 
 impl ViewConfig {
+    /// `emit`, parsed (`None`: not set).
+    pub fn emit_mode(&self) -> Result<Option<tidewater_operators::Emit>, TidewaterError> {
+        match self.emit.as_deref() {
+            None => Ok(None),
+            Some("on_update") => Ok(Some(tidewater_operators::Emit::OnUpdate)),
+            Some("on_close") => Ok(Some(tidewater_operators::Emit::OnClose)),
+            Some(other) => Err(err(
+                format!("view `{}`.emit", self.name),
+                format!("\"{other}\" is not one of: on_update, on_close"),
+            )),
+        }
+    }
+
     /// The view's SQL: `sql`, or the contents of `sql_file`.
     pub fn query_text(&self) -> Result<String, TidewaterError> {
         match (&self.sql, &self.sql_file) {
@@ -318,11 +334,45 @@ pub struct TableConfig {
     /// not parse or names an unknown column is a config error naming the table and the text.
     #[serde(default)]
     pub apply_as_deletes: Option<String>,
+    /// An event-time watermark (`{ column = "event_time", allowed_lateness = "2m" }`): after
+    /// each epoch the watermark is the largest `column` value of the table's records so far
+    /// (over all workers) minus `allowed_lateness`; an upsert whose event time is below the
+    /// watermark of the epochs before its own is late: it goes to the `_late` table (never
+    /// applied, never dropped silently), and an upsert without an event time to
+    /// `_quarantine`. Windowed views (`TUMBLE` / `HOP`) read tables with a watermark
+    /// (default: none).
+    #[serde(default)]
+    pub watermark: Option<WatermarkConfig>,
     /// `kafka` sources feeding several tables: the topics of the source this table reads
     /// (default: the topics named like the table — `<table>` or `….<table>`, as Debezium
     /// names them — or, if the source feeds only this table, all its topics).
     #[serde(default)]
     pub topics: Option<Vec<String>>,
+}
+
+/// `[[table]] watermark = { … }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// The event-time column (required; a `timestamp` column of the table).
+    pub column: String,
+    /// How far behind the largest event time seen a record may be and still count (a
+    /// duration, e.g. `"2m"`; default `"0s"`).
+    #[serde(default = "default_lateness")]
+    pub allowed_lateness: String,
+}
+
+fn default_lateness() -> String {
+    "0s".into()
+}
+
+impl WatermarkConfig {
+    /// The allowed lateness in microseconds; `key` names it in the error.
+    pub fn lateness_micros(&self, key: &str) -> Result<i64, TidewaterError> {
+        let d: Duration = humantime::parse_duration(&self.allowed_lateness)
+            .map_err(|e| err(key.to_string(), format!("not a duration: {e}")))?;
+        Ok(d.as_micros().min(i64::MAX as u128) as i64)
+    }
 }
 
 fn default_scd() -> u8 {
@@ -657,6 +707,9 @@ impl PipelineConfig {
                 ));
             }
             self.table_tombstone_retention(t)?;
+            if let Some(w) = &t.watermark {
+                w.lateness_micros(&format!("{key}.watermark.allowed_lateness"))?;
+            }
             let mut expectations = std::collections::BTreeSet::new();
             for x in &t.expect {
                 if x.name.trim().is_empty() {
@@ -702,15 +755,7 @@ impl PipelineConfig {
                     "an empty list: leave `keys` out to use the GROUP BY columns",
                 ));
             }
-            if let Some(e) = &v.emit {
-                return Err(err(
-                    format!("{key}.emit"),
-                    format!(
-                        "emit = \"{e}\" is for windowed views (TUMBLE / HOP), which are not \
-                         implemented yet"
-                    ),
-                ));
-            }
+            v.emit_mode()?;
         }
         // Every topic of a kafka source feeds exactly one table, and every table one topic
         // at least.

@@ -38,6 +38,8 @@ pub fn event_log_columns() -> Vec<Column> {
         ("epoch_closed_at", Timestamp),
         ("committed_at", Timestamp),
         ("commit_ms", Int64),
+        ("late", Int64),
+        ("watermark", Timestamp),
     ]
     .into_iter()
     .map(|(n, ty)| Column {
@@ -111,6 +113,8 @@ pub fn rows(
                 Datum::Timestamp(closed_at),
                 Datum::Timestamp(committed_at),
                 int(e.commit_ms),
+                int(e.stats.late),
+                e.stats.watermark.map_or(Datum::Null, Datum::Timestamp),
             ]
         })
         .collect()
@@ -160,6 +164,10 @@ pub struct LogRow {
     pub committed_at: i64,
     /// How long the table's commit took, ms.
     pub commit_ms: u64,
+    /// Records that went to `_late` (tables with a watermark).
+    pub late: u64,
+    /// The table's watermark after the epoch (µs; tables with a watermark).
+    pub watermark: Option<i64>,
 }
 
 /// Reads the event log of a lakehouse (its newest snapshot), ordered by epoch and table.
@@ -198,6 +206,11 @@ pub fn read(lakehouse: &Path) -> Result<Vec<LogRow>, TidewaterError> {
                 epoch_closed_at: int(12),
                 committed_at: int(13),
                 commit_ms: int(14) as u64,
+                late: int(15) as u64,
+                watermark: match d(16) {
+                    Datum::Timestamp(v) => Some(v),
+                    _ => None,
+                },
             });
         }
     }
@@ -226,6 +239,7 @@ pub fn status(lakehouse: &Path) -> Result<String, TidewaterError> {
         stale: u64,
         quarantined: u64,
         dropped: u64,
+        late: u64,
         first_at: Option<i64>,
         last_at: i64,
         expect: BTreeMap<String, (String, u64, u64)>,
@@ -244,6 +258,7 @@ pub fn status(lakehouse: &Path) -> Result<String, TidewaterError> {
         s.stale += r.stale_ignored;
         s.quarantined += r.quarantined;
         s.dropped += r.dropped;
+        s.late += r.late;
         s.first_at = Some(
             s.first_at
                 .map_or(r.epoch_closed_at, |f| f.min(r.epoch_closed_at)),
@@ -261,7 +276,7 @@ pub fn status(lakehouse: &Path) -> Result<String, TidewaterError> {
     }
     let mut out = format!("event log of {}\n", lakehouse.display());
     out.push_str(&format!(
-        "{:<24} {:>10} {:>8} {:>12} {:>10} {:>10} {:>10} {:>11} {:>8} {:>12}\n",
+        "{:<24} {:>10} {:>8} {:>12} {:>10} {:>10} {:>10} {:>11} {:>8} {:>8} {:>12}\n",
         "table",
         "last epoch",
         "version",
@@ -271,6 +286,7 @@ pub fn status(lakehouse: &Path) -> Result<String, TidewaterError> {
         "stale",
         "quarantined",
         "dropped",
+        "late",
         "rows/s"
     ));
     for (table, s) in &by_table {
@@ -281,7 +297,7 @@ pub fn status(lakehouse: &Path) -> Result<String, TidewaterError> {
             "-".into()
         };
         out.push_str(&format!(
-            "{:<24} {:>10} {:>8} {:>12} {:>10} {:>10} {:>10} {:>11} {:>8} {:>12}\n",
+            "{:<24} {:>10} {:>8} {:>12} {:>10} {:>10} {:>10} {:>11} {:>8} {:>8} {:>12}\n",
             table,
             s.last_epoch,
             s.version.map_or("-".into(), |v| v.to_string()),
@@ -291,6 +307,7 @@ pub fn status(lakehouse: &Path) -> Result<String, TidewaterError> {
             s.stale,
             s.quarantined,
             s.dropped,
+            s.late,
             rate
         ));
         for (name, (action, passed, failed)) in &s.expect {

@@ -27,10 +27,11 @@ use tidewater_connectors::formats::DebeziumParser;
 use tidewater_connectors::types::{Column, Datum, DatumRef, PackedRow, Schema};
 use tidewater_operators::{
     ApplyChanges, ApplyHistory, ApplyOptions, ApplyState, Change, CheckpointSchedule, HistoryState,
-    Step, Version,
+    Step, Version, WatermarkGate,
 };
 use timely::communication::initialize::Config as CommConfig;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Broadcast, ToStream};
@@ -50,8 +51,9 @@ use crate::source::{
     TableRecord,
 };
 use crate::table::{
-    committed_bucket_files, gate_new_columns, parse_schema, quarantine_columns, quarantine_sink,
-    table_sink, BucketFile, QuarantineRow, TablePlan, QUARANTINE,
+    committed_bucket_files, gate_new_columns, late_columns, late_sink, parse_schema,
+    quarantine_columns, quarantine_sink, table_sink, BucketFile, LateRow, QuarantineRow, TablePlan,
+    LATE, QUARANTINE,
 };
 use crate::view::{load_table_rows, plan_views, render_views, table_rows, view_changes};
 use crate::{Key, Seq, TidewaterError};
@@ -310,6 +312,26 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         workers: workers_now,
         processes: opts.processes.max(1),
     };
+    // The watermark each table with one resumes from: with a restored checkpoint of epoch r,
+    // the watermark after r as the event log recorded it (the replayed epochs after r then
+    // reproduce every later decision); otherwise every epoch is replayed from the start.
+    let mut initial_watermarks: BTreeMap<String, i64> = BTreeMap::new();
+    if plans.iter().any(|(p, _)| p.watermark.is_some()) {
+        let log = match restored_epoch {
+            Some(_) => crate::event_log::read(&lakehouse)?,
+            None => Vec::new(),
+        };
+        for (plan, _) in plans.iter().filter(|(p, _)| p.watermark.is_some()) {
+            let w = log
+                .iter()
+                .filter(|r| r.table == plan.name && restored_epoch.is_some_and(|e| r.epoch <= e))
+                .filter_map(|r| r.watermark)
+                .max()
+                .unwrap_or(i64::MIN);
+            initial_watermarks.insert(plan.name.clone(), w);
+        }
+    }
+    let initial_watermarks = Arc::new(initial_watermarks);
     let bucket_files = Arc::new(bucket_files);
     let added_columns = Arc::new(added_columns);
     let log_resume = resume.per_table_committed.get(EVENT_LOG).copied().flatten();
@@ -372,6 +394,9 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             let mut to_commit = Vec::new();
             let mut fragments = Vec::new();
             let mut bad_streams = Vec::new();
+            let mut late_streams = Vec::new();
+            // The watermarks of the tables with one, and the watermark each starts from.
+            let mut watermarks_of = HashMap::new();
             let mut columns: BTreeMap<String, Vec<Column>> = BTreeMap::new();
             // The applied changes of the tables views read.
             let mut applied_of = HashMap::new();
@@ -462,6 +487,27 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 let changes: StreamVec<'_, u64, Change<Key, Seq, PackedRow>> =
                     changes.concat(evolved);
                 let bad = bad.concat(clashes);
+                // A table with a watermark: late upserts go to `_late`, not to the table.
+                let changes = match plan.watermark {
+                    Some((pos, lateness)) => {
+                        let initial = initial_watermarks
+                            .get(&plan.name)
+                            .copied()
+                            .unwrap_or(i64::MIN);
+                        let (on_time, late, marks) = watermark_gate(
+                            changes,
+                            plan.clone(),
+                            pos,
+                            lateness,
+                            initial,
+                            stats.clone(),
+                        );
+                        late_streams.push(late);
+                        watermarks_of.insert(plan.name.clone(), (marks, initial));
+                        on_time
+                    }
+                    None => changes,
+                };
                 let route_plan = plan.clone();
                 let route = move |k: &Key| route_plan.bucket(k) as u64;
                 let (peers, index) = (scope.peers(), scope.index());
@@ -607,7 +653,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         table_rows(applied, *slot, initial, restored.unwrap_or(0), name),
                     );
                 }
-                let rendered = render_views(&views.views, relations)?;
+                let rendered = render_views(&views.views, relations, &watermarks_of)?;
                 for (view, rows) in views.views.iter().zip(rendered) {
                     let changes =
                         view_changes(rows, view.clone(), restored.unwrap_or(0), metrics.clone());
@@ -629,6 +675,17 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     ));
                     columns.insert(view.name.clone(), view.columns().to_vec());
                 }
+            }
+            if !late_streams.is_empty() {
+                columns.insert(LATE.into(), late_columns());
+                let late = scope.concatenate(late_streams);
+                to_commit.push(late_sink(
+                    late,
+                    cfg.pipeline.lakehouse.clone(),
+                    index,
+                    metrics.clone(),
+                    resume.per_table_committed.get(LATE).copied().flatten(),
+                ));
             }
             columns.insert(QUARANTINE.into(), quarantine_columns());
             columns.insert(EVENT_LOG.into(), event_log_columns());
@@ -819,4 +876,49 @@ fn compose_non_null(newest_first: &[&PackedRow]) -> PackedRow {
         })
         .collect();
     PackedRow::pack(&merged)
+}
+
+/// The watermark gate of a table with a watermark (event time at `pos` of the stored row,
+/// `lateness` µs): returns the on-time changes, the late upserts as `_late` rows, and the
+/// table's watermarks. Counts each epoch's late records and the watermark after it in the
+/// table's stats, inside the gate (before the epoch can reach the table's sink).
+#[allow(clippy::type_complexity)]
+fn watermark_gate<'scope>(
+    changes: StreamVec<'scope, u64, Change<Key, Seq, PackedRow>>,
+    plan: Arc<TablePlan>,
+    pos: usize,
+    lateness: i64,
+    initial: i64,
+    stats: SharedStats,
+) -> (
+    StreamVec<'scope, u64, Change<Key, Seq, PackedRow>>,
+    StreamVec<'scope, u64, LateRow>,
+    StreamVec<'scope, u64, i64>,
+) {
+    let event_time = move |c: &Change<Key, Seq, PackedRow>| {
+        c.value.as_ref().map(|row| match row.unpack().get(pos) {
+            Some(Datum::Timestamp(t)) => *t,
+            // Upserts without an event time are quarantined before the gate.
+            _ => i64::MIN,
+        })
+    };
+    let on_epoch = move |epoch: u64, late: u64, before: i64, max: Option<i64>| {
+        let mut all = stats.borrow_mut();
+        let st = all.entry(epoch).or_default();
+        st.late += late;
+        let after = max.map_or(before, |m| before.max(m.saturating_sub(lateness)));
+        if after > i64::MIN {
+            st.watermark = st.watermark.max(Some(after));
+        }
+    };
+    let (on_time, late, marks) = changes.watermark_gate(event_time, lateness, initial, on_epoch);
+    let late = late.map(move |(c, w)| {
+        let row = c.value.expect("late records are upserts");
+        let t = match row.unpack().get(pos) {
+            Some(Datum::Timestamp(t)) => *t,
+            _ => i64::MIN,
+        };
+        plan.late_row(&c.seq, &row, t, w)
+    });
+    (on_time, late, marks)
 }

@@ -108,6 +108,9 @@ pub struct TablePlan {
     /// With `add_new_columns`: the position of the hidden [`NEW_COLUMNS`] slot among the
     /// stored columns and in the source row (none when a `columns` list leaves it out).
     pub new_columns_slot: Option<(usize, usize)>,
+    /// `watermark`: the position of the event-time column (a timestamp) among the stored
+    /// columns, and the allowed lateness in µs.
+    pub watermark: Option<(usize, i64)>,
 }
 
 /// The source schema a table's records are parsed into: the source's columns, plus for
@@ -204,6 +207,11 @@ pub struct TableStats {
     pub advanced: u64,
     /// Per expectation (declaration order): records that passed, records that violated it.
     pub expectations: Vec<(u64, u64)>,
+    /// Upserts later than the watermark, sent to `_late` (tables with a watermark).
+    pub late: u64,
+    /// The watermark after the epoch, µs (tables with a watermark; the same on every
+    /// worker that saw records of the epoch).
+    pub watermark: Option<i64>,
 }
 
 impl TableStats {
@@ -214,6 +222,8 @@ impl TableStats {
         self.dropped += other.dropped;
         self.changes += other.changes;
         self.advanced += other.advanced;
+        self.late += other.late;
+        self.watermark = self.watermark.max(other.watermark);
         if self.expectations.len() < other.expectations.len() {
             self.expectations.resize(other.expectations.len(), (0, 0));
         }
@@ -362,6 +372,25 @@ impl TablePlan {
                 }
             }
         }
+        let watermark = match &t.watermark {
+            Some(w) => {
+                let pos = stored_pos(&w.column, "watermark.column")?;
+                if stored[pos].ty != ColumnType::Timestamp {
+                    return Err(TidewaterError::Config {
+                        key: format!("table `{}`.watermark.column", t.name),
+                        message: format!(
+                            "`{}` is {}, not a timestamp (declare it: columns = {{ {} = \"timestamp\" }}, \
+                             for epoch milliseconds)",
+                            w.column, stored[pos].ty, w.column
+                        ),
+                    });
+                }
+                let lateness =
+                    w.lateness_micros(&format!("table `{}`.watermark.allowed_lateness", t.name))?;
+                Some((pos, lateness))
+            }
+            None => None,
+        };
         let new_columns_slot = stored_idx
             .iter()
             .position(|i| schema.columns[*i].name == NEW_COLUMNS)
@@ -395,6 +424,7 @@ impl TablePlan {
             tracked,
             evolution: t.schema_evolution,
             new_columns_slot,
+            watermark,
         })
     }
 
@@ -428,6 +458,7 @@ impl TablePlan {
             tracked: Vec::new(),
             evolution: SchemaEvolution::Fail,
             new_columns_slot: None,
+            watermark: None,
         }
     }
 
@@ -572,6 +603,14 @@ impl TablePlan {
                 }
                 Some((_, _)) => return Ok(Outcome::Dropped),
                 None => {}
+            }
+        }
+        if let Some((pos, _)) = self.watermark {
+            if row[self.stored_idx[pos]].is_null() {
+                return Err(Rejected::Quarantine(format!(
+                    "event-time column `{}` (the table's watermark column) is null or missing",
+                    self.stored[pos].name
+                )));
             }
         }
         buf.clear();
@@ -1077,9 +1116,8 @@ pub fn committed_bucket_files(plan: &TablePlan) -> Result<HashMap<u32, BucketFil
     Ok(out)
 }
 
-/// The quarantine sink: one Parquet file per worker per epoch with that epoch's bad records.
-/// `resume` is the last epoch `_quarantine` has committed: bad records of epochs up to it are
-/// already in the table and are not written again (restart).
+/// The quarantine sink: each epoch's bad records of this worker as one appended Parquet
+/// file of `_quarantine` (rows sorted by source and position).
 pub fn quarantine_sink<'scope>(
     bad: StreamVec<'scope, u64, QuarantineRow>,
     lakehouse: PathBuf,
@@ -1087,51 +1125,208 @@ pub fn quarantine_sink<'scope>(
     metrics: Arc<Metrics>,
     resume: Option<u64>,
 ) -> StreamVec<'scope, u64, CommitMsg> {
-    let dir = lakehouse.join(QUARANTINE);
-    let columns = quarantine_columns();
-    bad.unary_frontier(Pipeline, "QuarantineSink", move |_cap, _info| {
-        let mut pending: EpochStash<QuarantineRow> = EpochStash::new();
-        move |(input, frontier), output| {
-            pending.stash(input, output.output_index());
-            while let Some((cap, mut rows)) = pending.pop_complete(frontier) {
-                let epoch = *cap.time();
-                if rows.is_empty() || resume.is_some_and(|r| epoch <= r) {
-                    continue;
-                }
-                rows.sort_by(|a, b| (&a.source, &a.position).cmp(&(&b.source, &b.position)));
-                metrics
-                    .quarantined
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                let rows: Vec<Row> = rows
-                    .into_iter()
-                    .map(|q| {
-                        vec![
-                            Datum::Str(q.table),
-                            Datum::Str(q.source),
-                            Datum::Str(q.position),
-                            Datum::Str(q.raw),
-                            Datum::Str(q.reason),
-                            Datum::Int(epoch as i64),
-                        ]
-                    })
-                    .collect();
-                let refs: Vec<&Row> = rows.iter().collect();
-                let name = format!(
-                    "part-{epoch:08}-w{worker:04}-{}.parquet",
-                    uuid::Uuid::new_v4()
-                );
-                match write_parquet(&dir, &name, &columns, &refs) {
-                    Ok(add) => output.session(&cap).give(CommitMsg {
-                        table: QUARANTINE.into(),
-                        actions: vec![FileAction::Add(add)],
-                        upserted: rows.len() as u64,
-                        deleted: 0,
-                        stats: TableStats::default(),
-                        columns: Vec::new(),
-                    }),
-                    Err(e) => metrics.fail(format!("table `{QUARANTINE}`: {e}")),
+    let counter = metrics.clone();
+    append_sink(
+        bad,
+        QUARANTINE,
+        quarantine_columns(),
+        lakehouse,
+        worker,
+        metrics,
+        resume,
+        move |mut rows: Vec<QuarantineRow>, epoch| {
+            rows.sort_by(|a, b| (&a.source, &a.position).cmp(&(&b.source, &b.position)));
+            counter
+                .quarantined
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            rows.into_iter()
+                .map(|q| {
+                    vec![
+                        Datum::Str(q.table),
+                        Datum::Str(q.source),
+                        Datum::Str(q.position),
+                        Datum::Str(q.raw),
+                        Datum::Str(q.reason),
+                        Datum::Int(epoch as i64),
+                    ]
+                })
+                .collect()
+        },
+    )
+}
+
+/// Name of the late-records table.
+pub const LATE: &str = "_late";
+
+/// The columns of the `_late` table.
+pub fn late_columns() -> Vec<Column> {
+    use ColumnType::*;
+    [
+        ("table", String),
+        ("source", String),
+        ("position", String),
+        ("event_time", Timestamp),
+        ("watermark", Timestamp),
+        ("raw", String),
+        ("epoch", Int64),
+    ]
+    .into_iter()
+    .map(|(n, ty)| Column {
+        name: n.to_string(),
+        ty,
+    })
+    .collect()
+}
+
+impl TablePlan {
+    /// A late upsert of this table as a `_late` row: its position in the change stream
+    /// (`<sequence column>=<value>`) and its stored columns as a JSON object.
+    pub fn late_row(&self, seq: &Seq, row: &PackedRow, event_time: i64, watermark: i64) -> LateRow {
+        let mut raw = serde_json::Map::new();
+        for (c, d) in self.stored.iter().zip(row.unpack()) {
+            if c.name == NEW_COLUMNS {
+                continue;
+            }
+            raw.insert(c.name.clone(), datum_json(&d, c.ty));
+        }
+        LateRow {
+            table: self.name.clone(),
+            source: self.source.clone(),
+            position: format!(
+                "{}={}",
+                self.seq_name,
+                datum_json(&seq.0, ColumnType::String)
+            ),
+            event_time,
+            watermark,
+            raw: serde_json::Value::Object(raw).to_string(),
+        }
+    }
+}
+
+/// A datum as JSON: numbers and booleans as they are, timestamps and decimals as text.
+fn datum_json(d: &Datum, ty: ColumnType) -> serde_json::Value {
+    use serde_json::Value;
+    match d {
+        Datum::Null => Value::Null,
+        Datum::Bool(b) => Value::Bool(*b),
+        Datum::Int(i) => Value::from(*i),
+        Datum::Float(f) => serde_json::Number::from_f64(*f)
+            .map_or_else(|| Value::String(f.to_string()), Value::Number),
+        Datum::Str(s) => Value::String(s.clone()),
+        Datum::Bytes(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+        Datum::Timestamp(t) => Value::String(crate::sql::format_timestamp(*t)),
+        Datum::Decimal(v) => {
+            let scale = match ty {
+                ColumnType::Decimal { scale, .. } => scale as i32,
+                _ => 0,
+            };
+            Value::String(crate::sql::format_decimal(*v, scale))
+        }
+    }
+}
+
+/// A record later than its table's watermark.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateRow {
+    /// The table.
+    pub table: String,
+    /// The source.
+    pub source: String,
+    /// Where in the change stream: `<sequence column>=<value>`.
+    pub position: String,
+    /// The record's event time, µs.
+    pub event_time: i64,
+    /// The watermark it was compared with (after the epochs before its own), µs.
+    pub watermark: i64,
+    /// The record as a JSON object of the table's stored columns.
+    pub raw: String,
+}
+
+/// The late sink: each epoch's late records of this worker as one appended Parquet file of
+/// `_late` (rows sorted by table, source and position).
+pub fn late_sink<'scope>(
+    late: StreamVec<'scope, u64, LateRow>,
+    lakehouse: PathBuf,
+    worker: usize,
+    metrics: Arc<Metrics>,
+    resume: Option<u64>,
+) -> StreamVec<'scope, u64, CommitMsg> {
+    append_sink(
+        late,
+        LATE,
+        late_columns(),
+        lakehouse,
+        worker,
+        metrics,
+        resume,
+        |mut rows: Vec<LateRow>, epoch| {
+            rows.sort_by(|a, b| {
+                (&a.table, &a.source, &a.position).cmp(&(&b.table, &b.source, &b.position))
+            });
+            rows.into_iter()
+                .map(|l| {
+                    vec![
+                        Datum::Str(l.table),
+                        Datum::Str(l.source),
+                        Datum::Str(l.position),
+                        Datum::Timestamp(l.event_time),
+                        Datum::Timestamp(l.watermark),
+                        Datum::Str(l.raw),
+                        Datum::Int(epoch as i64),
+                    ]
+                })
+                .collect()
+        },
+    )
+}
+
+/// An append-only reserved table's sink: each complete epoch's records of this worker (after
+/// `resume`, the table's last committed epoch) become rows (`to_rows`) in one new Parquet
+/// file, sent to the committer as an add action.
+#[allow(clippy::too_many_arguments)]
+fn append_sink<'scope, T: timely::ExchangeData>(
+    records: StreamVec<'scope, u64, T>,
+    table: &'static str,
+    columns: Vec<Column>,
+    lakehouse: PathBuf,
+    worker: usize,
+    metrics: Arc<Metrics>,
+    resume: Option<u64>,
+    to_rows: impl Fn(Vec<T>, u64) -> Vec<Row> + 'static,
+) -> StreamVec<'scope, u64, CommitMsg> {
+    let dir = lakehouse.join(table);
+    records.unary_frontier(
+        Pipeline,
+        &format!("AppendSink({table})"),
+        move |_cap, _info| {
+            let mut pending: EpochStash<T> = EpochStash::new();
+            move |(input, frontier), output| {
+                pending.stash(input, output.output_index());
+                while let Some((cap, records)) = pending.pop_complete(frontier) {
+                    let epoch = *cap.time();
+                    if records.is_empty() || resume.is_some_and(|r| epoch <= r) {
+                        continue;
+                    }
+                    let rows = to_rows(records, epoch);
+                    let refs: Vec<&Row> = rows.iter().collect();
+                    let name = format!(
+                        "part-{epoch:08}-w{worker:04}-{}.parquet",
+                        uuid::Uuid::new_v4()
+                    );
+                    match write_parquet(&dir, &name, &columns, &refs) {
+                        Ok(add) => output.session(&cap).give(CommitMsg {
+                            table: table.into(),
+                            actions: vec![FileAction::Add(add)],
+                            upserted: rows.len() as u64,
+                            deleted: 0,
+                            stats: TableStats::default(),
+                            columns: Vec::new(),
+                        }),
+                        Err(e) => metrics.fail(format!("table `{table}`: {e}")),
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }

@@ -28,9 +28,12 @@ use std::sync::Arc;
 
 use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use differential_dataflow::AsCollection;
 use tidewater_connectors::delta::{datum_at, read_parquet, table_files_at};
 use tidewater_connectors::types::{Column, Datum, PackedRow};
+use tidewater_operators::{CloseWindows, Emit};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
@@ -53,12 +56,30 @@ pub struct ViewPlan {
     pub keys: Option<Vec<usize>>,
     /// The storage plan for the table sink.
     pub table: Arc<TablePlan>,
+    /// A windowed view (`TUMBLE` / `HOP` in the `GROUP BY`): when its rows are emitted.
+    pub window: Option<ViewWindow>,
+    /// The output columns: the query's, and `window_closed` for a windowed view.
+    columns: Vec<Column>,
 }
+
+/// How a windowed view is emitted.
+#[derive(Clone, Debug)]
+pub struct ViewWindow {
+    /// The table with the watermark the windows follow.
+    pub table: String,
+    /// The position of `window_end` among the query's output columns.
+    pub end_col: usize,
+    /// `on_update` or `on_close`.
+    pub emit: Emit,
+}
+
+/// The column a windowed view adds: whether the window can still change.
+pub const WINDOW_CLOSED: &str = "window_closed";
 
 impl ViewPlan {
     /// The output columns.
     pub fn columns(&self) -> &[Column] {
-        self.query.columns()
+        &self.columns
     }
 }
 
@@ -88,7 +109,11 @@ pub fn plan_views(
     let mut catalog: BTreeMap<String, Vec<Column>> = BTreeMap::new();
     let mut scd2 = Vec::new();
     let mut slots = BTreeMap::new();
+    let mut watermarks = BTreeMap::new();
     for (plan, schema) in tables {
+        if let Some((pos, _)) = plan.watermark {
+            watermarks.insert(plan.name.clone(), plan.stored[pos].name.clone());
+        }
         if plan.scd == 2 {
             scd2.push(plan.name.clone());
             continue;
@@ -130,7 +155,58 @@ pub fn plan_views(
                 return Err(e.into_config(format!("{key}.sql")));
             }
         };
-        let columns = query.columns().to_vec();
+        let mut columns = query.columns().to_vec();
+        let emit = v.emit_mode()?;
+        let window = match (query.window(), emit) {
+            (Some(w), emit) => {
+                match watermarks.get(&w.relation) {
+                    Some(c) if *c == w.time_column => {}
+                    other => {
+                        return Err(TidewaterError::Config {
+                            key: format!("{key}.sql"),
+                            message: format!(
+                                "windows over `{}`.`{}`, but {}: declare it on the table: \
+                                 watermark = {{ column = \"{}\", allowed_lateness = \"…\" }}",
+                                w.relation,
+                                w.time_column,
+                                match other {
+                                    Some(c) => format!("the table's watermark is on `{c}`"),
+                                    None => format!("table `{}` has no watermark", w.relation),
+                                },
+                                w.time_column
+                            ),
+                        })
+                    }
+                }
+                if columns.iter().any(|c| c.name == WINDOW_CLOSED) {
+                    return Err(TidewaterError::Config {
+                        key: format!("{key}.sql"),
+                        message: format!(
+                            "a windowed view adds the column `{WINDOW_CLOSED}`; name the \
+                             query's column otherwise"
+                        ),
+                    });
+                }
+                columns.push(Column {
+                    name: WINDOW_CLOSED.into(),
+                    ty: tidewater_connectors::types::ColumnType::Boolean,
+                });
+                Some(ViewWindow {
+                    table: w.relation.clone(),
+                    end_col: w.end_col,
+                    emit: emit.unwrap_or(Emit::OnUpdate),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(TidewaterError::Config {
+                    key: format!("{key}.emit"),
+                    message: "emit is for windowed views (TUMBLE / HOP in the GROUP BY); this \
+                              view has no window"
+                        .into(),
+                })
+            }
+            (None, None) => None,
+        };
         for (j, c) in columns.iter().enumerate() {
             if c.name.is_empty() || columns[..j].iter().any(|o| o.name == c.name) {
                 return Err(TidewaterError::Config {
@@ -189,12 +265,14 @@ pub fn plan_views(
             storage_keys,
             v.buckets.unwrap_or(cfg.pipeline.buckets),
         );
-        catalog.insert(v.name.clone(), columns);
+        catalog.insert(v.name.clone(), columns.clone());
         out.views.push(Arc::new(ViewPlan {
             name: v.name.clone(),
             query,
             keys,
             table: Arc::new(table),
+            window,
+            columns: catalog[&v.name].clone(),
         }));
     }
     Ok(out)
@@ -413,15 +491,47 @@ pub fn view_changes<'scope>(
     )
 }
 
-/// The collections of the views, rendered in order over the tables' collections.
+/// The watermarks of the tables with one (each epoch's when it moved, on every worker) and
+/// the watermark each starts from.
+pub type Watermarks<'scope> = HashMap<String, (StreamVec<'scope, u64, i64>, i64)>;
+
+/// The collections of the views, rendered in order over the tables' collections; a windowed
+/// view's rows get their `window_closed` column from its table's watermarks.
 pub fn render_views<'scope>(
     views: &[Arc<ViewPlan>],
     mut relations: HashMap<String, RowCollection<'scope>>,
+    watermarks: &Watermarks<'scope>,
 ) -> Result<Vec<RowCollection<'scope>>, TidewaterError> {
     let mut out = Vec::new();
     for v in views {
         let rows = crate::sql::render_query(&v.query, &relations)
             .map_err(|e| e.into_config(format!("view `{}`.sql", v.name)))?;
+        let rows = match &v.window {
+            None => rows,
+            Some(w) => {
+                let (marks, initial) = watermarks
+                    .get(&w.table)
+                    .cloned()
+                    .expect("windowed views read tables with a watermark");
+                let end = w.end_col;
+                rows.inner
+                    .close_windows(
+                        marks,
+                        move |row: &PackedRow| match row.unpack().get(end) {
+                            Some(Datum::Timestamp(t)) => *t,
+                            _ => i64::MAX,
+                        },
+                        w.emit,
+                        initial,
+                    )
+                    .map(|((row, closed), t, r)| {
+                        let mut bytes = row.as_bytes().to_vec();
+                        Datum::Bool(closed).encode_key(&mut bytes);
+                        (PackedRow::from_encoded(&bytes), t, r)
+                    })
+                    .as_collection()
+            }
+        };
         relations.insert(v.name.clone(), rows.clone());
         out.push(rows);
     }

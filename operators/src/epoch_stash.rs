@@ -73,6 +73,15 @@ impl<D> EpochStash<D> {
         });
     }
 
+    /// Adds one item under `cap` (kept for its epoch if the epoch has none yet).
+    pub fn push(&mut self, cap: Capability<u64>, item: D) {
+        self.pending
+            .entry(*cap.time())
+            .or_insert_with(|| (cap, Vec::new()))
+            .1
+            .push(item);
+    }
+
     /// Removes and returns the oldest stashed epoch if `frontier` has passed it.
     pub fn pop_complete(
         &mut self,

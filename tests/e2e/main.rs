@@ -20,3 +20,4 @@ mod schema_evolution;
 mod second_writer;
 mod transfers;
 mod views;
+mod windows;

@@ -447,6 +447,38 @@ impl Committer {
         self.write_manifest_with(epoch, versions, positions)
     }
 
+    /// Writes the manifest of `epoch` in a run that resumed from `resume`: a table that had
+    /// already committed `epoch` or a later epoch before this run is at its version as of
+    /// `epoch` (from its log, not its newest version: a replayed epoch may commit some tables,
+    /// such as views recomputed at a restored checkpoint, while others are ahead); any other
+    /// table at its current version.
+    pub fn write_manifest_resumed(
+        &mut self,
+        epoch: u64,
+        tables: &[String],
+        positions: Value,
+        resume: &ResumeInfo,
+    ) -> Result<EpochManifest, ConnectorError> {
+        let mut versions = BTreeMap::new();
+        for t in tables {
+            let ahead = resume
+                .per_table_committed
+                .get(t)
+                .copied()
+                .flatten()
+                .is_some_and(|c| c >= epoch);
+            let v = if ahead {
+                resume.version_at(t, epoch)
+            } else {
+                self.version(t)?
+            };
+            if let Some(v) = v {
+                versions.insert(t.clone(), v);
+            }
+        }
+        self.write_manifest_with(epoch, versions, positions)
+    }
+
     /// Whether the manifest of `epoch` exists.
     pub fn has_manifest(&self, epoch: u64) -> bool {
         manifest_dir(&self.config.lakehouse)

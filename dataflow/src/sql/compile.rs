@@ -1215,7 +1215,78 @@ impl<'a> Compiler<'a> {
                     at,
                 ))
             }
+            "tumble_start" => {
+                arity(2, 2)?;
+                let t = self.expr(args[0], at)?;
+                if t.ty != Some(ColumnType::Timestamp) {
+                    return Err(self.type_err(
+                        format!("tumble_start needs a timestamp, got `{}` in `{e}`", args[0]),
+                        at,
+                    ));
+                }
+                let size = self.interval(args[1], at)?;
+                Ok(self.call(Func::TumbleStart(size), vec![t], ColumnType::Timestamp, at))
+            }
+            "tumble" | "hop" => Err(self.unsupported(
+                format!(
+                    "{} outside GROUP BY (a window is a GROUP BY item of a view)",
+                    name.to_uppercase()
+                ),
+                at,
+            )),
             _ => Err(self.unsupported(format!("function {name}"), at)),
+        }
+    }
+
+    /// A positive `INTERVAL 'n' UNIT` literal (`SECOND`, `MINUTE`, `HOUR`, `DAY`; also
+    /// `INTERVAL '5 minutes'`) in microseconds.
+    pub(crate) fn interval(&self, e: &ast::Expr, at: Pos) -> R<i64> {
+        let at = self.at(e, at);
+        let bad = |why: &str| {
+            self.type_err(
+                format!("`{e}` is not a window interval ({why}; write e.g. INTERVAL '5' MINUTE)"),
+                at,
+            )
+        };
+        let ast::Expr::Interval(iv) = e else {
+            return Err(bad("not an INTERVAL literal"));
+        };
+        if iv.last_field.is_some() || iv.fractional_seconds_precision.is_some() {
+            return Err(bad("a range of fields"));
+        }
+        let text = match iv.value.as_ref() {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(s) | ast::Value::Number(s, _) => s.clone(),
+                _ => return Err(bad("the value is not a number")),
+            },
+            _ => return Err(bad("the value is not a literal")),
+        };
+        let (num, unit_text) = match &iv.leading_field {
+            Some(f) => (text.trim().to_string(), f.to_string()),
+            None => {
+                let mut parts = text.split_whitespace();
+                let n = parts.next().unwrap_or_default().to_string();
+                (n, parts.next().unwrap_or_default().to_string())
+            }
+        };
+        let n: i64 = num
+            .parse()
+            .map_err(|_| bad("the value is not a whole number"))?;
+        let unit = match unit_text.to_lowercase().trim_end_matches('s') {
+            "second" => 1_000_000i64,
+            "minute" => 60_000_000,
+            "hour" => 3_600_000_000,
+            "day" => 86_400_000_000,
+            "millisecond" => 1_000,
+            _ => {
+                return Err(bad(
+                    "the unit is not SECOND, MINUTE, HOUR, DAY or MILLISECOND",
+                ))
+            }
+        };
+        match n.checked_mul(unit) {
+            Some(us) if us > 0 => Ok(us),
+            _ => Err(bad("it must be positive")),
         }
     }
 }

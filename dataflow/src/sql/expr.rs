@@ -227,6 +227,9 @@ pub(crate) enum Func {
         s: i32,
         p: i32,
     },
+    /// `TUMBLE_START(ts, INTERVAL …)`: the timestamp floored to a multiple of the interval
+    /// (µs) since the Unix epoch.
+    TumbleStart(i64),
 }
 
 /// A node of the compiled tree.
@@ -990,6 +993,7 @@ impl Node {
                 };
                 V::Str(substring(s, start, len))
             }
+            (Func::TumbleStart(size), V::Ts(t)) => V::Ts(t.div_euclid(size) * size),
             (Func::Abs(_), V::Int(i)) => i
                 .checked_abs()
                 .map_or_else(|| cx.fail(EvalErrorKind::Overflow, at), V::Int),

@@ -156,8 +156,9 @@ use tidewater_connectors::types::ColumnType;
 use crate::error::TidewaterError;
 
 pub use compile::{compile, compile_predicate};
+pub(crate) use convert::{format_decimal, format_timestamp};
 pub use expr::Expr;
-pub use query::{plan_query, QueryPlan};
+pub use query::{plan_query, QueryPlan, WindowPlan};
 pub use render::{render_query, RowCollection};
 
 /// A position in the SQL text: 1-based line and column (as sqlparser counts them).

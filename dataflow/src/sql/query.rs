@@ -25,6 +25,8 @@ pub struct QueryPlan {
     /// Bodies of the `WITH` queries, in order; `Rel::Get(i)` reads `lets[i]`.
     pub(crate) lets: Vec<Rel>,
     pub(crate) root: Rel,
+    /// The event-time window of the query's `GROUP BY`, if it has one.
+    window: Option<WindowPlan>,
     columns: Vec<Column>,
     inputs: BTreeSet<String>,
     sql: String,
@@ -41,6 +43,11 @@ impl QueryPlan {
         self.inputs.iter().map(|s| s.as_str())
     }
 
+    /// The event-time window (`TUMBLE` / `HOP` in the `GROUP BY`), if the query has one.
+    pub fn window(&self) -> Option<&WindowPlan> {
+        self.window.as_ref()
+    }
+
     /// The SQL text.
     pub fn sql(&self) -> &str {
         &self.sql
@@ -53,6 +60,49 @@ impl QueryPlan {
     pub fn unique_key(&self) -> Option<Vec<usize>> {
         unique_key(&self.root, &self.lets)
     }
+}
+
+/// An event-time window of a view: `GROUP BY …, TUMBLE(time, INTERVAL size)` or
+/// `HOP(time, INTERVAL size, INTERVAL slide)` over one input relation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowPlan {
+    /// The input relation (a table of the catalog).
+    pub relation: String,
+    /// Its event-time column.
+    pub time_column: String,
+    /// Window length, µs.
+    pub size: i64,
+    /// Distance between window starts, µs (`size` for `TUMBLE`).
+    pub slide: i64,
+    /// The output columns `window_start` and `window_end`.
+    pub start_col: usize,
+    pub end_col: usize,
+}
+
+/// Whether the window of a plan is in its outermost `SELECT` (`Map` over `Reduce` over the
+/// `Window`, with the `HAVING` / `WHERE` filters and `DISTINCT` between).
+fn window_on_top(rel: &Rel) -> bool {
+    match rel {
+        Rel::Distinct(input) | Rel::Map { input, .. } | Rel::Filter { input, .. } => {
+            window_on_top(input)
+        }
+        Rel::Reduce { input, .. } => {
+            let mut r = input.as_ref();
+            while let Rel::Filter { input, .. } = r {
+                r = input;
+            }
+            matches!(r, Rel::Window { .. })
+        }
+        _ => false,
+    }
+}
+
+/// The window start values `[s, s + size)` that contain `t`, each a multiple of `slide`.
+pub(crate) fn window_starts(t: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
+    let last = t.div_euclid(slide) * slide;
+    (0..)
+        .map(move |k: i64| last - k * slide)
+        .take_while(move |s| *s > t - size)
 }
 
 /// See [`QueryPlan::unique_key`].
@@ -74,7 +124,7 @@ fn unique_key(rel: &Rel, lets: &[Rel]) -> Option<Vec<usize>> {
                     .position(|e| matches!(e, Node::Col(c, _) if *c == k))
             })
             .collect(),
-        Rel::Input { .. } | Rel::Join { .. } | Rel::Union(_) => None,
+        Rel::Input { .. } | Rel::Join { .. } | Rel::Union(_) | Rel::Window { .. } => None,
     }
 }
 
@@ -86,9 +136,14 @@ fn width(rel: &Rel, lets: &[Rel]) -> Option<usize> {
         Rel::Filter { input, .. } | Rel::Distinct(input) => width(input, lets),
         Rel::Get(i) => width(lets.get(*i)?, lets),
         Rel::Union(rels) => width(rels.first()?, lets),
+        Rel::Window { input, .. } => Some(width(input, lets)? + 2),
         Rel::Join { .. } | Rel::Input { .. } => None,
     }
 }
+
+/// The columns a window appends to its input rows.
+pub(crate) const WINDOW_START: &str = "window_start";
+pub(crate) const WINDOW_END: &str = "window_end";
 
 /// A relational operator. Every relation's rows are packed rows of a fixed width; the
 /// expressions of an operator index the columns of its input row.
@@ -125,6 +180,14 @@ pub(crate) enum Rel {
     Distinct(Box<Rel>),
     /// `UNION ALL`: all rows of all inputs.
     Union(Vec<Rel>),
+    /// Event-time windows: each input row once per window that contains its timestamp column
+    /// `time`, with `window_start` and `window_end` appended (a NULL time is in no window).
+    Window {
+        input: Box<Rel>,
+        time: usize,
+        size: i64,
+        slide: i64,
+    },
 }
 
 /// How a key value is encoded so that SQL-equal values are equal bytes.
@@ -183,6 +246,7 @@ pub fn plan_query(
         catalog,
         lets: RefCell::new(Vec::new()),
         inputs: RefCell::new(BTreeSet::new()),
+        window: RefCell::new(None),
     };
     let start = Pos { line: 1, column: 1 };
     let query = match statements.as_slice() {
@@ -207,6 +271,16 @@ pub fn plan_query(
         }
     };
     let (root, scope) = p.query(query, &Vec::new(), start)?;
+    let window = p.window.borrow_mut().take();
+    if let Some((_, at)) = &window {
+        if !window_on_top(&root) {
+            return Err(p.unsupported(
+                "a window (TUMBLE / HOP) outside the GROUP BY of the view's outermost SELECT \
+                 (not in a WITH query, a subquery or a UNION)",
+                *at,
+            ));
+        }
+    }
     let mut columns: Vec<Column> = Vec::with_capacity(scope.cols.len());
     for c in scope.cols {
         if columns.iter().any(|o| o.name == c.name) {
@@ -226,6 +300,7 @@ pub fn plan_query(
     Ok(QueryPlan {
         lets: p.lets.into_inner(),
         root,
+        window: window.map(|(w, _)| w),
         columns,
         inputs: p.inputs.into_inner(),
         sql: sql.to_string(),
@@ -494,6 +569,7 @@ struct Planner<'a> {
     catalog: &'a BTreeMap<String, Vec<Column>>,
     lets: RefCell<Vec<Rel>>,
     inputs: RefCell<BTreeSet<String>>,
+    window: RefCell<Option<(WindowPlan, Pos)>>,
 }
 
 impl Planner<'_> {
@@ -703,7 +779,7 @@ impl Planner<'_> {
             }
         };
         // FROM
-        let (mut rel, scope) = match s.from.as_slice() {
+        let (mut rel, mut scope) = match s.from.as_slice() {
             [] => return bad("SELECT without FROM", at),
             [one] => self.from(one, ctes, at)?,
             [_, second, ..] => {
@@ -736,9 +812,10 @@ impl Planner<'_> {
                 exprs
             }
         };
+        let (group_exprs, windowed) = self.window_groups(group_exprs, &mut rel, &mut scope, at)?;
         let scope_c = self.compiler(&scope);
         let mut groups = Vec::with_capacity(group_exprs.len());
-        for g in group_exprs {
+        for g in &group_exprs {
             let gat = self.at(g, at);
             let g = self.group_target(g, &s.projection, &scope, gat)?;
             let t = scope_c.expr(&g, gat)?;
@@ -814,6 +891,33 @@ impl Planner<'_> {
             Some(h) => Some(gc.boolean(h, "HAVING", self.at(h, at))?),
             None => None,
         };
+        if windowed {
+            // The output positions of window_start / window_end (group columns as they are).
+            let n = scope.cols.len();
+            let out_of = |col: usize| -> Option<usize> {
+                let g = gn.groups.iter().position(|(_, _, c)| *c == Some(col))?;
+                exprs
+                    .iter()
+                    .position(|e| matches!(e, Node::Col(c, _) if *c == g))
+            };
+            let (start, end) = (out_of(n - 2), out_of(n - 1));
+            let mut w = self.window.borrow_mut();
+            let (plan, wat) = w.as_mut().expect("windowed");
+            match (start, end) {
+                (Some(s), Some(e)) if !distinct => {
+                    plan.start_col = s;
+                    plan.end_col = e;
+                }
+                _ => {
+                    return Err(self.type_err(
+                        "a windowed SELECT outputs window_start and window_end as they are \
+                         (and has no DISTINCT)"
+                            .into(),
+                        *wat,
+                    ))
+                }
+            }
+        }
         let grouped = !group_exprs.is_empty() || !gn.aggs.borrow().is_empty() || having.is_some();
         if grouped {
             if let Some(err) = gn.bare.borrow_mut().take() {
@@ -838,6 +942,149 @@ impl Planner<'_> {
             rel = Rel::Distinct(Box::new(rel));
         }
         Ok((rel, Scope { cols }))
+    }
+
+    /// The `GROUP BY` items with a window (`TUMBLE(…)` / `HOP(…)`) replaced by the
+    /// `window_start` and `window_end` columns it appends to the input (`rel`, `scope`).
+    fn window_groups(
+        &self,
+        group_exprs: &[ast::Expr],
+        rel: &mut Rel,
+        scope: &mut Scope,
+        at: Pos,
+    ) -> R<(Vec<ast::Expr>, bool)> {
+        let mut out = Vec::with_capacity(group_exprs.len() + 1);
+        let mut windowed = false;
+        for g in group_exprs {
+            let gat = self.at(g, at);
+            let call = match g {
+                ast::Expr::Function(f) => match f.name.0.as_slice() {
+                    [ObjectNamePart::Identifier(id)]
+                        if matches!(id.value.to_lowercase().as_str(), "tumble" | "hop") =>
+                    {
+                        Some((id.value.to_lowercase(), f))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((name, f)) = call else {
+                out.push(g.clone());
+                continue;
+            };
+            if self.window.borrow().is_some() {
+                return Err(self.unsupported("a second window in one GROUP BY", gat));
+            }
+            let args: Vec<&ast::Expr> = match &f.args {
+                FunctionArguments::List(list) if list.clauses.is_empty() => list
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => Ok(x),
+                        other => Err(self.unsupported(format!("window argument {other}"), gat)),
+                    })
+                    .collect::<R<_>>()?,
+                _ => return Err(self.unsupported(format!("{g}"), gat)),
+            };
+            let want = if name == "tumble" { 2 } else { 3 };
+            if args.len() != want {
+                return Err(self.type_err(
+                    format!(
+                        "{} takes {want} arguments (the event-time column, {}), got {} in `{g}`",
+                        name.to_uppercase(),
+                        if want == 2 {
+                            "the window size"
+                        } else {
+                            "the window size, the slide"
+                        },
+                        args.len()
+                    ),
+                    gat,
+                ));
+            }
+            let mut base = &*rel;
+            while let Rel::Filter { input, .. } = base {
+                base = input;
+            }
+            let Rel::Input { name: relation } = base else {
+                return Err(self.unsupported(
+                    "a window over a join, a WITH query or a subquery (a windowed SELECT reads \
+                     one table: FROM <table> [WHERE …])",
+                    gat,
+                ));
+            };
+            let relation = relation.clone();
+            let c = self.compiler(&*scope);
+            let time = c.expr(args[0], gat)?;
+            let col = match time.node {
+                Node::Col(i, ColumnType::Timestamp) => i,
+                _ => {
+                    return Err(self.type_err(
+                        format!(
+                            "the first argument of {} is the table's event-time column (a \
+                             timestamp), got `{}`",
+                            name.to_uppercase(),
+                            args[0]
+                        ),
+                        gat,
+                    ))
+                }
+            };
+            let size = c.interval(args[1], gat)?;
+            let slide = if want == 3 {
+                c.interval(args[2], gat)?
+            } else {
+                size
+            };
+            if slide > size {
+                return Err(self.type_err(
+                    format!(
+                        "HOP(time, size, slide): the slide ({}) is longer than the window size \
+                         ({}), so some rows would be in no window",
+                        args[2], args[1]
+                    ),
+                    gat,
+                ));
+            }
+            for n in [WINDOW_START, WINDOW_END] {
+                if scope.cols.iter().any(|c| c.name == n) {
+                    return Err(self.type_err(
+                        format!("`{relation}` has a column `{n}`, which the window would hide"),
+                        gat,
+                    ));
+                }
+            }
+            let time_column = scope.cols[col].name.clone();
+            // The WHERE filter stays below the window.
+            let input = std::mem::replace(rel, Rel::Get(usize::MAX));
+            *rel = Rel::Window {
+                input: Box::new(input),
+                time: col,
+                size,
+                slide,
+            };
+            for n in [WINDOW_START, WINDOW_END] {
+                scope.cols.push(ScopeCol {
+                    qual: None,
+                    name: n.into(),
+                    ty: ColumnType::Timestamp,
+                });
+                out.push(ast::Expr::Identifier(ast::Ident::new(n)));
+            }
+            *self.window.borrow_mut() = Some((
+                WindowPlan {
+                    relation,
+                    time_column,
+                    size,
+                    slide,
+                    start_col: 0,
+                    end_col: 0,
+                },
+                gat,
+            ));
+            windowed = true;
+        }
+        Ok((out, windowed))
     }
 
     /// A `GROUP BY` item: an expression over the input, or (when it is not an input column)

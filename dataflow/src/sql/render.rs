@@ -13,7 +13,7 @@ use timely::dataflow::operators::ToStream;
 
 use super::convert::{self, DecOp};
 use super::expr::{compare, CmpKind, Cx, Node, V};
-use super::query::{Agg, AggFunc, KeyKind, QueryPlan, Rel};
+use super::query::{window_starts, Agg, AggFunc, KeyKind, QueryPlan, Rel};
 use super::{Pos, SqlError};
 
 /// A collection of rows of one relation at epoch timestamps.
@@ -173,6 +173,30 @@ fn render<'scope>(
                 PackedRow::pack(&datums)
             })
             .distinct(),
+        Rel::Window {
+            input,
+            time,
+            size,
+            slide,
+        } => {
+            let (time, size, slide) = (*time, *size, *slide);
+            go(input).flat_map(move |row| {
+                let datums = row.unpack();
+                let t = match datums.get(time) {
+                    Some(Datum::Timestamp(t)) => Some(*t),
+                    _ => None,
+                };
+                t.into_iter()
+                    .flat_map(move |t| window_starts(t, size, slide))
+                    .map(move |start| {
+                        let mut tail = Vec::new();
+                        Datum::Timestamp(start).encode_key(&mut tail);
+                        Datum::Timestamp(start + size).encode_key(&mut tail);
+                        concat(&row, &tail)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        }
         Rel::Union(parts) => {
             let mut it = parts.iter().map(go);
             let first = it.next().expect("UNION has inputs");
