@@ -459,7 +459,7 @@ const FIRST_CLAIM_ID: i64 = 700_001;
 /// A policy is updated about every this many seconds.
 const POLICY_UPDATE_EVERY_S: f64 = 300.0;
 /// Probability per tick and vehicle that a claim-free policy is replaced.
-const REPLACE_PER_VEHICLE_TICK: f64 = 0.000_01;
+const REPLACE_PER_VEHICLE_TICK: f64 = 0.000_03;
 
 // ---------------------------------------------------------------------------------------
 // The world.
