@@ -3,7 +3,7 @@
 -- window), rule flags and the next best action a claims system consumes.
 --
 -- Rules (thresholds here, nowhere else):
---   speed_mismatch     reported speed more than 25 km/h from the window's average speed,
+--   speed_mismatch     reported speed more than 30 km/h below the window's average speed,
 --                      or more than 10 km/h above its maximum speed
 --   over_limit         claim amount above the policy's coverage limit
 --   early_claim        incident within 30 days of the policy start (start_time_plus_30d is
@@ -33,7 +33,7 @@ WITH scored AS (
         w.max_speed_kmh AS telematics_max_speed_kmh,
         w.harsh_brakes AS telematics_harsh_brakes,
         COALESCE(
-            ABS(c.reported_speed_kmh - w.avg_speed_kmh) > 25.0
+            c.reported_speed_kmh < w.avg_speed_kmh - 30.0
                 OR c.reported_speed_kmh > w.max_speed_kmh + 10.0,
             FALSE
         ) AS speed_mismatch,

@@ -33,7 +33,7 @@
 //!    time: about 8 % of the policies started in the last 30 days, the others 30–365 days
 //!    ago.
 //! 2. **Readings**: every tick each vehicle takes one reading at a fixed phase of the second
-//!    (± 30 ms), so a vehicle reports about every second. The vehicle drives in regimes of 1–10
+//!    (± 30 ms), so a vehicle reports about every second. The vehicle drives in regimes of 3–15
 //!    minutes (city, rural, highway, stop-and-go) and moves toward the regime's speed;
 //!    `accel_ms2` is the acceleration of the step, below -4.0 for a harsh brake (about 0.2 %
 //!    of the readings, and every collision); `distance_m` is the distance since the vehicle's
@@ -48,7 +48,7 @@
 //! 4. **Claims**: with probability `claim_pct` per reading (four times that while the policy
 //!    is younger than 30 days) the vehicle has an incident at that reading's event time
 //!    (`collision`, `theft`, `glass` or `weather`; a collision is a harsh brake, after which
-//!    the vehicle stops for a few minutes). The claim is filed (`op = c`, `status = open`)
+//!    the vehicle stops for 30 s to 2 minutes). The claim is filed (`op = c`, `status = open`)
 //!    1–10 minutes later, then adjusted (`u`: adjustment expenses grow; some stay `open`
 //!    for another round), `approved` or `denied`, and an approved claim is `paid`
 //!    (`paid_cents = min(claim_amount_cents, coverage_limit_cents)`); about 3 % are withdrawn
@@ -750,7 +750,7 @@ impl World {
         let veh = &mut self.vehicles[v];
         if event_time >= veh.regime_until {
             veh.target = regime_speed(r);
-            veh.regime_until = event_time + r.gen_range(60_000..600_000);
+            veh.regime_until = event_time + r.gen_range(180_000..900_000);
         }
         let dt = veh
             .last_event
@@ -780,7 +780,7 @@ impl World {
         if collision {
             // The vehicle stops for a while.
             veh.target = 0;
-            veh.regime_until = event_time + r.gen_range(120_000..600_000);
+            veh.regime_until = event_time + r.gen_range(30_000..120_000);
         }
         let reading = Reading {
             id: self.next_reading_id,
