@@ -53,7 +53,8 @@
 //!    for another round), `approved` or `denied`, and an approved claim is `paid`
 //!    (`paid_cents = min(claim_amount_cents, coverage_limit_cents)`); about 3 % are withdrawn
 //!    while open (`op = d`). The amount follows the damage severity, except for about 8 %
-//!    that claim far too much for a `minor` damage; about 6 % exceed the coverage limit;
+//!    of the `minor` damages, which claim far too much; about 6 % of the claims are set
+//!    above the coverage limit (a few more exceed it by their severity's amount);
 //!    about 12 % report a speed 30–60 km/h away from the speed the telematics recorded just
 //!    before the incident (the others within ± 5 km/h). Suspicious claims are denied more
 //!    often.
