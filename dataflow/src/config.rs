@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tidewater_connectors::generator::{
-    BankGenConfig, GeneratorConfig, MarketingGenConfig, MarketingStream, TransfersGenConfig,
+    BankGenConfig, GeneratorConfig, MarketingGenConfig, MarketingStream, TelematicsGenConfig,
+    TelematicsStream, TransfersGenConfig,
 };
 use tidewater_connectors::kafka::KafkaConfig;
 use tidewater_connectors::types::ColumnType;
@@ -171,7 +172,8 @@ fn default_block_bytes() -> u64 {
 pub enum SourceKind {
     /// A file, or a directory of files read in name order.
     Files,
-    /// A built-in CDC generator (`workload`: bank customers or bank transfers).
+    /// A built-in CDC generator (`workload`: bank customers, bank transfers, one stream of the
+    /// marketing or of the telematics world).
     Generator,
     /// Kafka topics — not implemented yet.
     Kafka,
@@ -198,15 +200,19 @@ pub struct SourceConfig {
     /// source transaction of two updates (debit + credit), some also opening an account;
     /// `"marketing"` = one stream (`stream`) of the simulated marketing world (Salesforce
     /// accounts and users, Marketo leads and e-mail activities; see
-    /// `tidewater_connectors::generator::marketing`).
+    /// `tidewater_connectors::generator::marketing`); `"telematics"` = one stream (`stream`)
+    /// of the simulated telematics world (vehicle readings about every second, out of order,
+    /// late and duplicated; insurance policies and claims as CDC; see
+    /// `tidewater_connectors::generator::telematics`).
     #[serde(default)]
     pub workload: Option<String>,
-    /// `generator`, `workload = "marketing"` only (required there): which stream of the
-    /// marketing world this source emits: `account` | `user` | `lead` |
-    /// `activity_send_email` | `activity_open_email` | `activity_click_email`. The sources of
-    /// one world share every other generator setting; `events` counts the lines of the whole
-    /// world, and `keys` is its number of snapshot leads (default 2000; `keys / 2` users,
-    /// `keys / 20` accounts).
+    /// `generator`, `workload = "marketing"` or `"telematics"` only (required there): which
+    /// stream of the world this source emits — marketing: `account` | `user` | `lead` |
+    /// `activity_send_email` | `activity_open_email` | `activity_click_email`; telematics:
+    /// `reading` | `policy` | `claim`. The sources of one world share every other generator
+    /// setting; `events` counts the lines of the whole world, and `keys` is, for marketing,
+    /// its number of snapshot leads (default 2000; `keys / 2` users, `keys / 20` accounts),
+    /// for telematics its number of vehicles (default 200; one policy each).
     #[serde(default)]
     pub stream: Option<String>,
     /// `generator`: seed (default 42).
@@ -217,7 +223,8 @@ pub struct SourceConfig {
     #[serde(default)]
     pub events: Option<u64>,
     /// `generator`: number of distinct keys (default 10000); for `workload = "transfers"` the
-    /// number of accounts of the snapshot (default 1000, at least 2).
+    /// number of accounts of the snapshot (default 1000, at least 2); for `"marketing"` and
+    /// `"telematics"` see `stream`.
     #[serde(default)]
     pub keys: Option<u64>,
     /// `generator`: events per second, 0 = as fast as possible (default 0).
@@ -541,7 +548,8 @@ impl PipelineConfig {
             if s.stream.is_some() && s.kind != SourceKind::Generator {
                 return Err(err(
                     format!("{key}.stream"),
-                    "only for kind = \"generator\" with workload = \"marketing\"",
+                    "only for kind = \"generator\" with workload = \"marketing\" or \
+                     \"telematics\"",
                 ));
             }
             match s.kind {
@@ -583,20 +591,43 @@ impl PipelineConfig {
                                 ))
                             }
                         },
+                        Some("telematics") => match s.stream.as_deref() {
+                            Some(name) if TelematicsStream::parse(name).is_some() => {}
+                            Some(name) => {
+                                return Err(err(
+                                    format!("{key}.stream"),
+                                    format!(
+                                        "unknown stream `{name}` (supported: {})",
+                                        TelematicsStream::names()
+                                    ),
+                                ))
+                            }
+                            None => {
+                                return Err(err(
+                                    format!("{key}.stream"),
+                                    format!(
+                                        "required for workload = \"telematics\" (one of: {})",
+                                        TelematicsStream::names()
+                                    ),
+                                ))
+                            }
+                        },
                         Some(w) => {
                             return Err(err(
                                 format!("{key}.workload"),
                                 format!(
                                     "unknown workload `{w}` (supported: bank, transfers, \
-                                     marketing)"
+                                     marketing, telematics)"
                                 ),
                             ))
                         }
                     }
-                    if s.stream.is_some() && s.workload.as_deref() != Some("marketing") {
+                    if s.stream.is_some()
+                        && !matches!(s.workload.as_deref(), Some("marketing" | "telematics"))
+                    {
                         return Err(err(
                             format!("{key}.stream"),
-                            "only for workload = \"marketing\"",
+                            "only for workload = \"marketing\" or \"telematics\"",
                         ));
                     }
                 }
@@ -959,6 +990,25 @@ impl SourceConfig {
                 }
                 GeneratorConfig::Marketing(g)
             }
+            Some("telematics") => {
+                let mut g = match self.keys {
+                    Some(vehicles) => TelematicsGenConfig::scaled(vehicles),
+                    None => TelematicsGenConfig::default(),
+                };
+                if let Some(v) = self.seed {
+                    g.seed = v;
+                }
+                if let Some(v) = self.events {
+                    g.events = v;
+                }
+                if let Some(v) = self.with_schema {
+                    g.with_schema = v;
+                }
+                if let Some(stream) = self.stream.as_deref().and_then(TelematicsStream::parse) {
+                    g.stream = stream;
+                }
+                GeneratorConfig::Telematics(g)
+            }
             _ => GeneratorConfig::Bank(self.generator_config()),
         }
     }
@@ -1192,5 +1242,63 @@ sequence_by = "__lsn"
         assert!(e.contains("source `customers_cdc`.stream"), "{e}");
         let e = error_of(&with("stream = \"user\""));
         assert!(e.contains("source `customers_cdc`.stream"), "{e}");
+    }
+
+    #[test]
+    fn telematics_workload_needs_a_stream() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "kind = \"generator\"",
+                &format!("kind = \"generator\"\n{extra}"),
+            )
+        };
+        let c = PipelineConfig::parse(&with(
+            "workload = \"telematics\"\nstream = \"claim\"\nkeys = 12\nevents = 3000\nseed = 3",
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let GeneratorConfig::Telematics(g) = c.source[0].generator() else {
+            panic!("not the telematics generator");
+        };
+        assert_eq!(g.stream, TelematicsStream::Claim);
+        assert_eq!((g.seed, g.events, g.vehicles), (3, 3000, 12));
+        assert_eq!(c.source[0].generator().workload(), "telematics");
+        assert_eq!(
+            c.source[0].generator().total_lines(),
+            g.stream_lines()[TelematicsStream::Claim.index()]
+        );
+        // Defaults: 200 vehicles.
+        let c = PipelineConfig::parse(&with("workload = \"telematics\"\nstream = \"reading\""))
+            .unwrap();
+        let GeneratorConfig::Telematics(g) = c.source[0].generator() else {
+            panic!("not the telematics generator");
+        };
+        assert_eq!((g.vehicles, g.stream), (200, TelematicsStream::Reading));
+        let e = error_of(&with("workload = \"telematics\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream")
+                && e.contains("required for workload = \"telematics\"")
+                && e.contains("reading, policy, claim"),
+            "{e}"
+        );
+        let e = error_of(&with("workload = \"telematics\"\nstream = \"readings\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream")
+                && e.contains("unknown stream `readings`")
+                && e.contains("reading, policy, claim"),
+            "{e}"
+        );
+        // A marketing stream is not a telematics stream, nor the other way round.
+        let e = error_of(&with("workload = \"telematics\"\nstream = \"lead\""));
+        assert!(e.contains("unknown stream `lead`"), "{e}");
+        let e = error_of(&with("workload = \"marketing\"\nstream = \"claim\""));
+        assert!(e.contains("unknown stream `claim`"), "{e}");
+        let e = error_of(&with("workload = \"bank\"\nstream = \"claim\""));
+        assert!(e.contains("source `customers_cdc`.stream"), "{e}");
+        let e = error_of(&with("workload = \"telematic\"\nstream = \"claim\""));
+        assert!(
+            e.contains("source `customers_cdc`.workload") && e.contains("telematics"),
+            "{e}"
+        );
     }
 }

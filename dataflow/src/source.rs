@@ -488,6 +488,13 @@ fn generator_identity(src: &SourceConfig) -> Value {
             "campaigns": g.campaigns, "duplicate_pct": g.duplicate_pct, "late_pct": g.late_pct,
             "late_distance": g.late_distance, "with_schema": g.with_schema
         }),
+        GeneratorConfig::Telematics(g) => json!({
+            "workload": "telematics", "stream": g.stream.name(), "seed": g.seed,
+            "events": g.events, "vehicles": g.vehicles, "late_pct": g.late_pct,
+            "very_late_pct": g.very_late_pct, "duplicate_pct": g.duplicate_pct,
+            "claim_pct": g.claim_pct, "out_of_order_pct": g.out_of_order_pct,
+            "with_schema": g.with_schema
+        }),
     }
 }
 

@@ -372,30 +372,6 @@ pub const CLICK_COLUMNS: [(&str, &str); 15] = [
     ("_fivetran_synced", "timestamp"),
 ];
 
-/// A schema field: `f!(type, optional, name)`; `ts` is an `io.debezium.time.Timestamp`.
-macro_rules! f {
-    (ts, $opt:literal, $name:literal) => {
-        concat!(
-            r#"{"type":"int64","optional":"#,
-            $opt,
-            r#","name":"io.debezium.time.Timestamp","version":1,"field":""#,
-            $name,
-            r#""}"#
-        )
-    };
-    ($ty:literal, $opt:literal, $name:literal) => {
-        concat!(
-            r#"{"type":""#,
-            $ty,
-            r#"","optional":"#,
-            $opt,
-            r#","field":""#,
-            $name,
-            r#""}"#
-        )
-    };
-}
-
 macro_rules! activity_fields {
     () => {
         concat!(

@@ -9,6 +9,10 @@
 //! - [`marketing`]: the marketing-engagement generator ([`MarketingGenerator`]): one simulated
 //!   world of Salesforce accounts and users, Marketo leads and e-mail activities, emitted as
 //!   six consistent Debezium streams, one per generator (its `stream`).
+//! - [`telematics`]: the telematics and smart-claims generator ([`TelematicsGenerator`]):
+//!   one simulated world of vehicles sending readings about every second (out of order,
+//!   late, very late and duplicated), their insurance policies and the claims filed for them,
+//!   emitted as three consistent Debezium streams, one per generator (its `stream`).
 //! - [`reference`]: a plain sequential model of `APPLY CHANGES` / SCD type 1
 //!   ([`reference_apply`]) that computes the expected final table of any Debezium JSON
 //!   stream, independently of the engine.
@@ -69,9 +73,35 @@ macro_rules! debezium_envelope_schema {
     };
 }
 
+/// A field of a Kafka Connect JSON schema block: `f!(type, optional, name)`; `ts` is an
+/// `io.debezium.time.Timestamp` (epoch milliseconds).
+macro_rules! f {
+    (ts, $opt:literal, $name:literal) => {
+        concat!(
+            r#"{"type":"int64","optional":"#,
+            $opt,
+            r#","name":"io.debezium.time.Timestamp","version":1,"field":""#,
+            $name,
+            r#""}"#
+        )
+    };
+    ($ty:literal, $opt:literal, $name:literal) => {
+        concat!(
+            r#"{"type":""#,
+            $ty,
+            r#"","optional":"#,
+            $opt,
+            r#","field":""#,
+            $name,
+            r#""}"#
+        )
+    };
+}
+
 pub mod bank;
 pub mod marketing;
 pub mod reference;
+pub mod telematics;
 pub mod transfers;
 
 pub use bank::{write_file, BankGenConfig, BankGenerator, BANK_COLUMNS, BANK_SCHEMA_JSON};
@@ -79,6 +109,9 @@ pub use marketing::{
     write_file as write_marketing_file, MarketingGenConfig, MarketingGenerator, MarketingStream,
 };
 pub use reference::{reference_apply, reference_apply_file, ReferenceState};
+pub use telematics::{
+    write_file as write_telematics_file, TelematicsGenConfig, TelematicsGenerator, TelematicsStream,
+};
 pub use transfers::{
     write_file as write_transfers_file, TransfersGenConfig, TransfersGenerator, TRANSFERS_COLUMNS,
     TRANSFERS_SCHEMA_JSON,
@@ -93,15 +126,18 @@ pub enum GeneratorConfig {
     Transfers(TransfersGenConfig),
     /// `workload = "marketing"`: [`MarketingGenerator`] (one stream of the marketing world).
     Marketing(MarketingGenConfig),
+    /// `workload = "telematics"`: [`TelematicsGenerator`] (one stream of the telematics world).
+    Telematics(TelematicsGenConfig),
 }
 
 impl GeneratorConfig {
-    /// The workload name (`bank` | `transfers` | `marketing`).
+    /// The workload name (`bank` | `transfers` | `marketing` | `telematics`).
     pub fn workload(&self) -> &'static str {
         match self {
             GeneratorConfig::Bank(_) => "bank",
             GeneratorConfig::Transfers(_) => "transfers",
             GeneratorConfig::Marketing(_) => "marketing",
+            GeneratorConfig::Telematics(_) => "telematics",
         }
     }
 
@@ -111,6 +147,7 @@ impl GeneratorConfig {
             GeneratorConfig::Bank(c) => c.events,
             GeneratorConfig::Transfers(c) => c.total_lines(),
             GeneratorConfig::Marketing(c) => c.total_lines(),
+            GeneratorConfig::Telematics(c) => c.total_lines(),
         }
     }
 
@@ -124,6 +161,9 @@ impl GeneratorConfig {
             GeneratorConfig::Marketing(c) => {
                 Generator::Marketing(Box::new(MarketingGenerator::new(c.clone())))
             }
+            GeneratorConfig::Telematics(c) => {
+                Generator::Telematics(Box::new(TelematicsGenerator::new(c.clone())))
+            }
         }
     }
 }
@@ -136,6 +176,8 @@ pub enum Generator {
     Transfers(Box<TransfersGenerator>),
     /// One stream of the marketing world (every event is its own source transaction).
     Marketing(Box<MarketingGenerator>),
+    /// One stream of the telematics world (every event is its own source transaction).
+    Telematics(Box<TelematicsGenerator>),
 }
 
 impl Generator {
@@ -145,6 +187,7 @@ impl Generator {
             Generator::Bank(g) => g.next_line(out),
             Generator::Transfers(g) => g.next_line(out),
             Generator::Marketing(g) => g.next_line(out),
+            Generator::Telematics(g) => g.next_line(out),
         }
     }
 
@@ -154,6 +197,7 @@ impl Generator {
             Generator::Bank(g) => g.position(),
             Generator::Transfers(g) => g.position(),
             Generator::Marketing(g) => g.position(),
+            Generator::Telematics(g) => g.position(),
         }
     }
 
@@ -161,7 +205,7 @@ impl Generator {
     /// block (and so an epoch) must not end here.
     pub fn in_transaction(&self) -> bool {
         match self {
-            Generator::Bank(_) | Generator::Marketing(_) => false,
+            Generator::Bank(_) | Generator::Marketing(_) | Generator::Telematics(_) => false,
             Generator::Transfers(g) => g.in_transaction(),
         }
     }

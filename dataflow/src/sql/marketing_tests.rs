@@ -33,7 +33,7 @@ use crate::config::{ColumnsSpec, PipelineConfig};
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/marketing");
 
 /// Every table's rows at one cut.
-type TableStates = BTreeMap<String, Vec<Row>>;
+pub(super) type TableStates = BTreeMap<String, Vec<Row>>;
 
 /// A CDC table of the pipeline file, as the oracle needs it.
 struct Table {
@@ -172,7 +172,7 @@ fn soft_delete_as_delete(line: &[u8]) -> Vec<u8> {
 }
 
 /// A reference row (JSON) typed as the table's columns.
-fn typed(columns: &[Column], row: &serde_json::Map<String, Json>) -> Row {
+pub(super) fn typed(columns: &[Column], row: &serde_json::Map<String, Json>) -> Row {
     columns
         .iter()
         .map(|c| match row.get(&c.name) {
@@ -253,7 +253,7 @@ fn epochs_of(p: &Pipeline, cuts: &[f64]) -> (Vec<TableStates>, Vec<Epoch>) {
 // Differential and SQLite.
 
 /// SQLite with the tables and the views (`CREATE VIEW`, the same SQL text).
-fn sqlite(tables: &Catalog, views: &[(String, String)]) -> rusqlite::Connection {
+pub(super) fn sqlite(tables: &Catalog, views: &[(String, String)]) -> rusqlite::Connection {
     let db = rusqlite::Connection::open_in_memory().unwrap();
     for (name, cols) in tables {
         let defs: Vec<String> = cols
@@ -274,7 +274,7 @@ fn sqlite(tables: &Catalog, views: &[(String, String)]) -> rusqlite::Connection 
 }
 
 /// Replaces the tables' rows with `state`.
-fn load_tables(db: &rusqlite::Connection, tables: &Catalog, state: &TableStates) {
+pub(super) fn load_tables(db: &rusqlite::Connection, tables: &Catalog, state: &TableStates) {
     for (name, cols) in tables {
         db.execute(&format!("DELETE FROM \"{name}\""), []).unwrap();
         let marks: Vec<&str> = cols.iter().map(|_| "?").collect();
@@ -292,7 +292,7 @@ fn load_tables(db: &rusqlite::Connection, tables: &Catalog, state: &TableStates)
 }
 
 /// The rows of `sql` in SQLite, sorted.
-fn query(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
+pub(super) fn query(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
     let mut q = db.prepare(sql).unwrap();
     let n = q.column_count();
     let rows = q
@@ -304,7 +304,7 @@ fn query(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
 }
 
 /// Every view's rows at every cut, by SQLite: view → epoch → sorted rows.
-fn oracle(
+pub(super) fn oracle(
     tables: &Catalog,
     views: &[(String, String)],
     by_cut: &[TableStates],
@@ -322,7 +322,7 @@ fn oracle(
     out
 }
 
-fn same_rows(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
+pub(super) fn same_rows(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b)
@@ -330,7 +330,7 @@ fn same_rows(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
 }
 
 /// The first rows where two sorted row lists differ (for the failure message).
-fn first_difference(ours: &[Vec<Value>], want: &[Vec<Value>]) -> String {
+pub(super) fn first_difference(ours: &[Vec<Value>], want: &[Vec<Value>]) -> String {
     let only = |a: &[Vec<Value>], b: &[Vec<Value>]| -> Vec<Vec<Value>> {
         a.iter()
             .filter(|r| {
@@ -484,7 +484,7 @@ fn marketing_models_match_sqlite_at_every_epoch() {
 // The scenario of issue 7, by hand.
 
 /// A row of `table` with the given columns set (the others NULL).
-fn mk(cat: &Catalog, table: &str, values: &[(&str, Datum)]) -> Row {
+pub(super) fn mk(cat: &Catalog, table: &str, values: &[(&str, Datum)]) -> Row {
     let cols = &cat[table];
     for (n, _) in values {
         assert!(cols.iter().any(|c| c.name == *n), "{table}.{n}");
@@ -500,11 +500,11 @@ fn mk(cat: &Catalog, table: &str, values: &[(&str, Datum)]) -> Row {
         .collect()
 }
 
-fn s(x: &str) -> Datum {
+pub(super) fn s(x: &str) -> Datum {
     Datum::Str(x.into())
 }
 
-fn text(x: &str) -> Value {
+pub(super) fn text(x: &str) -> Value {
     Value::Text(x.into())
 }
 

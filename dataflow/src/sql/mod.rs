@@ -144,6 +144,8 @@ mod render;
 #[cfg(test)]
 mod marketing_tests;
 #[cfg(test)]
+mod telematics_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod view_tests;
