@@ -323,14 +323,17 @@ fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<
 /// demo needs no files.
 const MARKETING_TOML: &str = include_str!("../../pipelines/marketing/marketing.toml");
 
-macro_rules! marketing_sql {
-    ($($file:literal),* $(,)?) => {
-        &[$(($file, include_str!(concat!("../../pipelines/marketing/", $file)))),*]
+/// The shipped telematics pipeline (`pipelines/telematics/`), built in like marketing's.
+const TELEMATICS_TOML: &str = include_str!("../../pipelines/telematics/telematics.toml");
+
+macro_rules! pipeline_sql {
+    ($dir:literal: $($file:literal),* $(,)?) => {
+        &[$(($file, include_str!(concat!("../../pipelines/", $dir, "/", $file)))),*]
     };
 }
 
 /// The SQL files of the marketing pipeline's views, by file name.
-const MARKETING_SQL: &[(&str, &str)] = marketing_sql!(
+const MARKETING_SQL: &[(&str, &str)] = pipeline_sql!("marketing":
     "dim_account.sql",
     "dim_user.sql",
     "fct_email_sends.sql",
@@ -352,16 +355,30 @@ const MARKETING_SQL: &[(&str, &str)] = marketing_sql!(
     "test_int_email_open_clicks_joined_unique_open_id.sql",
 );
 
-/// The built-in marketing pipeline with its views' SQL inlined and `events` world lines.
-fn marketing_pipeline(events: u64) -> anyhow::Result<PipelineConfig> {
-    let mut cfg = PipelineConfig::parse(MARKETING_TOML)?;
+/// The SQL files of the telematics pipeline's views, by file name.
+const TELEMATICS_SQL: &[(&str, &str)] = pipeline_sql!("telematics":
+    "vehicle_windows.sql",
+    "claims_scored.sql",
+    "loss_ratio.sql",
+    "incidents_by_severity.sql",
+);
+
+/// A built-in pipeline (`toml` and its views' SQL files) with the SQL inlined and `events`
+/// world lines in every source.
+fn shipped_pipeline(
+    name: &str,
+    toml: &str,
+    sql_files: &[(&str, &str)],
+    events: u64,
+) -> anyhow::Result<PipelineConfig> {
+    let mut cfg = PipelineConfig::parse(toml)?;
     for v in &mut cfg.view {
         if let Some(file) = v.sql_file.take() {
-            let name = file.to_string_lossy();
-            let sql = MARKETING_SQL
+            let file = file.to_string_lossy();
+            let sql = sql_files
                 .iter()
-                .find(|(f, _)| *f == name)
-                .with_context(|| format!("the built-in marketing pipeline lacks {name}"))?;
+                .find(|(f, _)| *f == file)
+                .with_context(|| format!("the built-in {name} pipeline lacks {file}"))?;
             v.sql = Some(sql.1.to_string());
         }
     }
@@ -428,22 +445,44 @@ track_history_columns = ["segment", "credit_limit", "country"]
         keys = (events / 10).max(1),
     );
     let mut cfg = PipelineConfig::parse(&text)?;
-    let marketing = marketing_pipeline((events / 2).max(1_000))?;
+    let marketing = shipped_pipeline(
+        "marketing",
+        MARKETING_TOML,
+        MARKETING_SQL,
+        (events / 2).max(1_000),
+    )?;
+    let mut telematics = shipped_pipeline(
+        "telematics",
+        TELEMATICS_TOML,
+        TELEMATICS_SQL,
+        (events / 2).max(1_000),
+    )?;
+    // About 20 minutes of simulated driving (a reading per vehicle and second), so that the
+    // demo's 5-minute windows close.
+    for s in &mut telematics.source {
+        s.keys = Some(((events / 2).max(1_000) / 1_200).max(2));
+    }
     let marketing_tables: Vec<String> = marketing.table.iter().map(|t| t.name.clone()).collect();
-    let views: Vec<String> = marketing.view.iter().map(|v| v.name.clone()).collect();
-    cfg.source.extend(marketing.source);
-    cfg.table.extend(marketing.table);
-    cfg.view.extend(marketing.view);
+    let telematics_tables: Vec<String> = telematics.table.iter().map(|t| t.name.clone()).collect();
+    let mut views: Vec<String> = marketing.view.iter().map(|v| v.name.clone()).collect();
+    views.extend(telematics.view.iter().map(|v| v.name.clone()));
+    for p in [marketing, telematics] {
+        cfg.source.extend(p.source);
+        cfg.table.extend(p.table);
+        cfg.view.extend(p.view);
+    }
     let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
     tables.extend(views.iter().cloned());
+    tables.push("_late".into());
     clear_previous_demo(&lakehouse, &tables)?;
     eprintln!(
-        "tidewater demo: {events} generated bank-customer CDC events and {} marketing CDC and \
-         activity events ({} tables, {} views) → {}",
-        (events / 2).max(1_000),
+        "tidewater demo: {events} generated bank-customer CDC events, {n} marketing CDC and \
+         activity events and {n} telematics readings, policies and claims ({} tables, {} views) \
+         → {}",
         cfg.table.len(),
         cfg.view.len(),
-        lakehouse.display()
+        lakehouse.display(),
+        n = (events / 2).max(1_000),
     );
     let summary = run(
         cfg,
@@ -473,9 +512,18 @@ track_history_columns = ["segment", "credit_limit", "country"]
         marketing_tables.join(", ")
     );
     println!(
-        "  {}/<view>    marketing models (SQL views, kept current): {}",
+        "  {}/<table>   telematics inputs: {} (readings with a watermark; policies and claims CDC)",
+        lakehouse.display(),
+        telematics_tables.join(", ")
+    );
+    println!(
+        "  {}/<view>    models (SQL views, kept current; vehicle_windows: 5-minute event-time windows): {}",
         lakehouse.display(),
         views.join(", ")
+    );
+    println!(
+        "  {}/_late         (readings later than the watermark: never applied, never dropped)",
+        lakehouse.display()
     );
     println!(
         "  {}/_quarantine   (bad input and failed expectations, if any)",

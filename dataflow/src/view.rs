@@ -491,6 +491,34 @@ pub fn view_changes<'scope>(
     )
 }
 
+/// A windowed view's rows with their `window_closed` column appended, from its table's
+/// watermarks (`initial`: the watermark before the first epoch); `end_col` is the position of
+/// `window_end` in the rows.
+pub fn close_window_rows<'scope>(
+    rows: RowCollection<'scope>,
+    watermarks: StreamVec<'scope, u64, i64>,
+    end_col: usize,
+    emit: Emit,
+    initial: i64,
+) -> RowCollection<'scope> {
+    rows.inner
+        .close_windows(
+            watermarks,
+            move |row: &PackedRow| match row.unpack().get(end_col) {
+                Some(Datum::Timestamp(t)) => *t,
+                _ => i64::MAX,
+            },
+            emit,
+            initial,
+        )
+        .map(|((row, closed), t, r)| {
+            let mut bytes = row.as_bytes().to_vec();
+            Datum::Bool(closed).encode_key(&mut bytes);
+            (PackedRow::from_encoded(&bytes), t, r)
+        })
+        .as_collection()
+}
+
 /// The watermarks of the tables with one (each epoch's when it moved, on every worker) and
 /// the watermark each starts from.
 pub type Watermarks<'scope> = HashMap<String, (StreamVec<'scope, u64, i64>, i64)>;
@@ -513,23 +541,7 @@ pub fn render_views<'scope>(
                     .get(&w.table)
                     .cloned()
                     .expect("windowed views read tables with a watermark");
-                let end = w.end_col;
-                rows.inner
-                    .close_windows(
-                        marks,
-                        move |row: &PackedRow| match row.unpack().get(end) {
-                            Some(Datum::Timestamp(t)) => *t,
-                            _ => i64::MAX,
-                        },
-                        w.emit,
-                        initial,
-                    )
-                    .map(|((row, closed), t, r)| {
-                        let mut bytes = row.as_bytes().to_vec();
-                        Datum::Bool(closed).encode_key(&mut bytes);
-                        (PackedRow::from_encoded(&bytes), t, r)
-                    })
-                    .as_collection()
+                close_window_rows(rows, marks, w.end_col, w.emit, initial)
             }
         };
         relations.insert(v.name.clone(), rows.clone());

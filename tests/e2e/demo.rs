@@ -93,5 +93,24 @@ fn the_demo_writes_exact_scd1_and_scd2_tables_and_an_event_log_and_can_run_again
                 .sum();
             assert_eq!(read, events as i64, "run {run}: {table} rows read");
         }
+        // The telematics pipeline: windows with their closed flag, and every late reading
+        // in `_late` as the event log counts them.
+        let windows = py_read_table(&lh.join("vehicle_windows"), None)
+            .unwrap()
+            .rows;
+        assert!(!windows.is_empty(), "run {run}: vehicle_windows");
+        assert!(windows.iter().all(|w| w["window_closed"].is_boolean()));
+        assert!(windows.iter().any(|w| w["window_closed"] == true));
+        let late: i64 = log
+            .iter()
+            .filter(|r| r["table"] == "readings")
+            .map(|r| r["late"].as_i64().unwrap())
+            .sum();
+        let late_rows = if late > 0 {
+            py_read_table(&lh.join("_late"), None).unwrap().rows.len()
+        } else {
+            0
+        };
+        assert_eq!(late_rows as i64, late, "run {run}: _late");
     }
 }

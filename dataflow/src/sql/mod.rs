@@ -98,6 +98,10 @@
 //! | `SELECT DISTINCT` | |
 //! | `WITH a AS (…), b AS (…) SELECT …` | non-recursive; a later query may read an earlier one; each is rendered once however often it is read |
 //! | `UNION ALL`, `UNION` | column types unified (int64 and double → double); names from the first branch |
+//! | `GROUP BY …, TUMBLE(t, INTERVAL '5' MINUTE)` | event-time windows (docs/decisions/0011): the outermost `SELECT` of a view reading one table (`FROM tbl [WHERE …]`) whose watermark is on the timestamp column `t`; adds the group columns `window_start` / `window_end` (`[start, start + size)`, starts at multiples of the size since the Unix epoch), which the select list must output as they are; the view gets a `window_closed` column |
+//! | `GROUP BY …, HOP(t, INTERVAL size, INTERVAL slide)` | hopping windows: the **size first**, then the slide (≤ size; starts at multiples of the slide): a row is in every window `[s, s + size)` that contains `t` |
+//! | `TUMBLE_START(ts, INTERVAL …)` | a scalar: `ts` floored to a multiple of the interval (join a claim to its window: `w.window_start = TUMBLE_START(c.incident_time, INTERVAL '5' MINUTE)`) |
+//! | `INTERVAL 'n' UNIT`, `INTERVAL 'n unit'` | only as window sizes: whole, positive; `MILLISECOND`, `SECOND`, `MINUTE`, `HOUR`, `DAY` |
 //!
 //! Errors ([`SqlError::Unsupported`] with `line:column`): `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`
 //! (a view is an unordered set), window functions (`… OVER`), `RIGHT`/`FULL`/`CROSS`/`NATURAL`
@@ -105,7 +109,10 @@
 //! other conditions in `LEFT JOIN … ON`, subqueries in expressions (scalar, `EXISTS`,
 //! `IN (subquery)`, hence correlated subqueries), `LATERAL`, `WITH RECURSIVE`, `EXCEPT`,
 //! `INTERSECT`, `VALUES`, `SELECT` without `FROM`, `DISTINCT ON`, `ROLLUP`/`CUBE`/`GROUPING
-//! SETS`, aggregate `FILTER`, aggregates in `WHERE`/`ON`, statements other than one `SELECT`.
+//! SETS`, aggregate `FILTER`, aggregates in `WHERE`/`ON`, statements other than one `SELECT`;
+//! a window over a join, a `WITH` query or a subquery, in a `WITH` query or subquery, two
+//! windows in one `GROUP BY`, `TUMBLE`/`HOP` outside `GROUP BY`, a `HOP` slide longer than
+//! its size, a windowed `SELECT` that does not output `window_start` and `window_end`.
 //! Unknown relations are [`SqlError::UnknownRelation`]; unknown or ambiguous columns and a
 //! column neither grouped nor aggregated are errors with their position.
 //!

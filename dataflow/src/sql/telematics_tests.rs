@@ -36,7 +36,7 @@ use super::marketing_tests::{
     first_difference, load_tables, mk, oracle, query, s, same_rows, sqlite, text, typed,
     TableStates,
 };
-use super::view_tests::{run_models, sorted, states, to_value, Catalog, Epoch};
+use super::view_tests::{run_models_with, sorted, states, to_value, Catalog, Epoch};
 use crate::config::PipelineConfig;
 
 /// The pipeline's directory.
@@ -72,18 +72,7 @@ struct Pipeline {
 fn load(vehicles: u64, events: u64, claim_pct: f64) -> Pipeline {
     let text = std::fs::read_to_string(format!("{DIR}/telematics.toml")).unwrap();
     let raw: toml::Value = toml::from_str(&text).unwrap();
-    let mut cfg = match PipelineConfig::parse(&text) {
-        Ok(cfg) => cfg,
-        // The config does not know `watermark` yet (issue 8): parse the rest.
-        Err(e) if e.to_string().contains("watermark") => {
-            let without: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.starts_with("watermark = "))
-                .collect();
-            PipelineConfig::parse(&without.join("\n")).unwrap()
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let mut cfg = PipelineConfig::parse(&text).unwrap();
     // The [[view]] sections are read below; the rest of the file must be valid as it is.
     cfg.view.clear();
     cfg.validate().unwrap();
@@ -302,10 +291,11 @@ fn compare(
     tables: &Catalog,
     views: &[(String, String)],
     epochs: &[Epoch],
+    watermarks: &[i64],
     want: &BTreeMap<String, Vec<Vec<Vec<Value>>>>,
 ) {
     for workers in [1, 2] {
-        let got = run_models(tables, views, epochs, workers);
+        let got = run_models_with(tables, views, epochs, workers, watermarks);
         for (name, _) in views {
             let ours = states(&got[name], epochs.len());
             for (e, rows) in ours.iter().enumerate() {
@@ -352,7 +342,7 @@ fn telematics_loss_ratio_and_incidents_match_sqlite_at_every_epoch() {
     let tables = p.catalog_of(&["policies", "claims"]);
     let views = p.views(&PLAIN_VIEWS);
     let want = oracle(&tables, &views, &by_cut);
-    compare(&tables, &views, &epochs, &want);
+    compare(&tables, &views, &epochs, &[], &want);
 
     // Not vacuous: every region × coverage has policies, claims are paid, and the views
     // change from epoch to epoch.
@@ -462,7 +452,7 @@ fn telematics_loss_ratio_counts_premiums_once() {
     }
     let views = p.views(&PLAIN_VIEWS);
     let want = oracle(&cat, &views, &by_cut);
-    compare(&cat, &views, &epochs, &want);
+    compare(&cat, &views, &epochs, &[], &want);
 
     // region, coverage, policies, claims, earned, paid, expenses, loss_ratio.
     let row = |region: &str, coverage: &str, n: [i64; 5], ratio: f64| {
@@ -537,7 +527,7 @@ fn telematics_loss_ratio_counts_premiums_once() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Needs windows (issue 8): vehicle_windows and claims_scored.
+// Windowed: vehicle_windows and claims_scored.
 
 /// Five minutes in µs (timestamps are µs in rows and in SQLite).
 const WINDOW_US: i64 = 300_000_000;
@@ -595,7 +585,6 @@ fn late_at_cut(event_times: &[i64], sizes: &[usize], lateness: i64) -> (Vec<bool
 
 /// Every view over the generated world, readings included, late readings excluded.
 #[test]
-#[ignore = "needs windows (issue 8)"]
 fn telematics_windowed_views_match_sqlite_at_every_epoch() {
     let p = load(30, 60_000, 0.004);
     let cuts = [0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0];
@@ -679,11 +668,10 @@ fn telematics_windowed_views_match_sqlite_at_every_epoch() {
         .collect();
     assert_eq!(actions.len(), 3, "{actions:?}");
 
-    // Differential. (When rendering a windowed view takes the watermark as an input, feed
-    // `watermarks` — µs, one per epoch — here.)
+    // Differential, with the oracle's watermarks (µs, one per epoch) closing the windows.
     let mut all = PLAIN_VIEWS.to_vec();
     all.extend(WINDOWED_VIEWS);
-    compare(&tables, &p.views(&all), &epochs, &want);
+    compare(&tables, &p.views(&all), &epochs, &watermarks, &want);
 }
 
 #[test]

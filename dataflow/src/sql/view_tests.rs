@@ -64,6 +64,20 @@ pub(super) fn run_models(
     epochs: &[Epoch],
     workers: usize,
 ) -> BTreeMap<String, Updates> {
+    run_models_with(tables, views, epochs, workers, &[])
+}
+
+/// [`run_models`] with event-time windows: `watermarks[e]` is the watermark after epoch `e`
+/// (the same on every worker); a windowed view's rows get `window_closed` from them
+/// (`emit = on_update`).
+pub(super) fn run_models_with(
+    tables: &Catalog,
+    views: &[(String, String)],
+    epochs: &[Epoch],
+    workers: usize,
+    watermarks: &[i64],
+) -> BTreeMap<String, Updates> {
+    let watermarks = Arc::new(watermarks.to_vec());
     let sinks: BTreeMap<String, Arc<Mutex<Updates>>> = views
         .iter()
         .map(|(name, _)| (name.clone(), Arc::new(Mutex::new(Vec::new()))))
@@ -77,7 +91,12 @@ pub(super) fn run_models(
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = shared.clone();
+        let watermarks = watermarks.clone();
+        let mut marks_in: timely::dataflow::InputHandleVec<u64, i64> =
+            timely::dataflow::InputHandleVec::new();
         let (mut sessions, probes) = worker.dataflow::<u64, _, _>(|scope| {
+            use timely::dataflow::operators::vec::Input as _;
+            let marks = scope.input_from(&mut marks_in);
             let mut catalog = (*tables).clone();
             let mut sessions = HashMap::new();
             let mut colls = HashMap::new();
@@ -89,14 +108,28 @@ pub(super) fn run_models(
             let mut probes = Vec::new();
             for (name, sql) in views.iter() {
                 let plan = plan_query(sql, &catalog).unwrap_or_else(|e| panic!("{name}: {e}"));
-                let out = render_query(&plan, &colls).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let mut out = render_query(&plan, &colls).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let mut columns = plan.columns().to_vec();
+                if let Some(w) = plan.window() {
+                    out = crate::view::close_window_rows(
+                        out,
+                        marks.clone(),
+                        w.end_col,
+                        tidewater_operators::Emit::OnUpdate,
+                        i64::MIN,
+                    );
+                    columns.push(Column {
+                        name: crate::view::WINDOW_CLOSED.into(),
+                        ty: ColumnType::Boolean,
+                    });
+                }
                 let sink = shared[name].clone();
                 let (probe, _) = out
                     .clone()
                     .inspect(move |(row, t, d)| sink.lock().unwrap().push((row.clone(), *t, *d)))
                     .probe();
                 probes.push(probe);
-                catalog.insert(name.clone(), plan.columns().to_vec());
+                catalog.insert(name.clone(), columns);
                 colls.insert(name.clone(), out);
             }
             (sessions, probes)
@@ -111,6 +144,12 @@ pub(super) fn run_models(
                 }
             }
             let next = e as u64 + 1;
+            if let Some(w) = watermarks.get(e) {
+                if e == 0 || watermarks[e - 1] != *w {
+                    marks_in.send(*w);
+                }
+            }
+            marks_in.advance_to(next);
             for s in sessions.values_mut() {
                 s.advance_to(next);
                 s.flush();
