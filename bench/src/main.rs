@@ -20,6 +20,7 @@ mod codec;
 mod kafka;
 mod marketing;
 mod restart;
+mod telematics;
 
 /// mimalloc: the engine allocates many small, short-lived buffers per record; glibc malloc
 /// spent about a third of the run time on them (bench/RESULTS.md, 2026-11-22 profile).
@@ -62,6 +63,10 @@ enum Command {
     /// events/s and p99 epoch latency vs. recomputing every view from scratch in SQLite per
     /// epoch, in the same run.
     Marketing(marketing::MarketingArgs),
+    /// The telematics pipeline (readings with a watermark, 5-minute windows per vehicle,
+    /// claims scored against them) with many vehicles: events/s, p99 epoch latency, peak RSS
+    /// with many open windows, `emit = on_update` against `on_close` in the same run.
+    Telematics(telematics::TelematicsArgs),
     /// Run one measurement in this process and print one JSON line (used by the workloads,
     /// which re-execute the binary so that peak RSS is per run; also handy under a profiler).
     #[command(hide = true)]
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Command::CheckpointCodec(args) => codec::run(&args),
         Command::Kafka(args) => kafka::run(&args),
         Command::Marketing(args) => marketing::run(&args),
+        Command::Telematics(args) => telematics::run(&args),
         Command::RunOne { what } => match what {
             RunOne::Tidewater {
                 pipeline,
