@@ -1115,9 +1115,15 @@ scd = 1
             "config error at view `customers`: a table or view of this name is declared already"
         );
         assert!(error_of(&format!(
-            "{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\nemit = \"on_close\"\n"
+            "{MINIMAL}\n[[view]]\nname = \"v\"\nsql = \"SELECT 1\"\nemit = \"at_noon\"\n"
         ))
-        .contains("view `v`.emit: emit = \"on_close\" is for windowed views"));
+        .contains("view `v`.emit: \"at_noon\" is not one of: on_update, on_close"));
+        // A watermark's lateness must be a duration.
+        assert!(error_of(&MINIMAL.replace(
+            "scd = 1",
+            "scd = 1\nwatermark = { column = \"t\", allowed_lateness = \"later\" }"
+        ))
+        .contains("table `customers`.watermark.allowed_lateness: not a duration"));
         assert!(error_of(&format!(
             "{MINIMAL}\n[[view]]\nname = \"v\"\nsql_file = \"/nonexistent/v.sql\"\n"
         ))

@@ -60,6 +60,34 @@ fn errors_name_the_key_and_exit_2() {
             GOOD.replace("lakehouse = \"lh\"", "lakehouse = 5"),
             "line 4",
         ),
+        // Event time (issue 8).
+        (
+            format!("{GOOD}watermark = {{ column = \"name\", allowed_lateness = \"2m\" }}\n"),
+            "table `customers`.watermark.column: `name` is string, not a timestamp",
+        ),
+        (
+            format!("{GOOD}watermark = {{ column = \"updated_at\", allowed_lateness = \"soon\" }}\n"),
+            "table `customers`.watermark.allowed_lateness",
+        ),
+        (
+            format!(
+                "{}\n[[view]]\nname = \"w\"\nsql = \"SELECT customer_id, window_start, window_end, COUNT(*) AS n FROM customers GROUP BY customer_id, TUMBLE(updated_at, INTERVAL '5' MINUTE)\"\n",
+                GOOD.replace("sequence_by = \"__lsn\"", "sequence_by = \"__lsn\"\ncolumns = { updated_at = \"timestamp\" }")
+            ),
+            "table `customers` has no watermark",
+        ),
+        (
+            format!(
+                "{GOOD}\n[[view]]\nname = \"v\"\nsql = \"SELECT country, COUNT(*) AS n FROM customers GROUP BY country\"\nemit = \"on_close\"\n"
+            ),
+            "view `v`.emit: emit is for windowed views",
+        ),
+        (
+            format!(
+                "{GOOD}\n[[view]]\nname = \"v\"\nsql = \"SELECT country FROM customers\"\nemit = \"sometimes\"\n"
+            ),
+            "view `v`.emit: \"sometimes\" is not one of: on_update, on_close",
+        ),
     ];
     for (text, needle) in cases {
         let (code, stderr) = run_with(&text);

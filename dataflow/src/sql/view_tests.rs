@@ -1236,3 +1236,114 @@ fn name_and_type_errors() {
         Err(SqlError::Parse { .. })
     ));
 }
+
+// Event-time windows (issue 8).
+
+fn window_catalog() -> Catalog {
+    catalog(&[
+        (
+            "r",
+            &[
+                ("v", ColumnType::Int64),
+                ("t", ColumnType::Timestamp),
+                ("x", ColumnType::Float64),
+            ],
+        ),
+        (
+            "d",
+            &[("v", ColumnType::Int64), ("name", ColumnType::String)],
+        ),
+    ])
+}
+
+fn window_err(sql: &str) -> String {
+    match plan_query(sql, &window_catalog()) {
+        Ok(_) => panic!("`{sql}` was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn windows_are_planned_with_their_size_slide_and_output_columns() {
+    let p = plan_query(
+        "SELECT window_end, v, window_start, COUNT(*) AS n FROM r WHERE x > 0 \
+         GROUP BY v, HOP(t, INTERVAL '10' MINUTE, INTERVAL '5' MINUTE) HAVING COUNT(*) > 1",
+        &window_catalog(),
+    )
+    .unwrap();
+    let w = p.window().expect("windowed");
+    assert_eq!((w.relation.as_str(), w.time_column.as_str()), ("r", "t"));
+    assert_eq!((w.size, w.slide), (600_000_000, 300_000_000));
+    assert_eq!((w.start_col, w.end_col), (2, 0));
+    let names: Vec<&str> = p.columns().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["window_end", "v", "window_start", "n"]);
+    assert_eq!(p.columns()[0].ty, ColumnType::Timestamp);
+    // The storage key: the group columns (window and v).
+    let mut key = p.unique_key().expect("grouped");
+    key.sort();
+    assert_eq!(key, [0, 1, 2]);
+    let t = plan_query(
+        "SELECT v, window_start, window_end FROM r GROUP BY TUMBLE(t, INTERVAL '90 seconds'), v",
+        &window_catalog(),
+    )
+    .unwrap();
+    let w = t.window().unwrap();
+    assert_eq!((w.size, w.slide), (90_000_000, 90_000_000));
+    assert!(plan_query("SELECT v FROM r GROUP BY v", &window_catalog())
+        .unwrap()
+        .window()
+        .is_none());
+}
+
+#[test]
+fn window_starts_cover_every_window_containing_a_time() {
+    let s: Vec<i64> = super::query::window_starts(17, 10, 5).collect();
+    assert_eq!(s, [15, 10]);
+    let s: Vec<i64> = super::query::window_starts(-3, 10, 10).collect();
+    assert_eq!(s, [-10]);
+    let s: Vec<i64> = super::query::window_starts(20, 10, 5).collect();
+    assert_eq!(s, [20, 15]);
+}
+
+#[test]
+fn window_errors_name_the_problem_and_its_position() {
+    let cases = [
+        (
+            "SELECT v, window_start, window_end FROM r JOIN d ON r.v = d.v GROUP BY r.v, TUMBLE(t, INTERVAL '5' MINUTE)",
+            "unsupported construct `a window over a join",
+        ),
+        (
+            "SELECT v, window_start, window_end FROM r GROUP BY v, TUMBLE(x, INTERVAL '5' MINUTE)",
+            "the first argument of TUMBLE is the table's event-time column (a timestamp), got `x`",
+        ),
+        (
+            "SELECT v, window_start FROM r GROUP BY v, TUMBLE(t, INTERVAL '5' MINUTE)",
+            "a windowed SELECT outputs window_start and window_end",
+        ),
+        (
+            "SELECT v, window_start, window_end FROM r GROUP BY v, HOP(t, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)",
+            "HOP(time, size, slide): the slide (INTERVAL '5' MINUTE) is longer than the window size",
+        ),
+        (
+            "SELECT v, window_start, window_end FROM r GROUP BY v, TUMBLE(t, INTERVAL '5' WEEK)",
+            "is not a window interval",
+        ),
+        (
+            "SELECT v, window_start, window_end FROM r GROUP BY v, TUMBLE(t)",
+            "TUMBLE takes 2 arguments",
+        ),
+        (
+            "SELECT v, TUMBLE(t, INTERVAL '5' MINUTE) AS w FROM r",
+            "unsupported construct `TUMBLE outside GROUP BY",
+        ),
+        (
+            "WITH w AS (SELECT v, window_start, window_end, COUNT(*) AS n FROM r GROUP BY v, TUMBLE(t, INTERVAL '5' MINUTE)) SELECT * FROM w",
+            "unsupported construct `a window (TUMBLE / HOP) outside the GROUP BY of the view's outermost SELECT",
+        ),
+    ];
+    for (sql, want) in cases {
+        let e = window_err(sql);
+        assert!(e.contains(want), "`{sql}`:\n got  {e}\n want {want}");
+        assert!(e.contains(" at 1:"), "`{sql}`: no position in {e}");
+    }
+}
