@@ -22,6 +22,28 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Epoch latency from a pipeline's event log: per epoch, from its close to the last commit of
+/// its round (over the tables' rows); returns (p50 ms, p99 ms, epochs).
+pub fn epoch_latency(log: &[tidewater::event_log::LogRow]) -> anyhow::Result<(f64, f64, u64)> {
+    let mut per_epoch: std::collections::BTreeMap<u64, (i64, i64)> = Default::default();
+    for r in log {
+        let e = per_epoch
+            .entry(r.epoch)
+            .or_insert((r.epoch_closed_at, r.committed_at));
+        e.0 = e.0.min(r.epoch_closed_at);
+        e.1 = e.1.max(r.committed_at);
+    }
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    for (closed, committed) in per_epoch.values() {
+        hist.record(((committed - closed).max(0) as u64).max(1))?;
+    }
+    Ok((
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        per_epoch.len() as u64,
+    ))
+}
+
 /// Linux reports process CPU times in `/proc/<pid>/stat` in clock ticks of `USER_HZ`, which
 /// is 100 on every Linux ABI.
 const USER_HZ: f64 = 100.0;

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hdrhistogram::Histogram;
 use rusqlite::types::Value as Sql;
 use serde::Serialize;
 use tidewater::config::SourceKind;
@@ -25,7 +24,7 @@ use tidewater::{PipelineConfig, RunOptions};
 use tidewater_connectors::delta::{datum_at, read_manifests, read_parquet, table_files_at};
 use tidewater_connectors::types::{Column, ColumnType, Datum};
 
-use crate::common::{print_report, thousands, Table};
+use crate::common::{epoch_latency, print_report, thousands, Table};
 
 /// `tidewater-bench marketing`.
 #[derive(Args, Debug)]
@@ -116,21 +115,7 @@ pub fn run(args: &MarketingArgs) -> anyhow::Result<()> {
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    let log = tidewater::event_log::read(&lakehouse)?;
-    // Per epoch: closed → the last commit of the epoch's round.
-    let mut per_epoch: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
-    for r in &log {
-        let e = per_epoch
-            .entry(r.epoch)
-            .or_insert((r.epoch_closed_at, r.committed_at));
-        e.0 = e.0.min(r.epoch_closed_at);
-        e.1 = e.1.max(r.committed_at);
-    }
-    let mut hist = Histogram::<u64>::new(3)?;
-    for (closed, committed) in per_epoch.values() {
-        hist.record(((committed - closed).max(0) as u64).max(1))?;
-    }
-    let epochs = per_epoch.len() as u64;
+    let (p50, p99, epochs) = epoch_latency(&tidewater::event_log::read(&lakehouse)?)?;
     // The baseline: recompute every view from the cut of sampled epochs.
     let manifests = read_manifests(&lakehouse)?;
     let sampled: Vec<&BTreeMap<String, i64>> = {
@@ -156,8 +141,8 @@ pub fn run(args: &MarketingArgs) -> anyhow::Result<()> {
         seconds,
         events_per_s: summary.records as f64 / seconds,
         ms_per_epoch,
-        epoch_latency_p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
-        epoch_latency_p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        epoch_latency_p50_ms: p50,
+        epoch_latency_p99_ms: p99,
         baseline_epochs: sampled.len(),
         baseline_ms_per_epoch: total_ms / k,
         baseline_load_ms_per_epoch: load_ms / k,

@@ -6,16 +6,14 @@
 //! p99 epoch latency (closed → committed, from the event log), peak RSS, CPU seconds, late
 //! readings, and the ratio of each mode against `on_update` measured in the same run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::cdc_apply::engine::EngineReport;
-use crate::common::{mib, print_report, run_child, thousands, Table};
+use crate::common::{epoch_latency, mib, print_report, run_child, thousands, Table};
 
 /// `tidewater-bench telematics`.
 #[derive(Args, Debug)]
@@ -104,11 +102,9 @@ pub fn run(args: &TelematicsArgs) -> anyhow::Result<()> {
             "--workers".into(),
             args.workers.to_string(),
         ])?;
-        let (p50, p99, epochs) = epoch_latency(&lakehouse)?;
-        let late = tidewater::event_log::read(&lakehouse)?
-            .iter()
-            .map(|r| r.late)
-            .sum();
+        let log = tidewater::event_log::read(&lakehouse)?;
+        let (p50, p99, epochs) = epoch_latency(&log)?;
+        let late = log.iter().map(|r| r.late).sum();
         let (window_rows, closed_windows) = window_counts(&lakehouse)?;
         let events_per_s = r.events as f64 / r.elapsed_s;
         let first = reports.first().map_or(events_per_s, |f| f.events_per_s);
@@ -214,27 +210,6 @@ fn pipeline_text(
         bail!("the pipeline has no view `vehicle_windows`");
     }
     Ok(toml::to_string(&doc)?)
-}
-
-/// p50 and p99 of closed → committed per epoch (ms), and the number of epochs.
-fn epoch_latency(lakehouse: &Path) -> anyhow::Result<(f64, f64, u64)> {
-    let mut per_epoch: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
-    for r in tidewater::event_log::read(lakehouse)? {
-        let e = per_epoch
-            .entry(r.epoch)
-            .or_insert((r.epoch_closed_at, r.committed_at));
-        e.0 = e.0.min(r.epoch_closed_at);
-        e.1 = e.1.max(r.committed_at);
-    }
-    let mut hist = Histogram::<u64>::new(3)?;
-    for (closed, committed) in per_epoch.values() {
-        hist.record(((committed - closed).max(0) as u64).max(1))?;
-    }
-    Ok((
-        hist.value_at_quantile(0.5) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
-        per_epoch.len() as u64,
-    ))
 }
 
 /// Rows of `vehicle_windows` at its newest version, and how many are closed.

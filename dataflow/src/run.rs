@@ -52,8 +52,8 @@ use crate::source::{
 };
 use crate::table::{
     committed_bucket_files, gate_new_columns, late_columns, late_sink, parse_schema,
-    quarantine_columns, quarantine_sink, table_sink, BucketFile, LateRow, QuarantineRow, TablePlan,
-    LATE, QUARANTINE,
+    quarantine_columns, quarantine_sink, table_sink, timestamp_at, BucketFile, LateRow,
+    QuarantineRow, TablePlan, LATE, QUARANTINE,
 };
 use crate::view::{load_table_rows, plan_views, render_views, table_rows, view_changes};
 use crate::{Key, Seq, TidewaterError};
@@ -895,12 +895,11 @@ fn watermark_gate<'scope>(
     StreamVec<'scope, u64, LateRow>,
     StreamVec<'scope, u64, i64>,
 ) {
+    // Upserts without an event time are quarantined before the gate.
     let event_time = move |c: &Change<Key, Seq, PackedRow>| {
-        c.value.as_ref().map(|row| match row.unpack().get(pos) {
-            Some(Datum::Timestamp(t)) => *t,
-            // Upserts without an event time are quarantined before the gate.
-            _ => i64::MIN,
-        })
+        c.value
+            .as_ref()
+            .map(|row| timestamp_at(row, pos).unwrap_or(i64::MIN))
     };
     let on_epoch = move |epoch: u64, late: u64, before: i64, max: Option<i64>| {
         let mut all = stats.borrow_mut();
@@ -914,10 +913,7 @@ fn watermark_gate<'scope>(
     let (on_time, late, marks) = changes.watermark_gate(event_time, lateness, initial, on_epoch);
     let late = late.map(move |(c, w)| {
         let row = c.value.expect("late records are upserts");
-        let t = match row.unpack().get(pos) {
-            Some(Datum::Timestamp(t)) => *t,
-            _ => i64::MIN,
-        };
+        let t = timestamp_at(&row, pos).unwrap_or(i64::MIN);
         plan.late_row(&c.seq, &row, t, w)
     });
     (on_time, late, marks)

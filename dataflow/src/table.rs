@@ -1204,6 +1204,15 @@ impl TablePlan {
     }
 }
 
+/// The timestamp at position `pos` of a packed row (decoding only the fields up to it), if
+/// that field is a timestamp.
+pub fn timestamp_at(row: &PackedRow, pos: usize) -> Option<i64> {
+    match row.iter().nth(pos) {
+        Some(tidewater_connectors::types::DatumRef::Timestamp(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// A datum as JSON: numbers and booleans as they are, timestamps and decimals as text.
 fn datum_json(d: &Datum, ty: ColumnType) -> serde_json::Value {
     use serde_json::Value;

@@ -42,7 +42,7 @@ use crate::config::PipelineConfig;
 use crate::metrics::Metrics;
 use crate::run::PlannedTables;
 use crate::sql::{plan_query, QueryPlan, RowCollection};
-use crate::table::TablePlan;
+use crate::table::{timestamp_at, TablePlan};
 use crate::{Key, TidewaterError};
 
 /// A planned view.
@@ -504,10 +504,7 @@ pub fn close_window_rows<'scope>(
     rows.inner
         .close_windows(
             watermarks,
-            move |row: &PackedRow| match row.unpack().get(end_col) {
-                Some(Datum::Timestamp(t)) => *t,
-                _ => i64::MAX,
-            },
+            move |row: &PackedRow| timestamp_at(row, end_col).unwrap_or(i64::MAX),
             emit,
             initial,
         )

@@ -78,7 +78,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::path::Path;
 
-use super::{push_int, write_lines};
+use super::{push_int, push_str, write_lines};
 
 /// One of the six streams of the marketing world (the `stream` of a generator source).
 #[derive(
@@ -1614,12 +1614,6 @@ fn capitalized(email: &str) -> String {
         first.make_ascii_uppercase();
     }
     s
-}
-
-fn push_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
 }
 
 fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {

@@ -235,6 +235,13 @@ fn write_lines(
     Ok(bytes)
 }
 
+/// Appends `s` as a JSON string (the generators' strings need no escaping).
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends the decimal representation of `v`.
 fn push_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];

@@ -101,7 +101,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 use std::path::Path;
 
-use super::{push_int, write_lines};
+use super::{push_int, push_str, write_lines};
 
 /// One of the three streams of the telematics world (the `stream` of a generator source).
 #[derive(
@@ -1198,12 +1198,6 @@ fn pick(r: &mut ChaCha8Rng, weights: &[u32]) -> u8 {
         x -= w;
     }
     unreachable!("x < total")
-}
-
-fn push_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
 }
 
 /// Appends `v / 10^decimals` with exactly `decimals` decimals (`-4.50`, `0.07`).
