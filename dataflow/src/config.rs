@@ -570,48 +570,42 @@ impl PipelineConfig {
                     }
                     match s.workload.as_deref() {
                         None | Some("bank") | Some("transfers") => {}
-                        Some("marketing") => match s.stream.as_deref() {
-                            Some(name) if MarketingStream::parse(name).is_some() => {}
-                            Some(name) => {
-                                return Err(err(
-                                    format!("{key}.stream"),
-                                    format!(
-                                        "unknown stream `{name}` (supported: {})",
-                                        MarketingStream::names()
-                                    ),
-                                ))
+                        Some(w @ ("marketing" | "telematics")) => {
+                            // Which streams the workload's world has.
+                            let (known, names) = match w {
+                                "marketing" => (
+                                    s.stream
+                                        .as_deref()
+                                        .and_then(MarketingStream::parse)
+                                        .is_some(),
+                                    MarketingStream::names(),
+                                ),
+                                _ => (
+                                    s.stream
+                                        .as_deref()
+                                        .and_then(TelematicsStream::parse)
+                                        .is_some(),
+                                    TelematicsStream::names(),
+                                ),
+                            };
+                            match s.stream.as_deref() {
+                                Some(_) if known => {}
+                                Some(name) => {
+                                    return Err(err(
+                                        format!("{key}.stream"),
+                                        format!("unknown stream `{name}` (supported: {names})"),
+                                    ))
+                                }
+                                None => {
+                                    return Err(err(
+                                        format!("{key}.stream"),
+                                        format!(
+                                            "required for workload = \"{w}\" (one of: {names})"
+                                        ),
+                                    ))
+                                }
                             }
-                            None => {
-                                return Err(err(
-                                    format!("{key}.stream"),
-                                    format!(
-                                        "required for workload = \"marketing\" (one of: {})",
-                                        MarketingStream::names()
-                                    ),
-                                ))
-                            }
-                        },
-                        Some("telematics") => match s.stream.as_deref() {
-                            Some(name) if TelematicsStream::parse(name).is_some() => {}
-                            Some(name) => {
-                                return Err(err(
-                                    format!("{key}.stream"),
-                                    format!(
-                                        "unknown stream `{name}` (supported: {})",
-                                        TelematicsStream::names()
-                                    ),
-                                ))
-                            }
-                            None => {
-                                return Err(err(
-                                    format!("{key}.stream"),
-                                    format!(
-                                        "required for workload = \"telematics\" (one of: {})",
-                                        TelematicsStream::names()
-                                    ),
-                                ))
-                            }
-                        },
+                        }
                         Some(w) => {
                             return Err(err(
                                 format!("{key}.workload"),
