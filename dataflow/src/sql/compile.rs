@@ -1227,6 +1227,48 @@ impl<'a> Compiler<'a> {
                 let size = self.interval(args[1], at)?;
                 Ok(self.call(Func::TumbleStart(size), vec![t], ColumnType::Timestamp, at))
             }
+            "date_trunc" | "datetrunc" | "date_diff" | "datediff" => {
+                let diff = name.contains("diff");
+                arity(if diff { 3 } else { 2 }, if diff { 3 } else { 2 })?;
+                let unit = match args[0] {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(u) => convert::DateUnit::parse(u),
+                        _ => None,
+                    },
+                    ast::Expr::Identifier(id) => convert::DateUnit::parse(&id.value),
+                    _ => None,
+                };
+                let Some(unit) = unit else {
+                    return Err(self.type_err(
+                        format!(
+                            "{name}'s first argument must be a unit literal ('second', 'minute', \
+                             'hour', 'day', 'week', 'month', 'quarter' or 'year'), got `{}`",
+                            args[0]
+                        ),
+                        self.at(args[0], at),
+                    ));
+                };
+                let mut ts = Vec::new();
+                for a in &args[1..] {
+                    let t = self.expr(a, at)?;
+                    let t = match t.ty {
+                        Some(ColumnType::Timestamp) => t,
+                        None => self.cast(t, Some(ColumnType::Timestamp), at),
+                        Some(ty) => {
+                            return Err(self.type_err(
+                                format!("{name} needs a timestamp, but `{a}` is {ty}"),
+                                self.at(*a, at),
+                            ))
+                        }
+                    };
+                    ts.push(t);
+                }
+                Ok(if diff {
+                    self.call(Func::DateDiff(unit), ts, ColumnType::Int64, at)
+                } else {
+                    self.call(Func::DateTrunc(unit), ts, ColumnType::Timestamp, at)
+                })
+            }
             "tumble" | "hop" => Err(self.unsupported(
                 format!(
                     "{} outside GROUP BY (a window is a GROUP BY item of a view)",

@@ -315,6 +315,99 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// A calendar or clock unit of `DATE_TRUNC` / `DATE_DIFF`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DateUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl DateUnit {
+    /// The unit named `name` (any case; also the plural).
+    pub(crate) fn parse(name: &str) -> Option<DateUnit> {
+        let n = name.to_ascii_lowercase();
+        Some(match n.strip_suffix('s').unwrap_or(&n) {
+            "second" => DateUnit::Second,
+            "minute" => DateUnit::Minute,
+            "hour" => DateUnit::Hour,
+            "day" => DateUnit::Day,
+            "week" => DateUnit::Week,
+            "month" => DateUnit::Month,
+            "quarter" => DateUnit::Quarter,
+            "year" => DateUnit::Year,
+            _ => return None,
+        })
+    }
+
+    /// The unit's length in µs, for the units of fixed length.
+    fn fixed_micros(self) -> Option<i64> {
+        Some(match self {
+            DateUnit::Second => 1_000_000,
+            DateUnit::Minute => 60_000_000,
+            DateUnit::Hour => 3_600_000_000,
+            DateUnit::Day => 86_400_000_000,
+            DateUnit::Week => 7 * 86_400_000_000,
+            _ => return None,
+        })
+    }
+}
+
+/// Day number of the Monday of the ISO week containing day `d` (1970-01-01 was a Thursday).
+fn monday_of(d: i64) -> i64 {
+    d - (d + 3).rem_euclid(7)
+}
+
+/// `DATE_TRUNC(unit, ts)`: the timestamp rounded down to the start of its unit (weeks start
+/// on Monday, UTC).
+pub(crate) fn date_trunc(unit: DateUnit, micros: i64) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    match unit {
+        DateUnit::Week => monday_of(micros.div_euclid(DAY)) * DAY,
+        u if u.fixed_micros().is_some() => {
+            let m = u.fixed_micros().unwrap_or(1);
+            micros.div_euclid(m) * m
+        }
+        u => {
+            let (y, m, _) = civil_from_days(micros.div_euclid(DAY));
+            let m = match u {
+                DateUnit::Year => 1,
+                DateUnit::Quarter => (m - 1) / 3 * 3 + 1,
+                _ => m,
+            };
+            days_from_civil(y, m, 1) * DAY
+        }
+    }
+}
+
+/// `DATE_DIFF(unit, start, end)`: the number of unit boundaries between the two timestamps
+/// (DuckDB's `date_diff`): the difference of their `DATE_TRUNC`s, in units; negative when
+/// `end` is before `start`.
+pub(crate) fn date_diff(unit: DateUnit, start: i64, end: i64) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    let (a, b) = (date_trunc(unit, start), date_trunc(unit, end));
+    match unit {
+        DateUnit::Month | DateUnit::Quarter | DateUnit::Year => {
+            let months = |t: i64| {
+                let (y, m, _) = civil_from_days(t.div_euclid(DAY));
+                y * 12 + m - 1
+            };
+            let n = months(b) - months(a);
+            match unit {
+                DateUnit::Month => n,
+                DateUnit::Quarter => n / 3,
+                _ => n / 12,
+            }
+        }
+        u => (b - a) / u.fixed_micros().unwrap_or(1),
+    }
+}
+
 /// Parses `YYYY-MM-DD[( |T)HH:MM[:SS[.ffffff]]][Z|±HH[:MM]]` (UTC unless an offset is given;
 /// digits past microseconds are truncated) into microseconds since the epoch.
 pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
@@ -458,6 +551,45 @@ mod tests {
         assert_eq!(dec_arith(DecOp::Mul, a, 18, b, 18, t), Ok(2_251_125_000));
         let t = dec_result(DecOp::Rem, (3, 1), (2, 0));
         assert_eq!(dec_arith(DecOp::Rem, -75, 1, 2, 0, t), Ok(-15));
+    }
+
+    #[test]
+    fn date_trunc_and_diff() {
+        let t = |s: &str| parse_timestamp(s).unwrap();
+        let ts = t("2024-05-17 13:45:12.5");
+        let cases = [
+            (DateUnit::Second, "2024-05-17 13:45:12"),
+            (DateUnit::Minute, "2024-05-17 13:45:00"),
+            (DateUnit::Hour, "2024-05-17 13:00:00"),
+            (DateUnit::Day, "2024-05-17 00:00:00"),
+            (DateUnit::Week, "2024-05-13 00:00:00"),
+            (DateUnit::Month, "2024-05-01 00:00:00"),
+            (DateUnit::Quarter, "2024-04-01 00:00:00"),
+            (DateUnit::Year, "2024-01-01 00:00:00"),
+        ];
+        for (u, want) in cases {
+            assert_eq!(format_timestamp(date_trunc(u, ts)), want, "{u:?}");
+        }
+        // Before 1970: floors, not truncation toward zero.
+        assert_eq!(
+            format_timestamp(date_trunc(DateUnit::Month, t("1969-12-31 23:59:59"))),
+            "1969-12-01 00:00:00"
+        );
+        assert_eq!(
+            format_timestamp(date_trunc(DateUnit::Week, t("1970-01-01 10:00:00"))),
+            "1969-12-29 00:00:00"
+        );
+        // Boundaries crossed, not whole units elapsed (DuckDB's date_diff).
+        let (a, b) = (t("2024-01-31 23:00:00"), t("2024-02-01 01:00:00"));
+        assert_eq!(date_diff(DateUnit::Day, a, b), 1);
+        assert_eq!(date_diff(DateUnit::Month, a, b), 1);
+        assert_eq!(date_diff(DateUnit::Hour, a, b), 2);
+        assert_eq!(date_diff(DateUnit::Day, b, a), -1);
+        assert_eq!(date_diff(DateUnit::Year, t("2023-12-31"), t("2025-01-01")), 2);
+        assert_eq!(date_diff(DateUnit::Quarter, t("2024-03-31"), t("2024-04-01")), 1);
+        assert_eq!(date_diff(DateUnit::Day, t("2024-01-01"), t("2024-12-31 23:59")), 365);
+        assert_eq!(DateUnit::parse("DAYS"), Some(DateUnit::Day));
+        assert_eq!(DateUnit::parse("fortnight"), None);
     }
 
     #[test]

@@ -230,6 +230,10 @@ pub(crate) enum Func {
     /// `TUMBLE_START(ts, INTERVAL …)`: the timestamp floored to a multiple of the interval
     /// (µs) since the Unix epoch.
     TumbleStart(i64),
+    /// `DATE_TRUNC('unit', ts)`.
+    DateTrunc(convert::DateUnit),
+    /// `DATE_DIFF('unit', start, end)`.
+    DateDiff(convert::DateUnit),
 }
 
 /// A node of the compiled tree.
@@ -994,6 +998,11 @@ impl Node {
                 V::Str(substring(s, start, len))
             }
             (Func::TumbleStart(size), V::Ts(t)) => V::Ts(t.div_euclid(size) * size),
+            (Func::DateTrunc(unit), V::Ts(t)) => V::Ts(convert::date_trunc(unit, t)),
+            (Func::DateDiff(unit), V::Ts(start)) => match b {
+                V::Ts(end) => V::Int(convert::date_diff(unit, start, end)),
+                _ => cx.fail(EvalErrorKind::MistypedValue, at),
+            },
             (Func::Abs(_), V::Int(i)) => i
                 .checked_abs()
                 .map_or_else(|| cx.fail(EvalErrorKind::Overflow, at), V::Int),

@@ -78,6 +78,26 @@ fn b(v: bool) -> Datum {
 #[test]
 fn expressions_evaluate_to_exact_datums() {
     let cases: Vec<(&str, Datum)> = vec![
+        // --- calendar functions (UTC)
+        (
+            "CAST(DATE_TRUNC('month', TIMESTAMP '2024-05-17 13:45:12') AS string)",
+            s("2024-05-01 00:00:00"),
+        ),
+        (
+            "CAST(date_trunc('WEEK', TIMESTAMP '2024-05-17 13:45:12') AS string)",
+            s("2024-05-13 00:00:00"),
+        ),
+        (
+            "DATE_DIFF('day', TIMESTAMP '2024-01-31 23:00:00', TIMESTAMP '2024-03-01 01:00:00')",
+            i(30),
+        ),
+        (
+            "datediff('month', TIMESTAMP '2024-01-31 23:00:00', TIMESTAMP '2024-03-01')",
+            i(2),
+        ),
+        ("DATE_DIFF('hour', ts, ts)", i(0)),
+        ("DATE_DIFF('day', NULL, ts)", N),
+        ("DATE_TRUNC('day', NULL)", N),
         // --- NULL semantics and three-valued logic
         ("NULL = NULL", N),
         ("NULL <> NULL", N),
@@ -408,6 +428,12 @@ fn errors_name_the_construct_and_position() {
         ("ts = 1", "cannot compare timestamp with int64"),
         ("ts = s", "cannot compare string with timestamp in `ts = s`"),
         ("ts > 'yesterday'", "invalid timestamp literal 'yesterday'"),
+        (
+            "DATE_TRUNC('fortnight', ts)",
+            "date_trunc's first argument must be a unit literal ('second', 'minute'",
+        ),
+        ("DATE_DIFF('day', s, ts)", "date_diff needs a timestamp, but `s` is string"),
+        ("DATE_DIFF('day', ts)", "date_diff takes 3 argument(s), got 2"),
         ("i IN (1, 'a')", "cannot compare int64 with string in `i IN (1, 'a')` at 1:10"),
         ("i BETWEEN 'a' AND 2", "cannot compare int64 with string"),
         ("i + s", "cannot apply + to int64 and string in `i + s` at 1:1"),
