@@ -282,6 +282,7 @@ pub fn committer<'scope>(
                         }
                         let at = history.take_through(c);
                         cp.writer.complete(c, at).map_err(|e| e.to_string())?;
+                        metrics.log.checkpointed(event_log::now_micros());
                         next_checkpoint = Some(cp.schedule.next_due(c + 1));
                     }
                     Ok(())
@@ -409,6 +410,18 @@ pub fn committer<'scope>(
                         hold = None;
                         return;
                     }
+                    // `/metrics` counts exactly what the event log holds.
+                    for (table, e) in &entries {
+                        metrics.log.add(table, crate::metrics::LogCounts {
+                            rows_read: e.stats.read,
+                            upserted: e.upserted,
+                            deleted: e.deleted,
+                            stale: e.stats.changes.saturating_sub(e.stats.advanced),
+                            quarantined: e.stats.quarantined,
+                            dropped: e.stats.dropped,
+                            late: e.stats.late,
+                        });
+                    }
                     tracing::debug!(epoch, ms = log_started.elapsed().as_millis() as u64, "event log committed");
                 }
                 // Crash point: every table holds `epoch`, its manifest is not written.
@@ -434,6 +447,7 @@ pub fn committer<'scope>(
                 tracing::debug!(epoch, ms = started.elapsed().as_millis() as u64, "epoch committed (tables, event log, manifest)");
                 metrics.epochs_committed.fetch_add(1, Ordering::Relaxed);
                 metrics.last_epoch.store(epoch, Ordering::Relaxed);
+                metrics.log.committed(epoch, started.elapsed(), event_log::now_micros());
                 metrics.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 output.session(&cap).give(epoch);
             }

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod commit;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod event_log;
 pub mod failpoint;

@@ -2,9 +2,10 @@
 //! library's commands.
 
 use std::io::IsTerminal;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -57,7 +58,8 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         processes: usize,
     },
-    /// Run the bank pipeline on generated data into ./lakehouse (no external services).
+    /// Run the shipped pipelines (bank, marketing, telematics, offers) on generated data into
+    /// ./lakehouse (no external services) and serve the live dashboard.
     Demo {
         /// Where to write the tables.
         #[arg(long, default_value = "lakehouse")]
@@ -68,6 +70,29 @@ enum Cmd {
         /// Worker threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Where the dashboard (and /metrics, /health) listens; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// Do not serve the dashboard.
+        #[arg(long)]
+        no_dashboard: bool,
+        /// Exit when the run is done (default: keep serving the dashboard until Ctrl-C).
+        #[arg(long)]
+        exit: bool,
+        /// Generated events per second per source (default: as fast as the generators go,
+        /// capped at 100,000/s per bank source).
+        #[arg(long)]
+        rate: Option<u64>,
+    },
+    /// Serve the live dashboard of a lakehouse (pages, /api/, /metrics, /health) until
+    /// stopped.
+    Dashboard {
+        /// The lakehouse directory.
+        #[arg(long)]
+        lakehouse: PathBuf,
+        /// Where to listen (loopback by default; another address is an explicit choice).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
     },
     /// Print, as JSON, the Delta version of every table for the newest epoch in the manifest
     /// (or for --epoch E).
@@ -106,6 +131,10 @@ struct RunArgs {
     /// Exit once every bounded source is exhausted and committed.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Serve /metrics (Prometheus text) and /health on this address (process 0 of a
+    /// cluster only), e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -162,6 +191,15 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
                 }
                 .into());
             }
+            let metrics = Arc::new(tidewater::metrics::Metrics::default());
+            let server = match args.metrics {
+                Some(bind) if process_id == 0 => {
+                    let s = tidewater::dashboard::serve_metrics(bind, metrics.clone())?;
+                    eprintln!("metrics: http://{}/metrics (health: /health)", s.addr);
+                    Some(s)
+                }
+                _ => None,
+            };
             let summary = run(
                 cfg,
                 RunOptions {
@@ -171,8 +209,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
                     addresses,
                     exit_when_idle: args.exit_when_idle,
                     progress: true,
+                    metrics: Some(metrics),
                 },
             )?;
+            drop(server);
             eprintln!(
                 "done: {} events parsed, {} quarantined, {} epochs committed (last {}) in {:.2?}",
                 summary.records,
@@ -204,7 +244,37 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             lakehouse,
             events,
             workers,
-        } => demo(&lakehouse, events, workers),
+            bind,
+            no_dashboard,
+            exit,
+            rate,
+        } => demo(
+            &lakehouse,
+            events,
+            workers,
+            DemoServe {
+                bind: (!no_dashboard).then_some(bind),
+                exit,
+                rate,
+            },
+        ),
+        Cmd::Dashboard { lakehouse, bind } => {
+            if !lakehouse.is_dir() {
+                bail!(TidewaterError::Config {
+                    key: "--lakehouse".into(),
+                    message: format!("{} is not a directory", lakehouse.display()),
+                });
+            }
+            let server = tidewater::dashboard::serve(&lakehouse, bind, None)?;
+            eprintln!(
+                "tidewater dashboard of {}: http://{}/ (Ctrl-C to stop)",
+                lakehouse.display(),
+                server.addr
+            );
+            loop {
+                std::thread::park();
+            }
+        }
         Cmd::Snapshot { lakehouse, epoch } => snapshot(&lakehouse, epoch),
         Cmd::Status { lakehouse } => {
             if !lakehouse.is_dir() {
@@ -284,6 +354,9 @@ fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<
             .arg(&hostfile);
         if args.exit_when_idle {
             cmd.arg("--exit-when-idle");
+        }
+        if let (0, Some(bind)) = (i, args.metrics) {
+            cmd.arg("--metrics").arg(bind.to_string());
         }
         children.push(
             cmd.spawn()
@@ -388,9 +461,20 @@ fn shipped_pipeline(
     Ok(cfg)
 }
 
-/// The demo: the bank pipeline and the marketing pipeline on generated CDC into `lakehouse`,
-/// as one pipeline (one epoch cut across all their tables and views).
-fn demo(lakehouse: &Path, events: u64, workers: usize) -> anyhow::Result<()> {
+/// How the demo serves its dashboard.
+struct DemoServe {
+    /// Where the dashboard listens (none: no dashboard).
+    bind: Option<SocketAddr>,
+    /// Exit when done instead of serving on.
+    exit: bool,
+    /// Events per second per source.
+    rate: Option<u64>,
+}
+
+/// The demo: the shipped pipelines (bank, marketing, telematics, offers) on generated data
+/// into `lakehouse`, as one pipeline (one epoch cut across all their tables and views), with
+/// the live dashboard.
+fn demo(lakehouse: &Path, events: u64, workers: usize, serve: DemoServe) -> anyhow::Result<()> {
     std::fs::create_dir_all(lakehouse)?;
     let lakehouse = lakehouse.canonicalize()?;
     let text = format!(
@@ -474,7 +558,24 @@ track_history_columns = ["segment", "credit_limit", "country"]
     let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
     tables.extend(views.iter().cloned());
     tables.push("_late".into());
+    if let Some(rate) = serve.rate {
+        for src in &mut cfg.source {
+            src.rate = Some(rate.max(1));
+        }
+    }
     clear_previous_demo(&lakehouse, &tables)?;
+    let metrics = Arc::new(tidewater::metrics::Metrics::default());
+    let server = match serve.bind {
+        Some(bind) => {
+            let s = tidewater::dashboard::serve(&lakehouse, bind, Some(metrics.clone()))?;
+            eprintln!(
+                "dashboard: http://{}/  (metrics: /metrics, health: /health)",
+                s.addr
+            );
+            Some(s)
+        }
+        None => None,
+    };
     eprintln!(
         "tidewater demo: {events} generated bank-customer CDC events, {n} marketing CDC and \
          activity events and {n} telematics readings, policies and claims ({} tables, {} views) \
@@ -490,6 +591,7 @@ track_history_columns = ["segment", "credit_limit", "country"]
             workers,
             exit_when_idle: true,
             progress: true,
+            metrics: Some(metrics),
             ..RunOptions::default()
         },
     )?;
@@ -548,6 +650,19 @@ track_history_columns = ["segment", "credit_limit", "country"]
         "  duckdb -c \"SELECT count(*) FROM delta_scan('{}/customers')\"",
         lakehouse.display()
     );
+    if let Some(server) = server {
+        if serve.exit {
+            server.stop();
+        } else {
+            println!(
+                "Dashboard: http://{}/ (offers, claims, engagement, pipeline) — Ctrl-C to stop",
+                server.addr
+            );
+            loop {
+                std::thread::park();
+            }
+        }
+    }
     Ok(())
 }
 

@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub exit_when_idle: bool,
     /// Show the progress line / periodic progress logs.
     pub progress: bool,
+    /// The counters to update (shared with a `/metrics` server); none: the run's own.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for RunOptions {
@@ -85,6 +87,7 @@ impl Default for RunOptions {
             addresses: Vec::new(),
             exit_when_idle: true,
             progress: false,
+            metrics: None,
         }
     }
 }
@@ -335,8 +338,27 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     let bucket_files = Arc::new(bucket_files);
     let added_columns = Arc::new(added_columns);
     let log_resume = resume.per_table_committed.get(EVENT_LOG).copied().flatten();
-    let metrics = Arc::new(Metrics::default());
+    let metrics = opts.metrics.clone().unwrap_or_default();
     if opts.process_id == 0 {
+        // `/metrics` starts from the event log's totals, so that its counters equal the log.
+        let log = crate::event_log::read(&lakehouse)?;
+        for r in &log {
+            metrics.log.add(
+                &r.table,
+                crate::metrics::LogCounts {
+                    rows_read: r.rows_read,
+                    upserted: r.upserted,
+                    deleted: r.deleted,
+                    stale: r.stale_ignored,
+                    quarantined: r.quarantined,
+                    dropped: r.dropped,
+                    late: r.late,
+                },
+            );
+        }
+        if let Some(last) = log.iter().max_by_key(|r| (r.epoch, r.committed_at)) {
+            metrics.log.resumed(last.epoch, last.committed_at);
+        }
         let rows: i64 = bucket_files
             .values()
             .flat_map(|f| f.values())

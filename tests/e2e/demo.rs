@@ -40,6 +40,7 @@ fn the_demo_writes_exact_scd1_and_scd2_tables_and_an_event_log_and_can_run_again
             lh.to_str().unwrap(),
             "--events",
             &events.to_string(),
+            "--no-dashboard",
         ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("customers_history"), "{stdout}");

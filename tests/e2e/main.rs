@@ -15,6 +15,7 @@ mod kafka_pipeline;
 mod kafka_reader;
 mod kafka_scale;
 mod marketing;
+mod metrics;
 mod restart;
 mod schema_evolution;
 mod second_writer;

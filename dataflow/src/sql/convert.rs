@@ -585,9 +585,18 @@ mod tests {
         assert_eq!(date_diff(DateUnit::Month, a, b), 1);
         assert_eq!(date_diff(DateUnit::Hour, a, b), 2);
         assert_eq!(date_diff(DateUnit::Day, b, a), -1);
-        assert_eq!(date_diff(DateUnit::Year, t("2023-12-31"), t("2025-01-01")), 2);
-        assert_eq!(date_diff(DateUnit::Quarter, t("2024-03-31"), t("2024-04-01")), 1);
-        assert_eq!(date_diff(DateUnit::Day, t("2024-01-01"), t("2024-12-31 23:59")), 365);
+        assert_eq!(
+            date_diff(DateUnit::Year, t("2023-12-31"), t("2025-01-01")),
+            2
+        );
+        assert_eq!(
+            date_diff(DateUnit::Quarter, t("2024-03-31"), t("2024-04-01")),
+            1
+        );
+        assert_eq!(
+            date_diff(DateUnit::Day, t("2024-01-01"), t("2024-12-31 23:59")),
+            365
+        );
         assert_eq!(DateUnit::parse("DAYS"), Some(DateUnit::Day));
         assert_eq!(DateUnit::parse("fortnight"), None);
     }

@@ -144,7 +144,7 @@
 //! - **`DISTINCT` / `UNION`** use differential's `distinct` on rows with canonical doubles.
 
 mod compile;
-mod convert;
+pub(crate) mod convert;
 mod expr;
 mod query;
 mod render;
