@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tidewater_connectors::generator::{
-    BankGenConfig, GeneratorConfig, MarketingGenConfig, MarketingStream, TelematicsGenConfig,
-    TelematicsStream, TransfersGenConfig,
+    BankGenConfig, GeneratorConfig, MarketingGenConfig, MarketingStream, OffersGenConfig,
+    OffersStream, TelematicsGenConfig, TelematicsStream, TransfersGenConfig,
 };
 use tidewater_connectors::kafka::KafkaConfig;
 use tidewater_connectors::types::ColumnType;
@@ -173,7 +173,7 @@ pub enum SourceKind {
     /// A file, or a directory of files read in name order.
     Files,
     /// A built-in CDC generator (`workload`: bank customers, bank transfers, one stream of the
-    /// marketing or of the telematics world).
+    /// marketing, the telematics or the offers world).
     Generator,
     /// Kafka topics — not implemented yet.
     Kafka,
@@ -203,16 +203,21 @@ pub struct SourceConfig {
     /// `tidewater_connectors::generator::marketing`); `"telematics"` = one stream (`stream`)
     /// of the simulated telematics world (vehicle readings about every second, out of order,
     /// late and duplicated; insurance policies and claims as CDC; see
-    /// `tidewater_connectors::generator::telematics`).
+    /// `tidewater_connectors::generator::telematics`); `"offers"` = one stream (`stream`) of
+    /// the simulated card-offers world (card customers, their event-attendance counters per
+    /// category sequenced by `datetime_updated`, card transactions with cash-back; see
+    /// `tidewater_connectors::generator::offers`).
     #[serde(default)]
     pub workload: Option<String>,
-    /// `generator`, `workload = "marketing"` or `"telematics"` only (required there): which
-    /// stream of the world this source emits — marketing: `account` | `user` | `lead` |
-    /// `activity_send_email` | `activity_open_email` | `activity_click_email`; telematics:
-    /// `reading` | `policy` | `claim`. The sources of one world share every other generator
-    /// setting; `events` counts the lines of the whole world, and `keys` is, for marketing,
-    /// its number of snapshot leads (default 2000; `keys / 2` users, `keys / 20` accounts),
-    /// for telematics its number of vehicles (default 200; one policy each).
+    /// `generator`, `workload = "marketing"`, `"telematics"` or `"offers"` only (required
+    /// there): which stream of the world this source emits — marketing: `account` | `user` |
+    /// `lead` | `activity_send_email` | `activity_open_email` | `activity_click_email`;
+    /// telematics: `reading` | `policy` | `claim`; offers: `customer` | `pattern` |
+    /// `transaction`. The sources of one world share every other generator setting; `events`
+    /// counts the lines of the whole world, and `keys` is, for marketing, its number of
+    /// snapshot leads (default 2000; `keys / 2` users, `keys / 20` accounts), for telematics
+    /// its number of vehicles (default 200; one policy each), for offers its number of
+    /// customers (default 2000; about half in the snapshot).
     #[serde(default)]
     pub stream: Option<String>,
     /// `generator`: seed (default 42).
@@ -223,8 +228,8 @@ pub struct SourceConfig {
     #[serde(default)]
     pub events: Option<u64>,
     /// `generator`: number of distinct keys (default 10000); for `workload = "transfers"` the
-    /// number of accounts of the snapshot (default 1000, at least 2); for `"marketing"` and
-    /// `"telematics"` see `stream`.
+    /// number of accounts of the snapshot (default 1000, at least 2); for `"marketing"`,
+    /// `"telematics"` and `"offers"` see `stream`.
     #[serde(default)]
     pub keys: Option<u64>,
     /// `generator`: events per second, 0 = as fast as possible (default 0).
@@ -548,8 +553,8 @@ impl PipelineConfig {
             if s.stream.is_some() && s.kind != SourceKind::Generator {
                 return Err(err(
                     format!("{key}.stream"),
-                    "only for kind = \"generator\" with workload = \"marketing\" or \
-                     \"telematics\"",
+                    "only for kind = \"generator\" with workload = \"marketing\", \
+                     \"telematics\" or \"offers\"",
                 ));
             }
             match s.kind {
@@ -570,7 +575,7 @@ impl PipelineConfig {
                     }
                     match s.workload.as_deref() {
                         None | Some("bank") | Some("transfers") => {}
-                        Some(w @ ("marketing" | "telematics")) => {
+                        Some(w @ ("marketing" | "telematics" | "offers")) => {
                             // Which streams the workload's world has.
                             let (known, names) = match w {
                                 "marketing" => (
@@ -580,12 +585,16 @@ impl PipelineConfig {
                                         .is_some(),
                                     MarketingStream::names(),
                                 ),
-                                _ => (
+                                "telematics" => (
                                     s.stream
                                         .as_deref()
                                         .and_then(TelematicsStream::parse)
                                         .is_some(),
                                     TelematicsStream::names(),
+                                ),
+                                _ => (
+                                    s.stream.as_deref().and_then(OffersStream::parse).is_some(),
+                                    OffersStream::names(),
                                 ),
                             };
                             match s.stream.as_deref() {
@@ -611,17 +620,20 @@ impl PipelineConfig {
                                 format!("{key}.workload"),
                                 format!(
                                     "unknown workload `{w}` (supported: bank, transfers, \
-                                     marketing, telematics)"
+                                     marketing, telematics, offers)"
                                 ),
                             ))
                         }
                     }
                     if s.stream.is_some()
-                        && !matches!(s.workload.as_deref(), Some("marketing" | "telematics"))
+                        && !matches!(
+                            s.workload.as_deref(),
+                            Some("marketing" | "telematics" | "offers")
+                        )
                     {
                         return Err(err(
                             format!("{key}.stream"),
-                            "only for workload = \"marketing\" or \"telematics\"",
+                            "only for workload = \"marketing\", \"telematics\" or \"offers\"",
                         ));
                     }
                 }
@@ -1003,6 +1015,25 @@ impl SourceConfig {
                 }
                 GeneratorConfig::Telematics(g)
             }
+            Some("offers") => {
+                let mut g = match self.keys {
+                    Some(customers) => OffersGenConfig::scaled(customers),
+                    None => OffersGenConfig::default(),
+                };
+                if let Some(v) = self.seed {
+                    g.seed = v;
+                }
+                if let Some(v) = self.events {
+                    g.events = v;
+                }
+                if let Some(v) = self.with_schema {
+                    g.with_schema = v;
+                }
+                if let Some(stream) = self.stream.as_deref().and_then(OffersStream::parse) {
+                    g.stream = stream;
+                }
+                GeneratorConfig::Offers(g)
+            }
             _ => GeneratorConfig::Bank(self.generator_config()),
         }
     }
@@ -1298,6 +1329,72 @@ sequence_by = "__lsn"
         let e = error_of(&with("workload = \"telematic\"\nstream = \"claim\""));
         assert!(
             e.contains("source `customers_cdc`.workload") && e.contains("telematics"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn offers_workload_needs_a_stream() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "kind = \"generator\"",
+                &format!("kind = \"generator\"\n{extra}"),
+            )
+        };
+        let c = PipelineConfig::parse(&with(
+            "workload = \"offers\"\nstream = \"pattern\"\nkeys = 12\nevents = 3000\nseed = 3\nwith_schema = true",
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let GeneratorConfig::Offers(g) = c.source[0].generator() else {
+            panic!("not the offers generator");
+        };
+        assert_eq!(g.stream, OffersStream::Pattern);
+        assert_eq!((g.seed, g.events, g.customers), (3, 3000, 12));
+        assert!(g.with_schema);
+        assert_eq!(c.source[0].generator().workload(), "offers");
+        assert_eq!(
+            c.source[0].generator().total_lines(),
+            g.stream_lines()[OffersStream::Pattern.index()]
+        );
+        // Defaults: 2000 customers, 200000 world lines.
+        let c = PipelineConfig::parse(&with("workload = \"offers\"\nstream = \"transaction\""))
+            .unwrap();
+        c.validate().unwrap();
+        let GeneratorConfig::Offers(g) = c.source[0].generator() else {
+            panic!("not the offers generator");
+        };
+        assert_eq!(
+            (g.customers, g.events, g.stream),
+            (2000, 200_000, OffersStream::Transaction)
+        );
+        let e = error_of(&with("workload = \"offers\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream")
+                && e.contains("required for workload = \"offers\"")
+                && e.contains("customer, pattern, transaction"),
+            "{e}"
+        );
+        let e = error_of(&with("workload = \"offers\"\nstream = \"patterns\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream")
+                && e.contains("unknown stream `patterns`")
+                && e.contains("customer, pattern, transaction"),
+            "{e}"
+        );
+        // Another world's stream is not an offers stream, nor the other way round.
+        let e = error_of(&with("workload = \"offers\"\nstream = \"claim\""));
+        assert!(e.contains("unknown stream `claim`"), "{e}");
+        let e = error_of(&with("workload = \"telematics\"\nstream = \"pattern\""));
+        assert!(e.contains("unknown stream `pattern`"), "{e}");
+        let e = error_of(&with("workload = \"bank\"\nstream = \"pattern\""));
+        assert!(
+            e.contains("source `customers_cdc`.stream") && e.contains("\"offers\""),
+            "{e}"
+        );
+        let e = error_of(&with("workload = \"offer\"\nstream = \"pattern\""));
+        assert!(
+            e.contains("source `customers_cdc`.workload") && e.contains("offers"),
             "{e}"
         );
     }

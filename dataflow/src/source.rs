@@ -495,6 +495,12 @@ fn generator_identity(src: &SourceConfig) -> Value {
             "claim_pct": g.claim_pct, "out_of_order_pct": g.out_of_order_pct,
             "with_schema": g.with_schema
         }),
+        GeneratorConfig::Offers(g) => json!({
+            "workload": "offers", "stream": g.stream.name(), "seed": g.seed,
+            "events": g.events, "customers": g.customers, "late_pct": g.late_pct,
+            "stale_pct": g.stale_pct, "duplicate_pct": g.duplicate_pct,
+            "reversal_pct": g.reversal_pct, "with_schema": g.with_schema
+        }),
     }
 }
 

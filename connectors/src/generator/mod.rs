@@ -13,6 +13,11 @@
 //!   one simulated world of vehicles sending readings about every second (out of order,
 //!   late, very late and duplicated), their insurance policies and the claims filed for them,
 //!   emitted as three consistent Debezium streams, one per generator (its `stream`).
+//! - [`offers`]: the card-offers generator ([`OffersGenerator`]): one simulated world of card
+//!   customers, their event-attendance counters per category (sequenced by
+//!   `datetime_updated`, with stale late changes and reversals) and their card transactions
+//!   with cash-back (late and duplicated), emitted as three consistent Debezium streams, one
+//!   per generator (its `stream`).
 //! - [`reference`]: a plain sequential model of `APPLY CHANGES` / SCD type 1
 //!   ([`reference_apply`]) that computes the expected final table of any Debezium JSON
 //!   stream, independently of the engine.
@@ -100,6 +105,7 @@ macro_rules! f {
 
 pub mod bank;
 pub mod marketing;
+pub mod offers;
 pub mod reference;
 pub mod telematics;
 pub mod transfers;
@@ -108,6 +114,7 @@ pub use bank::{write_file, BankGenConfig, BankGenerator, BANK_COLUMNS, BANK_SCHE
 pub use marketing::{
     write_file as write_marketing_file, MarketingGenConfig, MarketingGenerator, MarketingStream,
 };
+pub use offers::{write_file as write_offers_file, OffersGenConfig, OffersGenerator, OffersStream};
 pub use reference::{reference_apply, reference_apply_file, ReferenceState};
 pub use telematics::{
     write_file as write_telematics_file, TelematicsGenConfig, TelematicsGenerator, TelematicsStream,
@@ -128,16 +135,19 @@ pub enum GeneratorConfig {
     Marketing(MarketingGenConfig),
     /// `workload = "telematics"`: [`TelematicsGenerator`] (one stream of the telematics world).
     Telematics(TelematicsGenConfig),
+    /// `workload = "offers"`: [`OffersGenerator`] (one stream of the offers world).
+    Offers(OffersGenConfig),
 }
 
 impl GeneratorConfig {
-    /// The workload name (`bank` | `transfers` | `marketing` | `telematics`).
+    /// The workload name (`bank` | `transfers` | `marketing` | `telematics` | `offers`).
     pub fn workload(&self) -> &'static str {
         match self {
             GeneratorConfig::Bank(_) => "bank",
             GeneratorConfig::Transfers(_) => "transfers",
             GeneratorConfig::Marketing(_) => "marketing",
             GeneratorConfig::Telematics(_) => "telematics",
+            GeneratorConfig::Offers(_) => "offers",
         }
     }
 
@@ -148,6 +158,7 @@ impl GeneratorConfig {
             GeneratorConfig::Transfers(c) => c.total_lines(),
             GeneratorConfig::Marketing(c) => c.total_lines(),
             GeneratorConfig::Telematics(c) => c.total_lines(),
+            GeneratorConfig::Offers(c) => c.total_lines(),
         }
     }
 
@@ -164,6 +175,9 @@ impl GeneratorConfig {
             GeneratorConfig::Telematics(c) => {
                 Generator::Telematics(Box::new(TelematicsGenerator::new(c.clone())))
             }
+            GeneratorConfig::Offers(c) => {
+                Generator::Offers(Box::new(OffersGenerator::new(c.clone())))
+            }
         }
     }
 }
@@ -178,6 +192,8 @@ pub enum Generator {
     Marketing(Box<MarketingGenerator>),
     /// One stream of the telematics world (every event is its own source transaction).
     Telematics(Box<TelematicsGenerator>),
+    /// One stream of the offers world (every event is its own source transaction).
+    Offers(Box<OffersGenerator>),
 }
 
 impl Generator {
@@ -188,6 +204,7 @@ impl Generator {
             Generator::Transfers(g) => g.next_line(out),
             Generator::Marketing(g) => g.next_line(out),
             Generator::Telematics(g) => g.next_line(out),
+            Generator::Offers(g) => g.next_line(out),
         }
     }
 
@@ -198,6 +215,7 @@ impl Generator {
             Generator::Transfers(g) => g.position(),
             Generator::Marketing(g) => g.position(),
             Generator::Telematics(g) => g.position(),
+            Generator::Offers(g) => g.position(),
         }
     }
 
@@ -205,7 +223,10 @@ impl Generator {
     /// block (and so an epoch) must not end here.
     pub fn in_transaction(&self) -> bool {
         match self {
-            Generator::Bank(_) | Generator::Marketing(_) | Generator::Telematics(_) => false,
+            Generator::Bank(_)
+            | Generator::Marketing(_)
+            | Generator::Telematics(_)
+            | Generator::Offers(_) => false,
             Generator::Transfers(g) => g.in_transaction(),
         }
     }
