@@ -152,6 +152,8 @@ mod render;
 #[cfg(test)]
 mod marketing_tests;
 #[cfg(test)]
+mod offers_tests;
+#[cfg(test)]
 mod telematics_tests;
 #[cfg(test)]
 mod tests;

@@ -206,30 +206,37 @@ impl Pipeline {
 // ---------------------------------------------------------------------------------------
 // The reference: table states at each cut.
 
-/// Every line of a table's stream.
-fn lines_of(t: &Table) -> Vec<Vec<u8>> {
-    let mut gen = t.generator.build();
+/// Every line of the stream of generator `generator` (of table `name`).
+pub(super) fn lines_of(name: &str, generator: &GeneratorConfig) -> Vec<Vec<u8>> {
+    let mut gen = generator.build();
     let mut lines = Vec::new();
     let mut line = Vec::new();
     while gen.next_line(&mut line) {
         lines.push(std::mem::take(&mut line));
     }
-    assert_eq!(lines.len() as u64, t.generator.total_lines());
-    assert!(lines.len() > 20, "{}: {} lines", t.name, lines.len());
+    assert_eq!(lines.len() as u64, generator.total_lines());
+    assert!(lines.len() > 20, "{name}: {} lines", lines.len());
     lines
 }
 
 /// The number of lines of a stream of `len` lines in each cut (`cuts`: fractions).
-fn cut_sizes(len: usize, cuts: &[f64]) -> Vec<usize> {
+pub(super) fn cut_sizes(len: usize, cuts: &[f64]) -> Vec<usize> {
     cuts.iter()
         .map(|f| ((len as f64 * f).ceil() as usize).min(len))
         .collect()
 }
 
+/// A CDC table as the reference applies it: name, key columns, sequence column.
+pub(super) struct Applied<'a> {
+    pub name: &'a str,
+    pub keys: &'a [String],
+    pub sequence_by: &'a str,
+}
+
 /// The SCD1 state of `t` after `lines`: key → row.
-fn table_state(t: &Table, columns: &[Column], lines: &[&[u8]]) -> BTreeMap<String, Row> {
+fn table_state(t: &Applied, columns: &[Column], lines: &[&[u8]]) -> BTreeMap<String, Row> {
     let keys: Vec<&str> = t.keys.iter().map(|k| k.as_str()).collect();
-    let st = reference_apply(lines.iter().copied(), &keys, &t.sequence_by);
+    let st = reference_apply(lines.iter().copied(), &keys, t.sequence_by);
     assert!(st.bad.is_empty(), "{}: {:?}", t.name, st.bad);
     st.rows
         .iter()
@@ -239,8 +246,8 @@ fn table_state(t: &Table, columns: &[Column], lines: &[&[u8]]) -> BTreeMap<Strin
 
 /// Adds table `t`'s states at every cut to `by_cut`, and the changes from one cut to the
 /// next to `epochs`; `lines_at[e]` are the lines applied by cut `e`.
-fn add_table(
-    t: &Table,
+pub(super) fn add_table(
+    t: &Applied,
     columns: &[Column],
     lines_at: &[Vec<&[u8]>],
     by_cut: &mut [TableStates],
@@ -254,15 +261,25 @@ fn add_table(
             let (old, new) = (prev.get(k), state.get(k));
             if old != new {
                 if let Some(r) = old {
-                    epochs[e].push((t.name.clone(), r.clone(), -1));
+                    epochs[e].push((t.name.to_string(), r.clone(), -1));
                 }
                 if let Some(r) = new {
-                    epochs[e].push((t.name.clone(), r.clone(), 1));
+                    epochs[e].push((t.name.to_string(), r.clone(), 1));
                 }
             }
         }
-        by_cut[e].insert(t.name.clone(), state.values().cloned().collect());
+        by_cut[e].insert(t.name.to_string(), state.values().cloned().collect());
         prev = state;
+    }
+}
+
+impl Table {
+    fn applied(&self) -> Applied<'_> {
+        Applied {
+            name: &self.name,
+            keys: &self.keys,
+            sequence_by: &self.sequence_by,
+        }
     }
 }
 
@@ -272,12 +289,18 @@ fn cdc_epochs(p: &Pipeline, cuts: &[f64]) -> (Vec<TableStates>, Vec<Epoch>) {
     let mut epochs: Vec<Epoch> = vec![Vec::new(); cuts.len()];
     for stream in [TelematicsStream::Policy, TelematicsStream::Claim] {
         let t = p.table(stream);
-        let lines = lines_of(t);
+        let lines = lines_of(&t.name, &t.generator);
         let lines_at: Vec<Vec<&[u8]>> = cut_sizes(lines.len(), cuts)
             .into_iter()
             .map(|n| lines[..n].iter().map(|l| l.as_slice()).collect())
             .collect();
-        add_table(t, &p.catalog[&t.name], &lines_at, &mut by_cut, &mut epochs);
+        add_table(
+            &t.applied(),
+            &p.catalog[&t.name],
+            &lines_at,
+            &mut by_cut,
+            &mut epochs,
+        );
     }
     (by_cut, epochs)
 }
@@ -287,7 +310,7 @@ fn cdc_epochs(p: &Pipeline, cuts: &[f64]) -> (Vec<TableStates>, Vec<Epoch>) {
 
 /// Runs `views` on differential at 1 and 2 workers and compares each with SQLite (`want`:
 /// view → epoch → sorted rows) at every epoch.
-fn compare(
+pub(super) fn compare(
     tables: &Catalog,
     views: &[(String, String)],
     epochs: &[Epoch],
@@ -592,7 +615,7 @@ fn telematics_windowed_views_match_sqlite_at_every_epoch() {
 
     // Readings: the lines of each cut that are not late.
     let t = p.table(TelematicsStream::Reading);
-    let lines = lines_of(t);
+    let lines = lines_of(&t.name, &t.generator);
     let (column, lateness) = &p.watermark;
     let event_times: Vec<i64> = lines
         .iter()
@@ -612,7 +635,13 @@ fn telematics_windowed_views_match_sqlite_at_every_epoch() {
                 .collect()
         })
         .collect();
-    add_table(t, &p.catalog[&t.name], &lines_at, &mut by_cut, &mut epochs);
+    add_table(
+        &t.applied(),
+        &p.catalog[&t.name],
+        &lines_at,
+        &mut by_cut,
+        &mut epochs,
+    );
     let late_count = late.iter().filter(|l| **l).count();
     // The generator's very late readings (~0.5 %) are late at any cut; within-lateness
     // readings are not, with epochs this long.
