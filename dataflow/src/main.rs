@@ -79,8 +79,8 @@ enum Cmd {
         /// Exit when the run is done (default: keep serving the dashboard until Ctrl-C).
         #[arg(long)]
         exit: bool,
-        /// Generated events per second per source (default: as fast as the generators go,
-        /// capped at 100,000/s per bank source).
+        /// Generated events per second per simulated world (each stream of a world gets its
+        /// share; default: as fast as the generators go, capped at 100,000/s per bank source).
         #[arg(long)]
         rate: Option<u64>,
     },
@@ -436,6 +436,16 @@ const TELEMATICS_SQL: &[(&str, &str)] = pipeline_sql!("telematics":
     "incidents_by_severity.sql",
 );
 
+/// The shipped offers pipeline (`pipelines/offers/`), built in like marketing's.
+const OFFERS_TOML: &str = include_str!("../../pipelines/offers/offers.toml");
+
+/// The SQL files of the offers pipeline's views, by file name.
+const OFFERS_SQL: &[(&str, &str)] = pipeline_sql!("offers":
+    "customer_360.sql",
+    "offers.sql",
+    "cashback_economics.sql",
+);
+
 /// A built-in pipeline (`toml` and its views' SQL files) with the SQL inlined and `events`
 /// world lines in every source.
 fn shipped_pipeline(
@@ -546,11 +556,18 @@ track_history_columns = ["segment", "credit_limit", "country"]
     for s in &mut telematics.source {
         s.keys = Some(((events / 2).max(1_000) / 1_200).max(2));
     }
+    let mut offers = shipped_pipeline("offers", OFFERS_TOML, OFFERS_SQL, (events / 2).max(1_000))?;
+    // About half a year of card transactions (a customer pays about every second day).
+    for s in &mut offers.source {
+        s.keys = Some(((events / 2).max(1_000) / 100).max(10));
+    }
+    let offers_tables: Vec<String> = offers.table.iter().map(|t| t.name.clone()).collect();
     let marketing_tables: Vec<String> = marketing.table.iter().map(|t| t.name.clone()).collect();
     let telematics_tables: Vec<String> = telematics.table.iter().map(|t| t.name.clone()).collect();
     let mut views: Vec<String> = marketing.view.iter().map(|v| v.name.clone()).collect();
     views.extend(telematics.view.iter().map(|v| v.name.clone()));
-    for p in [marketing, telematics] {
+    views.extend(offers.view.iter().map(|v| v.name.clone()));
+    for p in [marketing, telematics, offers] {
         cfg.source.extend(p.source);
         cfg.table.extend(p.table);
         cfg.view.extend(p.view);
@@ -559,8 +576,12 @@ track_history_columns = ["segment", "credit_limit", "country"]
     tables.extend(views.iter().cloned());
     tables.push("_late".into());
     if let Some(rate) = serve.rate {
+        // `rate` events per second per world: each stream of a world gets its share, so that
+        // the streams of one world stay together in simulated time.
         for src in &mut cfg.source {
-            src.rate = Some(rate.max(1));
+            let lines = src.generator().total_lines() as u128;
+            let world = src.events.unwrap_or(events).max(1) as u128;
+            src.rate = Some(((rate as u128 * lines / world) as u64).max(1));
         }
     }
     clear_previous_demo(&lakehouse, &tables)?;
@@ -578,8 +599,8 @@ track_history_columns = ["segment", "credit_limit", "country"]
     };
     eprintln!(
         "tidewater demo: {events} generated bank-customer CDC events, {n} marketing CDC and \
-         activity events and {n} telematics readings, policies and claims ({} tables, {} views) \
-         → {}",
+         activity events, {n} telematics readings, policies and claims and {n} card customer, \
+         attendance and transaction events ({} tables, {} views) → {}",
         cfg.table.len(),
         cfg.view.len(),
         lakehouse.display(),
@@ -619,7 +640,12 @@ track_history_columns = ["segment", "credit_limit", "country"]
         telematics_tables.join(", ")
     );
     println!(
-        "  {}/<view>    models (SQL views, kept current; vehicle_windows: 5-minute event-time windows): {}",
+        "  {}/<table>   offers inputs: {} (customers and attendance CDC, card transactions)",
+        lakehouse.display(),
+        offers_tables.join(", ")
+    );
+    println!(
+        "  {}/<view>    models (SQL views, kept current; vehicle_windows: 5-minute event-time windows; offers: rules in SQL): {}",
         lakehouse.display(),
         views.join(", ")
     );

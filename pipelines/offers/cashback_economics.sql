@@ -18,7 +18,7 @@ WITH monthly AS (
         SUM(t.amount_cents) AS spend_cents,
         SUM(t.cashback_cents) AS cashback_paid_cents
     FROM transactions t
-    JOIN customers c ON t.customer_id = c.customer_id
+    JOIN customer_profiles c ON t.customer_id = c.customer_id
     GROUP BY c.segment, DATE_TRUNC('month', t.txn_time)
 )
 SELECT

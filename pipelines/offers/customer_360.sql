@@ -62,7 +62,7 @@ SELECT
     COALESCE(a.dining_attended, 0) AS dining_attended,
     COALESCE(a.travel_attended, 0) AS travel_attended,
     f.favourite_category
-FROM customers c
+FROM customer_profiles c
 LEFT JOIN spend s ON s.customer_id = c.customer_id
 LEFT JOIN attended a ON a.customer_id = c.customer_id
 LEFT JOIN favourite f ON f.customer_id = c.customer_id

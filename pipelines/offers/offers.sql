@@ -23,7 +23,7 @@ SELECT
     p.events_attended,
     p.datetime_updated AS qualified_at
 FROM customer_patterns p
-JOIN customers c ON p.customer_id = c.customer_id
+JOIN customer_profiles c ON p.customer_id = c.customer_id
 WHERE (p.category = 'concerts' AND p.events_attended >= 5)
    OR (p.category = 'sports' AND p.events_attended >= 6)
    OR (p.category = 'dining' AND p.events_attended >= 8)

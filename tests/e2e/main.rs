@@ -7,6 +7,7 @@ mod cdc_file;
 mod checkpoints;
 mod config_errors;
 mod crash_kill;
+mod dashboard;
 mod demo;
 mod dlt_cases;
 mod epochs;

@@ -243,7 +243,7 @@ fn offers_gold_views_match_sqlite_at_every_epoch() {
 fn customer(cat: &Catalog, id: i64, segment: &str) -> Row {
     mk(
         cat,
-        "customers",
+        "customer_profiles",
         &[
             ("customer_id", Datum::Int(id)),
             ("name", s(&format!("customer {id}"))),
@@ -283,8 +283,8 @@ fn offers_appear_on_a_threshold_crossing_and_leave_on_its_reversal() {
     let del = |t: &str, r: Row| (t.to_string(), r, -1);
     let epochs: Vec<Epoch> = vec![
         vec![
-            ins("customers", customer(&cat, 1, "mass")),
-            ins("customers", customer(&cat, 2, "premier")),
+            ins("customer_profiles", customer(&cat, 1, "mass")),
+            ins("customer_profiles", customer(&cat, 2, "premier")),
             ins("customer_patterns", pattern(&cat, 1, "concerts", 3, 10)),
             ins("customer_patterns", pattern(&cat, 2, "travel", 2, 10)),
         ],
@@ -295,7 +295,7 @@ fn offers_appear_on_a_threshold_crossing_and_leave_on_its_reversal() {
         vec![
             del("customer_patterns", pattern(&cat, 1, "concerts", 5, 20)),
             ins("customer_patterns", pattern(&cat, 1, "concerts", 4, 30)),
-            del("customers", customer(&cat, 2, "premier")),
+            del("customer_profiles", customer(&cat, 2, "premier")),
         ],
     ];
     let mut by_cut = Vec::new();

@@ -38,6 +38,7 @@ const render = {
       ${kpi("cashback_paid_cents", "cash back paid", money(k.cashback_paid_cents), k.cashback_paid_cents)}
       ${kpi("interchange_earned_cents", "interchange earned (break-even)", money(k.interchange_earned_cents), k.interchange_earned_cents)}
       ${kpi("net_cents", "net", money(k.net_cents), k.net_cents)}
+      ${kpi("loss_cents", "cash-back losses", money(k.loss_cents), k.loss_cents)}
       ${kpi("losing_segment_months", "segment-months losing money", int(k.losing_segment_months), k.losing_segment_months)}
     </div>
     <div class="grid">
@@ -103,7 +104,7 @@ async function load() {
     html = `<p class="note">No epoch committed yet; this page updates by itself.</p>`;
   }
   if (d.missing && d.missing.length) {
-    html += `<p class="warn" id="missing">Not in this lakehouse: ${esc(d.missing.join(", "))}</p>`;
+    html += `<p class="warn" id="missing">No table yet (not in this lakehouse, or nothing committed to it so far): ${esc(d.missing.join(", "))}</p>`;
   }
   if (d.error) html += `<p class="warn">${esc(d.error)}</p>`;
   main.innerHTML = html + render[page](d);
