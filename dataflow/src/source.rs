@@ -818,6 +818,14 @@ pub fn cutter<'scope>(
                         }
                         Input::Generator { gen, total, .. } => gen.position() >= *total,
                     };
+                if !has_data && exhausted && !finished && opened.elapsed() >= settings.interval {
+                    // Idle (a watched directory without new files, a paced generator): time
+                    // still passes. The source moves to the next epoch without recording any
+                    // input for this one, so that it does not hold back the epochs of the
+                    // other sources (an epoch completes only when every source has passed it).
+                    opened = Instant::now();
+                    c.downgrade(&(epoch + 1));
+                }
                 if (close || finished) && has_data {
                     // Never split a source transaction: finish the last line's transaction here.
                     if let Input::Files(cutter) = input {

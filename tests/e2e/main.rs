@@ -17,6 +17,7 @@ mod kafka_reader;
 mod kafka_scale;
 mod marketing;
 mod metrics;
+mod offers;
 mod restart;
 mod schema_evolution;
 mod second_writer;
