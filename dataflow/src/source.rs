@@ -21,6 +21,11 @@
 //! (paced by the parsing of worker 0). None of this changes what an epoch records or how it is
 //! replayed: the recorded ranges are replayed exactly, whatever cut them.
 //!
+//! An idle cutter (a watched directory with no new file, a paced generator with nothing due)
+//! still lets time pass: after `commit_interval_ms` without input it moves to the next epoch
+//! and records nothing for the one it leaves, so one quiet source does not hold back the epochs
+//! of the others (an epoch completes only once every source has passed it).
+//!
 //! On restart, a cutter first replays the recorded cut of every committed epoch (the ranges
 //! its source recorded in the Delta logs, with the same epoch numbers — see [`plan_replay`]),
 //! then continues after the last recorded range, deciding epochs from `max_epoch + 1` on.
