@@ -134,18 +134,7 @@ fn load(keys: u64, events: u64) -> Pipeline {
     }
 
     let raw: toml::Value = toml::from_str(&text).unwrap();
-    let views = raw["view"]
-        .as_array()
-        .expect("[[view]] sections")
-        .iter()
-        .map(|v| {
-            let name = v["name"].as_str().unwrap().to_string();
-            let file = v["sql_file"].as_str().unwrap();
-            let sql = std::fs::read_to_string(format!("{DIR}/{file}"))
-                .unwrap_or_else(|e| panic!("view `{name}`: {file}: {e}"));
-            (name, sql)
-        })
-        .collect();
+    let views = view_files(DIR, &raw);
     Pipeline {
         tables,
         catalog,
@@ -380,7 +369,24 @@ fn check_all(
     want
 }
 
-fn int(v: &Value) -> i64 {
+/// The `[[view]]` sections of a shipped pipeline file (`raw`, in `dir`): name and the SQL of
+/// its `sql_file`, in file order.
+pub(super) fn view_files(dir: &str, raw: &toml::Value) -> Vec<(String, String)> {
+    raw["view"]
+        .as_array()
+        .expect("[[view]] sections")
+        .iter()
+        .map(|v| {
+            let name = v["name"].as_str().unwrap().to_string();
+            let file = v["sql_file"].as_str().unwrap();
+            let sql = std::fs::read_to_string(format!("{dir}/{file}"))
+                .unwrap_or_else(|e| panic!("view `{name}`: {file}: {e}"));
+            (name, sql)
+        })
+        .collect()
+}
+
+pub(super) fn int(v: &Value) -> i64 {
     match v {
         Value::Integer(i) => *i,
         other => panic!("not an integer: {other:?}"),

@@ -16,7 +16,7 @@ use rusqlite::types::Value;
 use tidewater_connectors::generator::GeneratorConfig;
 use tidewater_connectors::types::{Column, Datum, Row};
 
-use super::marketing_tests::{mk, oracle, s, same_rows, TableStates};
+use super::marketing_tests::{int, mk, oracle, s, same_rows, view_files, TableStates};
 use super::telematics_tests::{add_table, compare, cut_sizes, lines_of, Applied};
 use super::view_tests::{Catalog, Epoch};
 use crate::config::PipelineConfig;
@@ -88,18 +88,7 @@ fn load(customers: u64, events: u64) -> Pipeline {
             generator,
         });
     }
-    let views = raw["view"]
-        .as_array()
-        .expect("[[view]] sections")
-        .iter()
-        .map(|v| {
-            let name = v["name"].as_str().unwrap().to_string();
-            let file = v["sql_file"].as_str().unwrap();
-            let sql = std::fs::read_to_string(format!("{DIR}/{file}"))
-                .unwrap_or_else(|e| panic!("view `{name}`: {file}: {e}"));
-            (name, sql)
-        })
-        .collect();
+    let views = view_files(DIR, &raw);
     Pipeline {
         tables,
         catalog,
@@ -165,13 +154,6 @@ fn epochs_of(p: &Pipeline, cuts: &[f64]) -> (Vec<TableStates>, Vec<Epoch>) {
         );
     }
     (by_cut, epochs)
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Integer(i) => *i,
-        other => panic!("not an integer: {other:?}"),
-    }
 }
 
 fn txt(v: &Value) -> String {

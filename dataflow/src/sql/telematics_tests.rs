@@ -33,8 +33,8 @@ use tidewater_connectors::generator::{
 use tidewater_connectors::types::{Column, ColumnType, Datum, Row};
 
 use super::marketing_tests::{
-    first_difference, load_tables, mk, oracle, query, s, same_rows, sqlite, text, typed,
-    TableStates,
+    first_difference, int, load_tables, mk, oracle, query, s, same_rows, sqlite, text, typed,
+    view_files, TableStates,
 };
 use super::view_tests::{run_models_with, sorted, states, to_value, Catalog, Epoch};
 use crate::config::PipelineConfig;
@@ -157,18 +157,7 @@ fn load(vehicles: u64, events: u64, claim_pct: f64) -> Pipeline {
         .collect();
     assert_eq!(watermarks.len(), 1, "one watermark, on readings");
 
-    let views = raw["view"]
-        .as_array()
-        .expect("[[view]] sections")
-        .iter()
-        .map(|v| {
-            let name = v["name"].as_str().unwrap().to_string();
-            let file = v["sql_file"].as_str().unwrap();
-            let sql = std::fs::read_to_string(format!("{DIR}/{file}"))
-                .unwrap_or_else(|e| panic!("view `{name}`: {file}: {e}"));
-            (name, sql)
-        })
-        .collect();
+    let views = view_files(DIR, &raw);
     Pipeline {
         tables,
         catalog,
@@ -335,13 +324,6 @@ pub(super) fn compare(
                 );
             }
         }
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Integer(i) => *i,
-        other => panic!("not an integer: {other:?}"),
     }
 }
 
