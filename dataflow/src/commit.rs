@@ -412,15 +412,7 @@ pub fn committer<'scope>(
                     }
                     // `/metrics` counts exactly what the event log holds.
                     for (table, e) in &entries {
-                        metrics.log.add(table, crate::metrics::LogCounts {
-                            rows_read: e.stats.read,
-                            upserted: e.upserted,
-                            deleted: e.deleted,
-                            stale: e.stats.changes.saturating_sub(e.stats.advanced),
-                            quarantined: e.stats.quarantined,
-                            dropped: e.stats.dropped,
-                            late: e.stats.late,
-                        });
+                        metrics.log.add(table, e.counts());
                     }
                     tracing::debug!(epoch, ms = log_started.elapsed().as_millis() as u64, "event log committed");
                 }

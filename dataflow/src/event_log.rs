@@ -13,6 +13,7 @@ use tidewater_connectors::delta::{datum_at, read_parquet, table_files, write_par
 use tidewater_connectors::types::{Column, ColumnType, Datum, Row};
 
 use crate::config::OnViolation;
+use crate::metrics::LogCounts;
 use crate::table::TableStats;
 use crate::TidewaterError;
 
@@ -67,6 +68,21 @@ pub struct EpochEntry {
     pub commit_ms: u64,
 }
 
+impl EpochEntry {
+    /// The counts of this table's line of the event log (what `/metrics` adds up).
+    pub fn counts(&self) -> LogCounts {
+        LogCounts {
+            rows_read: self.stats.read,
+            upserted: self.upserted,
+            deleted: self.deleted,
+            stale: self.stats.changes.saturating_sub(self.stats.advanced),
+            quarantined: self.stats.quarantined,
+            dropped: self.stats.dropped,
+            late: self.stats.late,
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
     SystemTime::now()
@@ -97,23 +113,24 @@ pub fn rows(
                 })
                 .collect();
             let int = |v: u64| Datum::Int(v as i64);
+            let c = e.counts();
             vec![
                 Datum::Str(pipeline.to_string()),
                 Datum::Str(table.clone()),
                 int(epoch),
                 e.version.map_or(Datum::Null, Datum::Int),
-                int(e.stats.read),
-                int(e.upserted),
-                int(e.deleted),
-                int(e.stats.changes.saturating_sub(e.stats.advanced)),
-                int(e.stats.quarantined),
-                int(e.stats.dropped),
+                int(c.rows_read),
+                int(c.upserted),
+                int(c.deleted),
+                int(c.stale),
+                int(c.quarantined),
+                int(c.dropped),
                 Datum::Str(Value::Array(expect).to_string()),
                 Datum::Str(positions.to_string()),
                 Datum::Timestamp(closed_at),
                 Datum::Timestamp(committed_at),
                 int(e.commit_ms),
-                int(e.stats.late),
+                int(c.late),
                 e.stats.watermark.map_or(Datum::Null, Datum::Timestamp),
             ]
         })
@@ -168,6 +185,21 @@ pub struct LogRow {
     pub late: u64,
     /// The table's watermark after the epoch (µs; tables with a watermark).
     pub watermark: Option<i64>,
+}
+
+impl LogRow {
+    /// The counts of this line (what `/metrics` adds up).
+    pub fn counts(&self) -> LogCounts {
+        LogCounts {
+            rows_read: self.rows_read,
+            upserted: self.upserted,
+            deleted: self.deleted,
+            stale: self.stale_ignored,
+            quarantined: self.quarantined,
+            dropped: self.dropped,
+            late: self.late,
+        }
+    }
 }
 
 /// Reads the event log of a lakehouse (its newest snapshot), ordered by epoch and table.

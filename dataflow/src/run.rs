@@ -343,18 +343,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
         // `/metrics` starts from the event log's totals, so that its counters equal the log.
         let log = crate::event_log::read(&lakehouse)?;
         for r in &log {
-            metrics.log.add(
-                &r.table,
-                crate::metrics::LogCounts {
-                    rows_read: r.rows_read,
-                    upserted: r.upserted,
-                    deleted: r.deleted,
-                    stale: r.stale_ignored,
-                    quarantined: r.quarantined,
-                    dropped: r.dropped,
-                    late: r.late,
-                },
-            );
+            metrics.log.add(&r.table, r.counts());
         }
         if let Some(last) = log.iter().max_by_key(|r| (r.epoch, r.committed_at)) {
             metrics.log.resumed(last.epoch, last.committed_at);
