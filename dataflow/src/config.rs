@@ -960,6 +960,29 @@ impl SourceConfig {
 
     /// The generator of a `generator` source (by `workload`), with its settings.
     pub fn generator(&self) -> GeneratorConfig {
+        // A generator of one stream of a simulated world: `keys` scales the world, `stream`
+        // picks the stream (validated in `validate`), the common settings override.
+        macro_rules! world {
+            ($variant:ident, $config:ident, $stream:ident) => {{
+                let mut g = match self.keys {
+                    Some(keys) => $config::scaled(keys),
+                    None => $config::default(),
+                };
+                if let Some(v) = self.seed {
+                    g.seed = v;
+                }
+                if let Some(v) = self.events {
+                    g.events = v;
+                }
+                if let Some(v) = self.with_schema {
+                    g.with_schema = v;
+                }
+                if let Some(stream) = self.stream.as_deref().and_then($stream::parse) {
+                    g.stream = stream;
+                }
+                GeneratorConfig::$variant(g)
+            }};
+        }
         match self.workload.as_deref() {
             Some("transfers") => {
                 let mut g = TransfersGenConfig::default();
@@ -977,63 +1000,9 @@ impl SourceConfig {
                 }
                 GeneratorConfig::Transfers(g)
             }
-            Some("marketing") => {
-                let mut g = match self.keys {
-                    Some(leads) => MarketingGenConfig::scaled(leads),
-                    None => MarketingGenConfig::default(),
-                };
-                if let Some(v) = self.seed {
-                    g.seed = v;
-                }
-                if let Some(v) = self.events {
-                    g.events = v;
-                }
-                if let Some(v) = self.with_schema {
-                    g.with_schema = v;
-                }
-                if let Some(stream) = self.stream.as_deref().and_then(MarketingStream::parse) {
-                    g.stream = stream;
-                }
-                GeneratorConfig::Marketing(g)
-            }
-            Some("telematics") => {
-                let mut g = match self.keys {
-                    Some(vehicles) => TelematicsGenConfig::scaled(vehicles),
-                    None => TelematicsGenConfig::default(),
-                };
-                if let Some(v) = self.seed {
-                    g.seed = v;
-                }
-                if let Some(v) = self.events {
-                    g.events = v;
-                }
-                if let Some(v) = self.with_schema {
-                    g.with_schema = v;
-                }
-                if let Some(stream) = self.stream.as_deref().and_then(TelematicsStream::parse) {
-                    g.stream = stream;
-                }
-                GeneratorConfig::Telematics(g)
-            }
-            Some("offers") => {
-                let mut g = match self.keys {
-                    Some(customers) => OffersGenConfig::scaled(customers),
-                    None => OffersGenConfig::default(),
-                };
-                if let Some(v) = self.seed {
-                    g.seed = v;
-                }
-                if let Some(v) = self.events {
-                    g.events = v;
-                }
-                if let Some(v) = self.with_schema {
-                    g.with_schema = v;
-                }
-                if let Some(stream) = self.stream.as_deref().and_then(OffersStream::parse) {
-                    g.stream = stream;
-                }
-                GeneratorConfig::Offers(g)
-            }
+            Some("marketing") => world!(Marketing, MarketingGenConfig, MarketingStream),
+            Some("telematics") => world!(Telematics, TelematicsGenConfig, TelematicsStream),
+            Some("offers") => world!(Offers, OffersGenConfig, OffersStream),
             _ => GeneratorConfig::Bank(self.generator_config()),
         }
     }

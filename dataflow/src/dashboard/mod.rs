@@ -70,6 +70,19 @@ struct Shared {
     error: RwLock<Option<String>>,
 }
 
+impl Shared {
+    /// No cut yet, no error.
+    fn new(metrics: MetricsFrom) -> Arc<Shared> {
+        let (epochs, _) = tokio::sync::watch::channel(None);
+        Arc::new(Shared {
+            cut: RwLock::new(Arc::new(Cut::default())),
+            epochs,
+            metrics,
+            error: RwLock::new(None),
+        })
+    }
+}
+
 /// A running HTTP server; dropping it (or [`Server::stop`]) stops it.
 pub struct Server {
     /// The address it listens on (with the port the OS chose for port 0).
@@ -169,15 +182,9 @@ pub fn serve(
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Server, TidewaterError> {
     let listener = listen(bind, "dashboard")?;
-    let (epochs, _) = tokio::sync::watch::channel(None);
-    let shared = Arc::new(Shared {
-        cut: RwLock::new(Arc::new(Cut::default())),
-        epochs,
-        metrics: match metrics {
-            Some(m) => MetricsFrom::Live(m),
-            None => MetricsFrom::Log(RwLock::new(Arc::new(Metrics::default()))),
-        },
-        error: RwLock::new(None),
+    let shared = Shared::new(match metrics {
+        Some(m) => MetricsFrom::Live(m),
+        None => MetricsFrom::Log(RwLock::new(Arc::new(Metrics::default()))),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let refresher = {
@@ -204,13 +211,7 @@ pub fn serve(
 /// Serves only `/metrics` and `/health` of a running pipeline (`tidewater run --metrics`).
 pub fn serve_metrics(bind: SocketAddr, metrics: Arc<Metrics>) -> Result<Server, TidewaterError> {
     let listener = listen(bind, "metrics endpoint")?;
-    let (epochs, _) = tokio::sync::watch::channel(None);
-    let shared = Arc::new(Shared {
-        cut: RwLock::new(Arc::new(Cut::default())),
-        epochs,
-        metrics: MetricsFrom::Live(metrics),
-        error: RwLock::new(None),
-    });
+    let shared = Shared::new(MetricsFrom::Live(metrics));
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/health", get(health))
