@@ -6,9 +6,7 @@
 --   speed_mismatch     reported speed more than 30 km/h below the window's average speed,
 --                      or more than 10 km/h above its maximum speed
 --   over_limit         claim amount above the policy's coverage limit
---   early_claim        incident within 30 days of the policy start (start_time_plus_30d is
---                      start_time + 30 days, carried by the policy: there is no interval
---                      arithmetic in the SQL engine)
+--   early_claim        incident within 30 days of the policy start
 --   severity_mismatch  amount implausible for the damage: minor above 5,000.00, moderate
 --                      above 15,000.00, total loss below 2,000.00
 --   no_telematics      no readings of the vehicle in the incident's window
@@ -38,7 +36,7 @@ WITH scored AS (
             FALSE
         ) AS speed_mismatch,
         c.claim_amount_cents > p.coverage_limit_cents AS over_limit,
-        c.incident_time < p.start_time_plus_30d AS early_claim,
+        c.incident_time < p.start_time + INTERVAL '30' DAY AS early_claim,
         (c.damage_severity = 'minor' AND c.claim_amount_cents > 500000)
             OR (c.damage_severity = 'moderate' AND c.claim_amount_cents > 1500000)
             OR (c.damage_severity = 'total_loss' AND c.claim_amount_cents < 200000)

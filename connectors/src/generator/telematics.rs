@@ -85,11 +85,10 @@
 //! line is its own source transaction (`txId` unique within its stream, `transaction:
 //! null`).
 //!
-//! Timestamps (`event_time`, `start_time`, `start_time_plus_30d`, `incident_time`) are epoch
-//! milliseconds (`io.debezium.time.Timestamp` in the schema block; declare them as
-//! `timestamp` columns when lines carry no schema block). `start_time_plus_30d` is
-//! `start_time` plus 30 days: the SQL engine has no interval arithmetic, so a rule "claim
-//! within 30 days of the policy start" compares `incident_time < start_time_plus_30d`.
+//! Timestamps (`event_time`, `start_time`, `incident_time`) are epoch milliseconds
+//! (`io.debezium.time.Timestamp` in the schema block; declare them as `timestamp` columns
+//! when lines carry no schema block). A rule such as "claim within 30 days of the policy
+//! start" is SQL: `incident_time < start_time + INTERVAL '30' DAY`.
 //! Doubles are written with a fixed number of decimals (2; `lat` / `lon` 6), money in int64
 //! cents. Strings are plain ASCII that needs no JSON escaping.
 
@@ -283,7 +282,7 @@ pub const READING_COLUMNS: [(&str, &str); 8] = [
 ];
 
 /// The data columns of a `policy` row.
-pub const POLICY_COLUMNS: [(&str, &str); 9] = [
+pub const POLICY_COLUMNS: [(&str, &str); 8] = [
     ("policy_id", "int64"),
     ("vehicle_id", "int64"),
     ("region", "string"),
@@ -292,7 +291,6 @@ pub const POLICY_COLUMNS: [(&str, &str); 9] = [
     ("annual_premium_cents", "int64"),
     ("earned_premium_cents", "int64"),
     ("start_time", "timestamp"),
-    ("start_time_plus_30d", "timestamp"),
 ];
 
 /// The data columns of a `claim` row.
@@ -354,8 +352,6 @@ pub const POLICY_SCHEMA_JSON: &str = debezium_envelope_schema!(
         f!("int64", true, "earned_premium_cents"),
         ",",
         f!(ts, true, "start_time"),
-        ",",
-        f!(ts, true, "start_time_plus_30d"),
     ),
     ""
 );
@@ -1137,8 +1133,6 @@ impl World {
                 push_int(out, pol.earned);
                 out.extend_from_slice(b",\"start_time\":");
                 push_int(out, pol.start);
-                out.extend_from_slice(b",\"start_time_plus_30d\":");
-                push_int(out, pol.start + 30 * DAY_MS);
                 out.push(b'}');
             }
             What::Claim(c) => {

@@ -645,6 +645,22 @@ impl<'a> Compiler<'a> {
             _ => None,
         };
         if let Some(aop) = arith {
+            // `timestamp ± INTERVAL 'n' UNIT`: a fixed number of microseconds.
+            if matches!(aop, ArithOp::Add | ArithOp::Sub) && matches!(r, ast::Expr::Interval(_)) {
+                let t = self.expr(l, at)?;
+                if t.ty != Some(ColumnType::Timestamp) {
+                    return Err(self.type_err(
+                        format!(
+                            "an INTERVAL is added to or subtracted from a timestamp, not {} in `{e}`",
+                            type_name(t.ty)
+                        ),
+                        at,
+                    ));
+                }
+                let us = self.interval(r, at)?;
+                let us = if aop == ArithOp::Sub { -us } else { us };
+                return Ok(self.call(Func::AddMicros(us), vec![t], ColumnType::Timestamp, at));
+            }
             let (a, b) = (self.expr(l, at)?, self.expr(r, at)?);
             return self.arith(aop, op, a, b, e, at);
         }
@@ -1280,13 +1296,16 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// A positive `INTERVAL 'n' UNIT` literal (`SECOND`, `MINUTE`, `HOUR`, `DAY`; also
-    /// `INTERVAL '5 minutes'`) in microseconds.
+    /// A positive `INTERVAL 'n' UNIT` literal (`MILLISECOND`, `SECOND`, `MINUTE`, `HOUR`,
+    /// `DAY`; also `INTERVAL '5 minutes'`) in microseconds: a window size, or an amount added
+    /// to or subtracted from a timestamp.
     pub(crate) fn interval(&self, e: &ast::Expr, at: Pos) -> R<i64> {
         let at = self.at(e, at);
         let bad = |why: &str| {
             self.type_err(
-                format!("`{e}` is not a window interval ({why}; write e.g. INTERVAL '5' MINUTE)"),
+                format!(
+                    "`{e}` is not a supported interval ({why}; write e.g. INTERVAL '5' MINUTE)"
+                ),
                 at,
             )
         };

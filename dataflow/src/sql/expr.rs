@@ -230,6 +230,8 @@ pub(crate) enum Func {
     /// `TUMBLE_START(ts, INTERVAL …)`: the timestamp floored to a multiple of the interval
     /// (µs) since the Unix epoch.
     TumbleStart(i64),
+    /// `ts + INTERVAL …` / `ts - INTERVAL …`: the timestamp moved by a fixed number of µs.
+    AddMicros(i64),
     /// `DATE_TRUNC('unit', ts)`.
     DateTrunc(convert::DateUnit),
     /// `DATE_DIFF('unit', start, end)`.
@@ -998,6 +1000,9 @@ impl Node {
                 V::Str(substring(s, start, len))
             }
             (Func::TumbleStart(size), V::Ts(t)) => V::Ts(t.div_euclid(size) * size),
+            (Func::AddMicros(us), V::Ts(t)) => t
+                .checked_add(us)
+                .map_or_else(|| cx.fail(EvalErrorKind::Overflow, at), V::Ts),
             (Func::DateTrunc(unit), V::Ts(t)) => V::Ts(convert::date_trunc(unit, t)),
             (Func::DateDiff(unit), V::Ts(start)) => match b {
                 V::Ts(end) => V::Int(convert::date_diff(unit, start, end)),

@@ -41,9 +41,10 @@
 //! | `lower upper length char_length concat trim ltrim rtrim substring substr abs round` | `TRIM([LEADING\|TRAILING\|BOTH] [chars FROM] s)`, `SUBSTRING(s FROM a FOR n)` |
 //! | `\|\|` | string concatenation; non-strings are cast to string |
 //! | `DATE_TRUNC('unit', ts)`, `DATE_DIFF('unit', start, end)` | unit: `second minute hour day week month quarter year` (UTC; weeks start on Monday); `DATE_DIFF` counts the unit boundaries crossed (DuckDB's `date_diff`: 23:00 → 01:00 the next day is 1 day), negative when `end` is earlier |
+//! | `ts + INTERVAL 'n' UNIT`, `ts - INTERVAL 'n' UNIT` | a timestamp moved by a fixed amount; UNIT: `millisecond second minute hour day` (fixed lengths: a day is 86,400 s; no months or years) |
 //!
 //! Not supported (errors): subqueries, `EXISTS`, aggregates and window functions, qualified
-//! names (`t.col`; in views they name a relation's column), `INTERVAL` and date arithmetic (`ts + INTERVAL …`; use `DATE_TRUNC` / `DATE_DIFF`), `EXTRACT`, `CEIL`/`FLOOR`, `DATE` literals
+//! names (`t.col`; in views they name a relation's column), `INTERVAL` other than added to or subtracted from a timestamp (no `ts - ts`: use `DATE_DIFF`; no month or year intervals), `EXTRACT`, `CEIL`/`FLOOR`, `DATE` literals
 //! (there is no date type), regular expressions, arrays, structs and JSON access.
 //!
 //! ## Choices

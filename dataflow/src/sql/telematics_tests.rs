@@ -555,12 +555,19 @@ SELECT
 FROM readings
 GROUP BY vehicle_id, event_time / 300000000";
 
-/// `claims_scored.sql` for SQLite: `TUMBLE_START(ts, INTERVAL '5' MINUTE)` as integer
-/// arithmetic on µs.
+/// `claims_scored.sql` for SQLite: `TUMBLE_START(ts, INTERVAL '5' MINUTE)` and
+/// `ts + INTERVAL '30' DAY` as integer arithmetic on µs.
 fn sqlite_claims_scored(sql: &str) -> String {
     let tumble = "TUMBLE_START(c.incident_time, INTERVAL '5' MINUTE)";
+    let plus_30d = "p.start_time + INTERVAL '30' DAY";
     assert_eq!(sql.matches(tumble).count(), 1, "claims_scored.sql changed");
+    assert_eq!(
+        sql.matches(plus_30d).count(),
+        1,
+        "claims_scored.sql changed"
+    );
     sql.replace(tumble, "((c.incident_time / 300000000) * 300000000)")
+        .replace(plus_30d, "(p.start_time + 2592000000000)")
 }
 
 /// The oracle's reading of issue 8's lateness rule: the watermark after epoch `e` is the

@@ -98,6 +98,19 @@ fn expressions_evaluate_to_exact_datums() {
         ("DATE_DIFF('hour', ts, ts)", i(0)),
         ("DATE_DIFF('day', NULL, ts)", N),
         ("DATE_TRUNC('day', NULL)", N),
+        (
+            "CAST(TIMESTAMP '2024-02-20 10:00:00' + INTERVAL '30' DAY AS string)",
+            s("2024-03-21 10:00:00"),
+        ),
+        (
+            "CAST(TIMESTAMP '2024-01-01 00:00:00' - INTERVAL '90' MINUTE AS string)",
+            s("2023-12-31 22:30:00"),
+        ),
+        (
+            "TIMESTAMP '2024-01-01 00:00:00.250' + INTERVAL '750' MILLISECOND = TIMESTAMP '2024-01-01 00:00:01'",
+            b(true),
+        ),
+        ("CAST(NULL AS timestamp) + INTERVAL '1' DAY", N),
         // --- NULL semantics and three-valued logic
         ("NULL = NULL", N),
         ("NULL <> NULL", N),
@@ -434,6 +447,11 @@ fn errors_name_the_construct_and_position() {
         ),
         ("DATE_DIFF('day', s, ts)", "date_diff needs a timestamp, but `s` is string"),
         ("DATE_DIFF('day', ts)", "date_diff takes 3 argument(s), got 2"),
+        (
+            "i + INTERVAL '1' DAY",
+            "an INTERVAL is added to or subtracted from a timestamp, not int64",
+        ),
+        ("ts + INTERVAL '1' MONTH", "is not a supported interval (the unit is not SECOND"),
         ("i IN (1, 'a')", "cannot compare int64 with string in `i IN (1, 'a')` at 1:10"),
         ("i BETWEEN 'a' AND 2", "cannot compare int64 with string"),
         ("i + s", "cannot apply + to int64 and string in `i + s` at 1:1"),

@@ -1326,7 +1326,7 @@ fn window_errors_name_the_problem_and_its_position() {
         ),
         (
             "SELECT v, window_start, window_end FROM r GROUP BY v, TUMBLE(t, INTERVAL '5' WEEK)",
-            "is not a window interval",
+            "is not a supported interval",
         ),
         (
             "SELECT v, window_start, window_end FROM r GROUP BY v, TUMBLE(t)",

@@ -313,7 +313,7 @@ fn streams_are_consistent() {
             S::Policy => {
                 let id = int(r, "policy_id");
                 let start = int(r, "start_time");
-                assert_eq!(int(r, "start_time_plus_30d"), start + 30 * DAY_MS);
+                assert!(r.get("start_time_plus_30d").is_none(), "{r}");
                 assert!(start <= int(&v["source"], "ts_ms"));
                 let earned = int(r, "earned_premium_cents");
                 let annual = int(r, "annual_premium_cents");
