@@ -12,6 +12,7 @@ use tidewater_connectors::types::{ColumnType, Datum, Schema};
 
 use super::convert::{self, DecOp, MAX_PRECISION};
 use super::expr::{ArithKind, ArithOp, CmpKind, CmpOp, Expr, Func, Node, TrimSide};
+use super::locate::{construct_at, find_or, keyword_before, span_start};
 use super::{Pos, SqlError};
 
 /// Parses and compiles one SQL scalar expression against `schema` (see the module docs for
@@ -272,7 +273,15 @@ impl<'a> Compiler<'a> {
                         None => Err(self
                             .type_err(format!("invalid timestamp literal `{text}` in `{e}`"), at)),
                     },
-                    dt => Err(self.unsupported(format!("{dt} literal"), at)),
+                    dt => {
+                        let text = dt.to_string();
+                        let words: Vec<&str> = text
+                            .split(|c: char| !c.is_alphanumeric() && c != '_')
+                            .filter(|w| !w.is_empty())
+                            .collect();
+                        let pos = keyword_before(self.sql, at, &words);
+                        Err(self.unsupported(format!("{dt} literal"), pos))
+                    }
                 }
             }
             E::UnaryOp { op, expr } => self.unary(*op, expr, e, at),
@@ -495,8 +504,48 @@ impl<'a> Compiler<'a> {
                 }
                 Ok(self.call(Func::Trim(side), args, ColumnType::String, at))
             }
-            other => Err(self.unsupported(construct_name(other), at)),
+            other => {
+                Err(self.unsupported(construct_name(other), self.construct_pos(other, parent)))
+            }
         }
+    }
+
+    /// The position of an unsupported expression `e`: where its keyword is when its span
+    /// starts after it (`EXISTS (SELECT …` starts at `SELECT`) or it has no span (found after
+    /// `parent`).
+    fn construct_pos(&self, e: &ast::Expr, parent: Pos) -> Pos {
+        use ast::Expr as E;
+        let start = span_start(e);
+        // Constructs that start with their keyword.
+        let words: &[&str] = match e {
+            E::Exists { .. } => &["NOT", "EXISTS"],
+            E::Rollup(_) => &["ROLLUP"],
+            E::Cube(_) => &["CUBE"],
+            E::GroupingSets(_) => &["GROUPING", "SETS"],
+            E::Interval(_) => &["INTERVAL"],
+            E::Extract { .. } => &["EXTRACT"],
+            E::Ceil { .. } => &["CEIL", "CEILING"],
+            E::Floor { .. } => &["FLOOR"],
+            E::Position { .. } => &["POSITION"],
+            E::Overlay { .. } => &["OVERLAY"],
+            E::Array(_) => &["ARRAY"],
+            E::Convert { .. } => &["CONVERT", "TRY_CONVERT"],
+            E::Struct { .. } => &["STRUCT"],
+            E::Map(_) => &["MAP"],
+            // Operators after their left operand: the operand's position, or without a
+            // span the operator's.
+            _ => {
+                let op: &[&str] = match e {
+                    E::RLike { .. } => &["RLIKE", "REGEXP"],
+                    E::SimilarTo { .. } => &["SIMILAR"],
+                    E::Collate { .. } => &["COLLATE"],
+                    E::AtTimeZone { .. } => &["AT"],
+                    _ => &[],
+                };
+                return start.unwrap_or_else(|| construct_at(self.sql, None, parent, op));
+            }
+        };
+        construct_at(self.sql, start, parent, words)
     }
 
     fn value(&self, v: &Value, negative: bool, at: Pos) -> R<Typed> {
@@ -992,6 +1041,18 @@ impl<'a> Compiler<'a> {
         Ok((acc.ty, acc.digits))
     }
 
+    /// The position of the type name `dt` in a cast at `at` (the type has no span).
+    fn type_pos(&self, dt: &DataType, at: Pos) -> Pos {
+        let text = dt.to_string();
+        let first = text
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next();
+        match first {
+            Some(w) if !w.is_empty() => find_or(self.sql, at, &[&[w]]),
+            _ => at,
+        }
+    }
+
     fn data_type(&self, dt: &DataType, at: Pos) -> R<ColumnType> {
         use ColumnType as T;
         use DataType as D;
@@ -1033,8 +1094,10 @@ impl<'a> Compiler<'a> {
             | D::Datetime(_) => T::Timestamp,
             D::Binary(_) | D::Varbinary(_) | D::Bytea | D::Blob(_) | D::Bytes(_) => T::Bytes,
             D::Custom(name, mods) if mods.is_empty() => ColumnType::parse(&name.to_string())
-                .ok_or_else(|| self.unsupported(format!("type {dt}"), at))?,
-            other => return Err(self.unsupported(format!("type {other}"), at)),
+                .ok_or_else(|| self.unsupported(format!("type {dt}"), self.type_pos(dt, at)))?,
+            other => {
+                return Err(self.unsupported(format!("type {other}"), self.type_pos(other, at)))
+            }
         })
     }
 

@@ -117,6 +117,10 @@
 //! its size, a windowed `SELECT` that does not output `window_start` and `window_end`.
 //! Unknown relations are [`SqlError::UnknownRelation`]; unknown or ambiguous columns and a
 //! column neither grouped nor aggregated are errors with their position.
+//! The position is where the construct's keyword is written (`RIGHT JOIN` at `RIGHT`,
+//! `GROUP BY a WITH ROLLUP` at `WITH`, `FOR UPDATE` at `FOR`), also for the constructs
+//! whose syntax-tree node has no position: those are found in the SQL text after the
+//! enclosing clause, outside string literals, quoted names and comments.
 //!
 //! ## Choices (docs/decisions/0008)
 //!
@@ -147,6 +151,7 @@
 mod compile;
 pub(crate) mod convert;
 mod expr;
+mod locate;
 mod query;
 mod render;
 

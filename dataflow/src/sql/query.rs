@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
     self, Distinct, DuplicateTreatment, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, JoinConstraint, JoinOperator, ObjectNamePart, SelectFlavor, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Spanned, Statement,
-    TableFactor,
+    GroupByExpr, GroupByWithModifier, JoinConstraint, JoinOperator, ObjectNamePart, SelectFlavor,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Spanned,
+    Statement, TableFactor,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -17,6 +17,7 @@ use tidewater_connectors::types::{Column, ColumnType};
 
 use super::compile::{decimal, is_float, is_numeric, scale_of, Compiler, Names, Typed, R};
 use super::expr::{CmpKind, Node};
+use super::locate::{construct_at, find, find_or, keyword_before, span_start};
 use super::{Pos, SqlError};
 
 /// A compiled `SELECT`: what [`super::render_query`] renders, with the view's output columns.
@@ -585,6 +586,18 @@ impl Planner<'_> {
         }
     }
 
+    /// The position of a construct that starts with one of `words` and whose AST node is
+    /// `e` (whose span may start after the keywords, or be missing; see `locate`).
+    fn kw(&self, e: &impl Spanned, parent: Pos, words: &[&str]) -> Pos {
+        construct_at(self.sql, span_start(e), parent, words)
+    }
+
+    /// The first of the keyword sequences `seqs` at or after `from` (a clause without a
+    /// span), else `from`.
+    fn after(&self, from: Pos, seqs: &[&[&str]]) -> Pos {
+        find_or(self.sql, from, seqs)
+    }
+
     fn unsupported(&self, construct: impl Into<String>, at: Pos) -> SqlError {
         SqlError::Unsupported {
             construct: construct.into(),
@@ -610,20 +623,31 @@ impl Planner<'_> {
         if let Some(ob) = &q.order_by {
             return Err(self.unsupported(
                 "ORDER BY (a view is an unordered set of rows)",
-                self.at(ob, at),
+                self.kw(ob, at, &["ORDER", "BY"]),
             ));
         }
         if let Some(l) = &q.limit_clause {
-            return Err(self.unsupported("LIMIT / OFFSET", self.at(l, at)));
+            return Err(self.unsupported("LIMIT / OFFSET", self.kw(l, at, &["LIMIT", "OFFSET"])));
         }
         if let Some(f) = &q.fetch {
-            return Err(self.unsupported("FETCH", self.at(f, at)));
+            return Err(self.unsupported("FETCH", self.kw(f, at, &["FETCH"])));
         }
-        if !q.locks.is_empty() || q.for_clause.is_some() {
-            return Err(self.unsupported("FOR UPDATE / FOR ... clause", at));
+        if let Some(lock) = q.locks.first() {
+            let seqs: &[&[&str]] = &[&["FOR", "UPDATE"], &["FOR", "SHARE"], &["FOR", "NO"]];
+            return Err(self.unsupported(format!("{lock}"), self.after(at, seqs)));
         }
-        if q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
-            return Err(self.unsupported("SETTINGS / FORMAT / pipe operators", at));
+        if let Some(f) = &q.for_clause {
+            let seqs: &[&[&str]] = &[&["FOR", "XML"], &["FOR", "JSON"], &["FOR", "BROWSE"]];
+            return Err(self.unsupported(format!("{f}"), self.after(at, seqs)));
+        }
+        if q.settings.is_some() {
+            return Err(self.unsupported("SETTINGS", self.after(at, &[&["SETTINGS"]])));
+        }
+        if q.format_clause.is_some() {
+            return Err(self.unsupported("FORMAT", self.after(at, &[&["FORMAT"]])));
+        }
+        if !q.pipe_operators.is_empty() {
+            return Err(self.unsupported("pipe operator |>", self.after(at, &[&["|>"]])));
         }
         let mut ctes = outer.clone();
         if let Some(with) = &q.with {
@@ -665,12 +689,14 @@ impl Planner<'_> {
                     (SetOperator::Union, SetQuantifier::All) => true,
                     (SetOperator::Union, SetQuantifier::Distinct | SetQuantifier::None) => false,
                     (SetOperator::Union, q) => {
-                        return Err(
-                            self.unsupported(format!("UNION {q}"), self.at(right.as_ref(), at))
-                        )
+                        let pos =
+                            keyword_before(self.sql, self.at(right.as_ref(), at), SET_OPERATORS);
+                        return Err(self.unsupported(format!("UNION {q}"), pos));
                     }
                     (op, _) => {
-                        return Err(self.unsupported(format!("{op}"), self.at(right.as_ref(), at)))
+                        let pos =
+                            keyword_before(self.sql, self.at(right.as_ref(), at), SET_OPERATORS);
+                        return Err(self.unsupported(format!("{op}"), pos));
                     }
                 };
                 let (l, ls) = self.set_expr(left, ctes, at)?;
@@ -728,53 +754,78 @@ impl Planner<'_> {
                 let rel = if all { u } else { Rel::Distinct(Box::new(u)) };
                 Ok((rel, Scope { cols }))
             }
-            SetExpr::Values(_) => Err(self.unsupported("VALUES", at)),
-            SetExpr::Table(_) => Err(self.unsupported("TABLE statement", at)),
+            SetExpr::Values(_) => {
+                Err(self.unsupported("VALUES", self.kw(body, parent, &["VALUES"])))
+            }
+            SetExpr::Table(_) => {
+                Err(self.unsupported("TABLE statement", self.kw(body, parent, &["TABLE"])))
+            }
             other => Err(self.unsupported(first_line(&other.to_string()), at)),
         }
     }
 
     fn select(&self, s: &ast::Select, ctes: &Ctes, at: Pos) -> R<(Rel, Scope)> {
         let bad = |what: &str, pos: Pos| Err(self.unsupported(what.to_string(), pos));
+        // Clauses without a span of their own are found in the text after the SELECT.
         if s.flavor != SelectFlavor::Standard {
-            return bad("FROM-first SELECT", at);
+            return bad("FROM-first SELECT", keyword_before(self.sql, at, &["FROM"]));
         }
         if let Some(t) = &s.top {
-            return bad(&format!("{t}"), at);
+            return bad(&format!("{t}"), self.after(at, &[&["TOP"]]));
         }
         if s.into.is_some() {
-            return bad("SELECT INTO", at);
+            return bad("SELECT INTO", self.after(at, &[&["INTO"]]));
         }
         if !s.lateral_views.is_empty() {
-            return bad("LATERAL VIEW", at);
+            return bad("LATERAL VIEW", self.after(at, &[&["LATERAL", "VIEW"]]));
         }
         if let Some(p) = &s.prewhere {
-            return bad("PREWHERE", self.at(p, at));
+            return bad("PREWHERE", self.kw(p, at, &["PREWHERE"]));
         }
         if !s.connect_by.is_empty() {
-            return bad("CONNECT BY", at);
+            let seqs: &[&[&str]] = &[&["START", "WITH"], &["CONNECT", "BY"]];
+            return bad("CONNECT BY", self.after(at, seqs));
         }
         if !s.cluster_by.is_empty() || !s.distribute_by.is_empty() || !s.sort_by.is_empty() {
-            return bad("CLUSTER BY / DISTRIBUTE BY / SORT BY", at);
+            let seqs: &[&[&str]] = &[&["CLUSTER", "BY"], &["DISTRIBUTE", "BY"], &["SORT", "BY"]];
+            return match find(self.sql, at, seqs) {
+                Some((pos, i)) => bad(&seqs[i].join(" "), pos),
+                None => bad("CLUSTER BY / DISTRIBUTE BY / SORT BY", at),
+            };
         }
         if !s.named_window.is_empty() {
-            return bad("WINDOW clause", at);
+            return bad("WINDOW clause", self.after(at, &[&["WINDOW"]]));
         }
         if let Some(q) = &s.qualify {
-            return bad("QUALIFY", self.at(q, at));
+            return bad("QUALIFY", self.kw(q, at, &["QUALIFY"]));
         }
-        if s.value_table_mode.is_some()
-            || s.exclude.is_some()
-            || s.select_modifiers.is_some()
-            || !s.optimizer_hints.is_empty()
-        {
-            return bad("SELECT modifier", at);
+        if !s.optimizer_hints.is_empty() {
+            return bad("optimizer hint /*+ ... */", self.after(at, &[&["/*+"]]));
+        }
+        if let Some(m) = &s.select_modifiers {
+            let text = format!("{m}");
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let seqs: Vec<&[&str]> = words.iter().map(std::slice::from_ref).collect();
+            return bad(
+                &format!("SELECT modifier {}", words.join(" ")),
+                self.after(at, &seqs),
+            );
+        }
+        if let Some(mode) = &s.value_table_mode {
+            let seqs: &[&[&str]] = &[&["AS", "STRUCT"], &["AS", "VALUE"]];
+            return bad(&format!("SELECT {mode}"), self.after(at, seqs));
+        }
+        if let Some(x) = &s.exclude {
+            return bad(&format!("SELECT {x}"), self.after(at, &[&["EXCLUDE"]]));
         }
         let distinct = match &s.distinct {
             None | Some(Distinct::All) => false,
             Some(Distinct::Distinct) => true,
             Some(Distinct::On(exprs)) => {
-                let pos = exprs.first().map_or(at, |e| self.at(e, at));
+                let pos = match exprs.first() {
+                    Some(e) => self.kw(e, at, &["DISTINCT", "ON"]),
+                    None => self.after(at, &[&["DISTINCT", "ON"]]),
+                };
                 return bad("DISTINCT ON", pos);
             }
         };
@@ -801,13 +852,20 @@ impl Planner<'_> {
         }
         // GROUP BY
         let group_exprs: &[ast::Expr] = match &s.group_by {
-            GroupByExpr::All(_) => return bad("GROUP BY ALL", at),
+            GroupByExpr::All(_) => {
+                return bad("GROUP BY ALL", self.after(at, &[&["GROUP", "BY", "ALL"]]))
+            }
             GroupByExpr::Expressions(exprs, modifiers) => {
-                if !modifiers.is_empty() {
-                    return bad(
-                        "GROUP BY modifiers (ROLLUP, CUBE, GROUPING SETS, TOTALS)",
-                        at,
-                    );
+                if let Some(m) = modifiers.first() {
+                    let pos = match m {
+                        GroupByWithModifier::Rollup => self.after(at, &[&["WITH", "ROLLUP"]]),
+                        GroupByWithModifier::Cube => self.after(at, &[&["WITH", "CUBE"]]),
+                        GroupByWithModifier::Totals => self.after(at, &[&["WITH", "TOTALS"]]),
+                        GroupByWithModifier::GroupingSets(e) => {
+                            self.kw(e, at, &["GROUPING", "SETS"])
+                        }
+                    };
+                    return bad(&format!("GROUP BY modifier {m}"), pos);
                 }
                 exprs
             }
@@ -1169,25 +1227,36 @@ impl Planner<'_> {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (false, c),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (true, c),
                 JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-                    return Err(
-                        self.unsupported("RIGHT JOIN (swap the sides and use LEFT JOIN)", jat)
-                    )
+                    return Err(self.unsupported(
+                        "RIGHT JOIN (swap the sides and use LEFT JOIN)",
+                        self.kw(j, at, JOIN_WORDS),
+                    ))
                 }
-                JoinOperator::FullOuter(_) => return Err(self.unsupported("FULL OUTER JOIN", jat)),
-                JoinOperator::CrossJoin(_) => return Err(self.unsupported("CROSS JOIN", jat)),
+                JoinOperator::FullOuter(_) => {
+                    return Err(self.unsupported("FULL OUTER JOIN", self.kw(j, at, JOIN_WORDS)))
+                }
+                JoinOperator::CrossJoin(_) => {
+                    return Err(self.unsupported("CROSS JOIN", self.kw(j, at, JOIN_WORDS)))
+                }
                 other => {
                     let text = other_join_name(other);
-                    return Err(self.unsupported(text, jat));
+                    return Err(self.unsupported(text, self.kw(j, at, JOIN_WORDS)));
                 }
             };
             let on = match constraint {
                 JoinConstraint::On(e) => e,
                 JoinConstraint::Using(_) => {
-                    return Err(self.unsupported("JOIN ... USING (write ON a.x = b.x)", jat))
+                    return Err(self.unsupported(
+                        "JOIN ... USING (write ON a.x = b.x)",
+                        self.after(jat, &[&["USING"]]),
+                    ))
                 }
-                JoinConstraint::Natural => return Err(self.unsupported("NATURAL JOIN", jat)),
+                JoinConstraint::Natural => {
+                    return Err(self.unsupported("NATURAL JOIN", self.kw(j, at, JOIN_WORDS)))
+                }
                 JoinConstraint::None => {
-                    return Err(self.unsupported("JOIN without ON (a cross join)", jat))
+                    return Err(self
+                        .unsupported("JOIN without ON (a cross join)", self.kw(j, at, JOIN_WORDS)))
                 }
             };
             let (rrel, rscope) = self.factor(&j.relation, ctes, jat)?;
@@ -1378,10 +1447,14 @@ impl Planner<'_> {
                 sample,
             } => {
                 if *lateral {
-                    return Err(self.unsupported("LATERAL subquery", at));
+                    return Err(
+                        self.unsupported("LATERAL subquery", self.kw(f, parent, &["LATERAL"]))
+                    );
                 }
                 if sample.is_some() {
-                    return Err(self.unsupported("TABLESAMPLE", at));
+                    return Err(
+                        self.unsupported("TABLESAMPLE", self.after(at, &[&["TABLESAMPLE"]]))
+                    );
                 }
                 let (rel, scope) = self.query(subquery, ctes, at)?;
                 let mut cols: Vec<(String, ColumnType)> =
@@ -1399,8 +1472,13 @@ impl Planner<'_> {
                 table_with_joins,
                 alias,
             } => {
-                if alias.is_some() {
-                    return Err(self.unsupported("alias of a parenthesized join", at));
+                if let Some(a) = alias {
+                    let pos = if a.name.span.start.line == 0 {
+                        at
+                    } else {
+                        Pos::of(a.name.span.start)
+                    };
+                    return Err(self.unsupported("alias of a parenthesized join", pos));
                 }
                 self.from(table_with_joins, ctes, at)
             }
@@ -1465,6 +1543,36 @@ fn wildcard_options(p: &Planner<'_>, o: &ast::WildcardAdditionalOptions, at: Pos
     }
     Ok(())
 }
+
+/// The keywords of a join operator (before its right relation).
+const JOIN_WORDS: &[&str] = &[
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "OUTER",
+    "CROSS",
+    "NATURAL",
+    "SEMI",
+    "ANTI",
+    "APPLY",
+    "ASOF",
+    "STRAIGHT_JOIN",
+    "GLOBAL",
+];
+
+/// The keywords of a set operation (before its right side).
+const SET_OPERATORS: &[&str] = &[
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "MINUS",
+    "ALL",
+    "DISTINCT",
+    "BY",
+    "NAME",
+];
 
 fn other_join_name(op: &JoinOperator) -> String {
     match op {
