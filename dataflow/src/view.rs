@@ -14,6 +14,10 @@
 //!    each changed storage key — the view's key columns (declared `keys`, else the `GROUP BY`
 //!    columns), or for a view without a unique key the whole row, stored as many times as its
 //!    multiplicity. Those go to the ordinary table sink ([`crate::table::table_sink`]).
+//!    Declared keys must be unique: the operator counts the rows of each declared key over
+//!    all epochs (on the worker of the key's bucket, so the count is global at any worker
+//!    count), and a second row with a key stops the run — also when the first one came in
+//!    an earlier epoch.
 //!
 //! Restart: a view has no operator state of its own. Without a restored checkpoint every
 //! recorded epoch is replayed from the start, so the view is recomputed exactly. With a
@@ -54,6 +58,9 @@ pub struct ViewPlan {
     /// Positions of the storage key columns among the output columns; `None`: stored by
     /// whole row, repeated by multiplicity.
     pub keys: Option<Vec<usize>>,
+    /// The keys are declared (`keys` in the view's section), not derived from the query
+    /// (`GROUP BY`, `DISTINCT`), so their uniqueness is checked (see [`view_changes`]).
+    pub declared_keys: bool,
     /// The storage plan for the table sink.
     pub table: Arc<TablePlan>,
     /// A windowed view (`TUMBLE` / `HOP` in the `GROUP BY`): when its rows are emitted.
@@ -270,6 +277,7 @@ pub fn plan_views(
             name: v.name.clone(),
             query,
             keys,
+            declared_keys: v.keys.is_some(),
             table: Arc::new(table),
             window,
             columns: catalog[&v.name].clone(),
@@ -400,8 +408,16 @@ type Stashed = (Capability<u64>, Vec<Update>);
 /// A view's rows → per epoch, the new rows of each storage key whose rows changed (empty:
 /// the key has no row any more), on the worker of the key's bucket, for the table sink.
 /// Updates at times before `floor` (the first epoch of this run; a global aggregate's row
-/// over empty input is produced at time 0) count as updates at `floor`. Two rows with one
-/// declared key stop the run with an error naming the view and the key.
+/// over empty input is produced at time 0) count as updates at `floor`.
+///
+/// Two rows with one declared key stop the run with an error naming the view, the key
+/// columns and values, and one of the rows — whether both arrive in one epoch or the second
+/// one epochs after the first (the sink keeps only the new rows of a changed key, so a
+/// duplicate that went unnoticed would silently replace the stored row). The check keeps,
+/// per declared key of this worker's buckets, the number of rows the view has with it (all
+/// of a key's updates come to one worker); a key whose row moves (retract A, insert B in
+/// one epoch) keeps its count of 1. The count starts from the view's whole content: a
+/// restart replays from the start or feeds the tables' rows at the checkpoint's epoch.
 pub fn view_changes<'scope>(
     rows: RowCollection<'scope>,
     view: Arc<ViewPlan>,
@@ -424,6 +440,8 @@ pub fn view_changes<'scope>(
         move |_, _| {
             let mut stash: BTreeMap<u64, Stashed> = BTreeMap::new();
             let mut failed = false;
+            // Declared keys: the view's number of rows with each key (no entry: none).
+            let mut counts: HashMap<Key, isize> = HashMap::new();
             move |(input, frontier), output| {
                 let port = output.output_index();
                 input.for_each_stamp(|cap, data| {
@@ -452,33 +470,31 @@ pub fn view_changes<'scope>(
                     while i < updates.len() {
                         let key = updates[i].0 .0.clone();
                         let mut rows: Vec<PackedRow> = Vec::new();
-                        let mut live = 0;
+                        // The change of the key's number of rows in this epoch.
+                        let mut net = 0;
                         while i < updates.len() && updates[i].0 .0 == key {
                             let ((_, (row, copies)), diff) = &updates[i];
+                            net += diff;
                             if *diff > 0 {
-                                live += diff;
                                 for _ in 0..*copies {
                                     rows.push(row.clone());
                                 }
                             }
                             i += 1;
                         }
-                        if live > 1 {
-                            failed = true;
-                            metrics.fail(format!(
-                                "view `{}`: {live} rows have the same key ({}) at epoch \
-                                 {epoch}, but `keys` must be unique per row; one of them: \
-                                 ({})",
-                                view.name,
-                                view.table.key_names.join(", "),
-                                rows[0]
-                                    .unpack()
-                                    .iter()
-                                    .map(|d| format!("{d:?}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ));
-                            return;
+                        if view.declared_keys {
+                            let before = counts.get(&key).copied().unwrap_or(0);
+                            let now = before + net;
+                            if now > 1 {
+                                failed = true;
+                                metrics.fail(duplicate_key(&view, now, before, epoch, &rows[0]));
+                                return;
+                            }
+                            if now == 0 {
+                                counts.remove(&key);
+                            } else {
+                                counts.insert(key.clone(), now);
+                            }
                         }
                         changes.push((key, rows));
                     }
@@ -488,6 +504,39 @@ pub fn view_changes<'scope>(
                 }
             }
         },
+    )
+}
+
+/// The error of a declared key that `now` rows of the view have at `epoch` (`before` of them
+/// from earlier epochs); `row` is one of the epoch's new rows with the key.
+fn duplicate_key(
+    view: &ViewPlan,
+    now: isize,
+    before: isize,
+    epoch: u64,
+    row: &PackedRow,
+) -> String {
+    let datums = row.unpack();
+    let show = |positions: &mut dyn Iterator<Item = usize>| {
+        positions
+            .filter_map(|p| datums.get(p))
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let keys = view.keys.as_deref().unwrap_or(&[]);
+    let earlier = match before {
+        0 => String::new(),
+        1 => " (one of them stored at an earlier epoch)".to_string(),
+        n => format!(" ({n} of them stored at earlier epochs)"),
+    };
+    format!(
+        "view `{}`: {now} rows have the same key ({}) = ({}) at epoch {epoch}{earlier}, but \
+         `keys` must be unique per row; the new one: ({})",
+        view.name,
+        view.table.key_names.join(", "),
+        show(&mut keys.iter().copied()),
+        show(&mut (0..datums.len())),
     )
 }
 
@@ -545,4 +594,203 @@ pub fn render_views<'scope>(
         out.push(rows);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use differential_dataflow::input::Input;
+    use tidewater_connectors::types::{ColumnType, Row};
+    use timely::dataflow::operators::{Inspect, Probe};
+
+    type Changes = BTreeMap<u64, Vec<Vec<PackedRow>>>;
+
+    use super::*;
+
+    /// The view `kv`: `SELECT k, v FROM t`, stored by `k` (declared or not).
+    fn kv(declared: bool) -> Arc<ViewPlan> {
+        let columns = vec![
+            Column {
+                name: "k".into(),
+                ty: ColumnType::Int64,
+            },
+            Column {
+                name: "v".into(),
+                ty: ColumnType::String,
+            },
+        ];
+        let catalog = BTreeMap::from([("t".to_string(), columns.clone())]);
+        let query = plan_query("SELECT k, v FROM t", &catalog).unwrap();
+        let table =
+            TablePlan::for_view("kv", "/nonexistent/kv".into(), columns.clone(), vec![0], 4);
+        Arc::new(ViewPlan {
+            name: "kv".into(),
+            query,
+            keys: Some(vec![0]),
+            declared_keys: declared,
+            table: Arc::new(table),
+            window: None,
+            columns,
+        })
+    }
+
+    fn row(k: i64, v: &str) -> Row {
+        vec![Datum::Int(k), Datum::Str(v.into())]
+    }
+
+    fn p(k: i64, v: &str) -> PackedRow {
+        PackedRow::pack(&row(k, v))
+    }
+
+    /// Per epoch, the new rows of each changed key, in a fixed order.
+    fn changes<const N: usize>(epochs: [(u64, Vec<Vec<PackedRow>>); N]) -> Changes {
+        epochs
+            .into_iter()
+            .map(|(e, mut keys)| {
+                keys.sort();
+                (e, keys)
+            })
+            .collect()
+    }
+
+    /// Epoch `e`'s updates of the view's rows, each with the worker that feeds it.
+    type Epochs = Vec<Vec<(Row, isize, usize)>>;
+
+    /// Runs `view_changes` for `view` over `epochs` on `workers` workers. Returns, per epoch
+    /// that reached the sink, the changed keys' new rows (sorted), and the run's error.
+    fn run(view: Arc<ViewPlan>, epochs: Epochs, workers: usize) -> (Changes, Option<String>) {
+        let metrics = Arc::new(Metrics::default());
+        let out: Arc<Mutex<Changes>> = Arc::default();
+        let (m, o, epochs) = (metrics.clone(), out.clone(), Arc::new(epochs));
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            let (metrics, out, view) = (m.clone(), o.clone(), view.clone());
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, rows) = scope.new_collection::<PackedRow, isize>();
+                let (probe, _) = view_changes(rows, view, 0, metrics.clone())
+                    .inspect_core(move |event| {
+                        if let Ok((stamp, data)) = event {
+                            let t = *stamp.least().expect("a time");
+                            let mut out = out.lock().unwrap();
+                            for (_, rows) in data {
+                                out.entry(t).or_default().push(rows.clone());
+                            }
+                        }
+                    })
+                    .probe();
+                (input, probe)
+            });
+            for (e, updates) in epochs.iter().enumerate() {
+                for (r, diff, w) in updates {
+                    if w % worker.peers() == index {
+                        input.update(PackedRow::pack(r), *diff);
+                    }
+                }
+                let next = e as u64 + 1;
+                input.advance_to(next);
+                input.flush();
+                while probe.less_than(&next) && !metrics.failed() {
+                    worker.step();
+                }
+                if metrics.failed() {
+                    for id in worker.installed_dataflows() {
+                        worker.drop_dataflow(id);
+                    }
+                    return;
+                }
+            }
+        })
+        .unwrap();
+        let mut out = std::mem::take(&mut *out.lock().unwrap());
+        for changes in out.values_mut() {
+            changes.sort();
+        }
+        (out, metrics.error())
+    }
+
+    #[test]
+    fn a_declared_key_repeated_in_a_later_epoch_stops_the_run() {
+        for workers in [1, 2, 4] {
+            // Key 1 holds A from epoch 0; epoch 1 inserts B with key 1 (on another worker)
+            // and does not retract A.
+            let epochs: Epochs = vec![
+                vec![(row(1, "A"), 1, 0), (row(2, "X"), 1, 1)],
+                vec![(row(1, "B"), 1, 1), (row(3, "Y"), 1, 0)],
+            ];
+            let (out, err) = run(kv(true), epochs, workers);
+            assert_eq!(
+                err.as_deref(),
+                Some(
+                    "view `kv`: 2 rows have the same key (k) = (Int(1)) at epoch 1 (one of \
+                     them stored at an earlier epoch), but `keys` must be unique per row; the \
+                     new one: (Int(1), Str(\"B\"))"
+                ),
+                "{workers} worker(s)"
+            );
+            // Epoch 0 went to the sink; epoch 1 did not (nothing of it is committed).
+            assert_eq!(
+                out,
+                changes([(0, vec![vec![p(1, "A")], vec![p(2, "X")]])]),
+                "{workers} worker(s)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_declared_key_repeated_within_an_epoch_stops_the_run() {
+        let epochs: Epochs = vec![vec![(row(1, "A"), 1, 0), (row(1, "B"), 1, 1)]];
+        let (out, err) = run(kv(true), epochs, 2);
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "view `kv`: 2 rows have the same key (k) = (Int(1)) at epoch 0, but `keys` \
+                 must be unique per row; the new one: (Int(1), Str(\"A\"))"
+            )
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_declared_key_moving_to_another_row_is_no_duplicate() {
+        for workers in [1, 2, 4] {
+            let epochs: Epochs = vec![
+                vec![(row(1, "A"), 1, 0), (row(2, "X"), 1, 1)],
+                // Key 1 moves from A to B (the retraction and the insert on different
+                // workers); row X moves from key 2 to key 3.
+                vec![
+                    (row(1, "B"), 1, 0),
+                    (row(1, "A"), -1, 1),
+                    (row(2, "X"), -1, 0),
+                    (row(3, "X"), 1, 1),
+                ],
+                // Key 2 is free again: a new row takes it; key 1 is deleted.
+                vec![(row(2, "Z"), 1, 1), (row(1, "B"), -1, 0)],
+                // And key 1 comes back.
+                vec![(row(1, "C"), 1, 1)],
+            ];
+            let (out, err) = run(kv(true), epochs, workers);
+            assert_eq!(err, None, "{workers} worker(s)");
+            assert_eq!(
+                out,
+                changes([
+                    (0, vec![vec![p(1, "A")], vec![p(2, "X")]]),
+                    (1, vec![vec![], vec![p(1, "B")], vec![p(3, "X")]]),
+                    (2, vec![vec![], vec![p(2, "Z")]]),
+                    (3, vec![vec![p(1, "C")]]),
+                ]),
+                "{workers} worker(s)"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_of_the_query_are_not_counted() {
+        // Without declared keys (a GROUP BY's columns, unique by construction) no count is
+        // kept: the same updates as the failing case pass through.
+        let epochs: Epochs = vec![vec![(row(1, "A"), 1, 0)], vec![(row(1, "B"), 1, 0)]];
+        let (out, err) = run(kv(false), epochs, 1);
+        assert_eq!(err, None);
+        assert_eq!(out[&1], vec![vec![p(1, "B")]]);
+    }
 }
