@@ -25,7 +25,7 @@ use tidewater_connectors::generator::{
 use tidewater_connectors::types::{Column, ColumnType, Datum, Row};
 
 use super::view_tests::{
-    run_models, sorted, sqlite_type, states, to_value, value_eq, Catalog, Epoch,
+    run_models, run_models_counted, sorted, sqlite_type, states, to_value, value_eq, Catalog, Epoch,
 };
 use crate::config::{ColumnsSpec, PipelineConfig};
 
@@ -652,4 +652,137 @@ fn marketing_country_move_and_lead_delete_flow_through() {
     for rows in &got["test_fct_email_opens_lead_in_dim_user"] {
         assert_eq!(int(&rows[0][0]), 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Incrementality of the chain that ends in `country_email_engagement`.
+
+/// The views of the pipeline file from the dimensions to `country_email_engagement`.
+const CHAIN: [&str; 6] = [
+    "dim_account",
+    "dim_user",
+    "fct_email_opens",
+    "fct_email_clicks",
+    "int_email_open_clicks_joined",
+    "country_email_engagement",
+];
+
+/// A marketing world of `n` opens: `n / 100` accounts in 10 countries, `n / 20` users and
+/// as many leads (one per user's e-mail), 20 opens per lead (each of its own send) and a
+/// click on every fourth open's send. Epoch 1 changes three rows: a new open, a click on
+/// open 5's send (which had none), and open 7 deleted.
+fn chain_epochs(cat: &Catalog, n: i64) -> Vec<Epoch> {
+    let (accounts, people) = (n / 100, n / 20);
+    let ins = |t: &str, values: &[(&str, Datum)]| (t.to_string(), mk(cat, t, values), 1);
+    let (opens, clicks) = (
+        "marketo_activity_open_email",
+        "marketo_activity_click_email",
+    );
+    let activity = |table: &str, id: i64, lead: i64, send: String| {
+        ins(
+            table,
+            &[
+                ("id", Datum::Int(id)),
+                ("lead_id", Datum::Int(lead)),
+                ("email_send_id", Datum::Str(send)),
+                ("campaign_id", Datum::Int(id % 7)),
+                ("activity_date", Datum::Timestamp(id * 1_000_000)),
+            ],
+        )
+    };
+    let mut e0: Epoch = Vec::new();
+    for a in 0..accounts {
+        e0.push(ins(
+            "salesforce_account",
+            &[
+                ("id", s(&format!("A{a}"))),
+                ("billing_country", s(&format!("country {}", a % 10))),
+            ],
+        ));
+    }
+    for u in 0..people {
+        let email = format!("u{u}@x.example");
+        e0.push(ins(
+            "salesforce_user",
+            &[
+                ("id", s(&format!("U{u}"))),
+                ("email", s(&email)),
+                ("account_id", s(&format!("A{}", u % accounts))),
+            ],
+        ));
+        e0.push(ins(
+            "marketo_lead",
+            &[("id", Datum::Int(u)), ("email", s(&email))],
+        ));
+    }
+    for o in 0..n {
+        e0.push(activity(opens, o, o % people, format!("s{o}")));
+        if o % 4 == 0 {
+            e0.push(activity(clicks, n + o, o % people, format!("s{o}")));
+        }
+    }
+    let mut delete = activity(opens, 7, 7 % people, "s7".into());
+    delete.2 = -1;
+    let e1: Epoch = vec![
+        activity(opens, 3 * n, 3, "s-new".into()),
+        activity(clicks, 3 * n + 1, 5 % people, "s5".into()),
+        delete,
+    ];
+    vec![e0, e1]
+}
+
+#[test]
+fn the_engagement_chain_does_work_per_epoch_independent_of_the_table_size() {
+    let p = load(40, 1_500);
+    let views: Vec<(String, String)> = p
+        .views
+        .iter()
+        .filter(|(name, _)| CHAIN.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(views.len(), CHAIN.len());
+    let mut epoch1: Vec<BTreeMap<String, u64>> = Vec::new();
+    for n in [5_000i64, 20_000] {
+        let epochs = chain_epochs(&p.catalog, n);
+        let (updates, work) = run_models_counted(&p.catalog, &views, &epochs, 2, &[], true);
+        let at = |view: &str, e: u64| work[view].get(&e).copied().unwrap_or(0);
+        for (view, _) in &views {
+            eprintln!(
+                "{n} opens, `{view}`: epoch 0: {}, epoch 1: {}",
+                at(view, 0),
+                at(view, 1)
+            );
+        }
+        // Epoch 0 loads the world: at least one update per open.
+        let total0: u64 = CHAIN.iter().map(|v| at(v, 0)).sum();
+        assert!(total0 >= n as u64, "{total0} at {n} opens");
+        epoch1.push(CHAIN.iter().map(|v| (v.to_string(), at(v, 1))).collect());
+        // Not vacuous: the change reaches the engagement of the three leads' countries.
+        let states = states(&updates["country_email_engagement"], 2);
+        assert_eq!(states[0].len(), 10);
+        assert_ne!(states[0], states[1]);
+    }
+    // The same work at 5,000 and 20,000 opens; the dimensions do nothing.
+    assert_eq!(epoch1[0], epoch1[1]);
+    let want: BTreeMap<String, u64> = [
+        ("dim_account", 0),
+        ("dim_user", 0),
+        // 2 changed opens: left keys, matchable rows, matches with their leads, projection.
+        ("fct_email_opens", 8),
+        // The same for 1 click.
+        ("fct_email_clicks", 4),
+        // clicks_per_send: 1 key, 1 new group, 1 row, 1 projection; the left join: left keys
+        // 2 + matchable 2, right keys 1, 1 match (open 5 with its send's clicks), 1 new
+        // distinct right key, 1 matched left row, 3 padded-row changes (open 5's retracted,
+        // the new open's added, open 7's retracted), output 1 + 3, projection 4.
+        ("int_email_open_clicks_joined", 23),
+        // 4 changed joined opens through two joins (3 × 4 each), group keys 4, 3 countries'
+        // groups (-old +new) through the reduce, the aggregate rows, the WITH query's and
+        // the outer projection (4 × 6).
+        ("country_email_engagement", 52),
+    ]
+    .into_iter()
+    .map(|(v, n)| (v.to_string(), n))
+    .collect();
+    assert_eq!(epoch1[0], want);
 }

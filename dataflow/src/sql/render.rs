@@ -3,8 +3,10 @@
 //! joins, `reduce` (recomputing a changed group from its multiset) for aggregates,
 //! `distinct` for `DISTINCT` / `UNION`, `concat` for `UNION ALL`.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
@@ -12,12 +14,72 @@ use tidewater_connectors::types::{ColumnType, Datum, PackedRow, Row};
 use timely::dataflow::operators::ToStream;
 
 use super::convert::{self, DecOp};
-use super::expr::{compare, CmpKind, Cx, Node, V};
+use super::expr::{compare, CmpKind, Cx as ECx, Node, V};
 use super::query::{window_starts, Agg, AggFunc, KeyKind, QueryPlan, Rel};
 use super::{Pos, SqlError};
 
 /// A collection of rows of one relation at epoch timestamps.
 pub type RowCollection<'scope> = VecCollection<'scope, u64, PackedRow, isize>;
+
+/// Counts the updates that come out of the operators [`render_query_counted`] builds, per
+/// epoch and kind of operator: a measure of the work a plan does per epoch that does not
+/// depend on timing (tests check with it that an epoch's work follows the change, not the
+/// size of the tables).
+///
+/// Counted: the output of every `map` / `flat_map` / `filter` (projections, `WHERE` /
+/// `HAVING` / join filters, the key extraction before each join and reduce, window
+/// assignment, the canonical rows before `DISTINCT`, the formatting of aggregate rows),
+/// every `join_core` (a join's matches; a left join's matched left rows), every `reduce` (one
+/// per `GROUP BY` / aggregate) and `distinct` (`DISTINCT`, `UNION`, a left join's right
+/// keys), and the rows a left join pads, a `UNION ALL`, a left join's and a global
+/// aggregate's concatenations put out. Not counted: the input relations, and the work
+/// inside an operator that does not show in its output — notably a `reduce` recomputes a
+/// changed group from all of the group's input values (see the module docs of `sql`).
+///
+/// One value per worker (its operators' updates; not `Send`); clones share the counts.
+#[derive(Clone, Debug, Default)]
+pub struct OpCounts(Rc<RefCell<BTreeMap<(u64, &'static str), u64>>>);
+
+impl OpCounts {
+    /// New, empty counts.
+    pub fn new() -> OpCounts {
+        OpCounts::default()
+    }
+
+    /// Updates per epoch (all operators).
+    pub fn by_epoch(&self) -> BTreeMap<u64, u64> {
+        let mut out = BTreeMap::new();
+        for ((epoch, _), n) in self.0.borrow().iter() {
+            *out.entry(*epoch).or_default() += n;
+        }
+        out
+    }
+
+    /// Updates per epoch and kind of operator (`map`, `filter`, `join`, `reduce`, `distinct`,
+    /// `concat`, `window`, …).
+    pub fn by_operator(&self) -> BTreeMap<(u64, &'static str), u64> {
+        self.0.borrow().clone()
+    }
+
+    /// `c`, with its updates counted as `kind`'s.
+    fn tap<'scope, D: differential_dataflow::Data>(
+        &self,
+        c: VecCollection<'scope, u64, D, isize>,
+        kind: &'static str,
+    ) -> VecCollection<'scope, u64, D, isize> {
+        let counts = self.0.clone();
+        c.inspect_batch(move |_, updates| {
+            let mut counts = counts.borrow_mut();
+            let mut i = 0;
+            while i < updates.len() {
+                let t = updates[i].1;
+                let run = updates[i..].iter().take_while(|u| u.1 == t).count();
+                *counts.entry((t, kind)).or_default() += run as u64;
+                i += run;
+            }
+        })
+    }
+}
 
 /// Renders `plan` in the scope of its inputs: `inputs` maps every name of
 /// [`QueryPlan::inputs`] to the collection of that relation's rows (packed in the column
@@ -27,6 +89,16 @@ pub type RowCollection<'scope> = VecCollection<'scope, u64, PackedRow, isize>;
 pub fn render_query<'scope>(
     plan: &QueryPlan,
     inputs: &HashMap<String, RowCollection<'scope>>,
+) -> Result<RowCollection<'scope>, SqlError> {
+    render_query_counted(plan, inputs, None)
+}
+
+/// [`render_query`], counting the updates out of every operator it builds in `counts` (this
+/// worker's; see [`OpCounts`]). Without `counts` nothing is added to the dataflow.
+pub fn render_query_counted<'scope>(
+    plan: &QueryPlan,
+    inputs: &HashMap<String, RowCollection<'scope>>,
+    counts: Option<&OpCounts>,
 ) -> Result<RowCollection<'scope>, SqlError> {
     for name in plan.inputs() {
         if !inputs.contains_key(name) {
@@ -45,168 +117,230 @@ pub fn render_query<'scope>(
         .next()
         .expect("a plan reads at least one input")
         .clone();
-    let mut lets: Vec<RowCollection<'scope>> = Vec::with_capacity(plan.lets.len());
+    let mut cx = Cx {
+        inputs,
+        lets: Vec::with_capacity(plan.lets.len()),
+        any,
+        counts,
+    };
     for rel in &plan.lets {
-        let c = render(rel, inputs, &lets, &any);
-        lets.push(c);
+        let c = cx.render(rel);
+        cx.lets.push(c);
     }
-    Ok(render(&plan.root, inputs, &lets, &any))
+    Ok(cx.render(&plan.root))
 }
 
-fn render<'scope>(
-    rel: &Rel,
-    inputs: &HashMap<String, RowCollection<'scope>>,
-    lets: &[RowCollection<'scope>],
-    any: &RowCollection<'scope>,
-) -> RowCollection<'scope> {
-    let go = |r: &Rel| render(r, inputs, lets, any);
-    match rel {
-        Rel::Input { name } => inputs[name].clone(),
-        Rel::Get(i) => lets[*i].clone(),
-        Rel::Filter { input, pred } => {
-            let pred = pred.clone();
-            go(input).filter(move |row| {
-                let datums = row.unpack();
-                matches!(pred.ev(&datums, &mut Cx::default()), V::Bool(true))
-            })
+/// What rendering one plan needs.
+struct Cx<'a, 'scope> {
+    inputs: &'a HashMap<String, RowCollection<'scope>>,
+    /// The rendered `WITH` queries so far.
+    lets: Vec<RowCollection<'scope>>,
+    /// Any input (for its scope).
+    any: RowCollection<'scope>,
+    counts: Option<&'a OpCounts>,
+}
+
+impl<'scope> Cx<'_, 'scope> {
+    /// `c`, counted as `kind`'s output when counting.
+    fn tap<D: differential_dataflow::Data>(
+        &self,
+        c: VecCollection<'scope, u64, D, isize>,
+        kind: &'static str,
+    ) -> VecCollection<'scope, u64, D, isize> {
+        match self.counts {
+            Some(counts) => counts.tap(c, kind),
+            None => c,
         }
-        Rel::Map { input, exprs } => {
-            let exprs = exprs.clone();
-            go(input).map(move |row| {
-                let datums = row.unpack();
-                let out: Row = exprs.iter().map(|e| eval(e, &datums)).collect();
-                PackedRow::pack(&out)
-            })
-        }
-        Rel::Join {
-            left,
-            right,
-            left_keys,
-            right_keys,
-            outer,
-            right_width,
-        } => {
-            let (lk, rk) = (left_keys.clone(), right_keys.clone());
-            let keyed_left = go(left).map(move |row| {
-                let datums = row.unpack();
-                (join_key(&datums, &lk), row)
-            });
-            let right_arr = go(right)
-                .flat_map(move |row| {
+    }
+
+    fn render(&self, rel: &Rel) -> RowCollection<'scope> {
+        match rel {
+            Rel::Input { name } => self.inputs[name].clone(),
+            Rel::Get(i) => self.lets[*i].clone(),
+            Rel::Filter { input, pred } => {
+                let pred = pred.clone();
+                let out = self.render(input).filter(move |row| {
                     let datums = row.unpack();
-                    join_key(&datums, &rk).map(|k| (k, row))
-                })
-                .arrange_by_key();
-            let matchable = keyed_left.clone().flat_map(|(k, row)| k.map(|k| (k, row)));
-            let left_arr = matchable.arrange_by_key();
-            let joined = left_arr
-                .clone()
-                .join_core(right_arr.clone(), |_k, l: &PackedRow, r: &PackedRow| {
-                    Some(concat(l, r.as_bytes()))
+                    matches!(pred.ev(&datums, &mut ECx::default()), V::Bool(true))
                 });
-            if !outer {
-                return joined;
+                self.tap(out, "filter")
             }
-            // Left rows without a match: those with a NULL key, and those whose key no
-            // right row has (all left rows with a key minus those with a matching key).
-            let pad = vec![0u8; *right_width];
-            let right_keys = right_arr
-                .as_collection(|k: &PackedRow, _v: &PackedRow| k.clone())
-                .distinct()
-                .arrange_by_self();
-            let matched =
-                left_arr.join_core(right_keys, |_k, l: &PackedRow, _: &()| Some(l.clone()));
-            let pad2 = pad.clone();
-            let unmatched = keyed_left
-                .map(|(_, row)| row)
-                .concat(matched.negate())
-                .map(move |row| concat(&row, &pad2));
-            joined.concat(unmatched)
-        }
-        Rel::Reduce {
-            input,
-            group,
-            aggs,
-            global,
-        } => {
-            let (group, arg_nodes) = (group.clone(), aggs.clone());
-            let keyed = go(input).map(move |row| {
-                let datums = row.unpack();
-                let key: Row = group.iter().map(|g| canonical(eval(g, &datums))).collect();
-                let args: Row = arg_nodes
-                    .iter()
-                    .map(|a| match &a.arg {
-                        Some(n) => eval(n, &datums),
-                        None => Datum::Null,
-                    })
-                    .collect();
-                (PackedRow::pack(&key), Some(PackedRow::pack(&args)))
-            });
-            let keyed = if *global {
-                // One marker value so that the single group exists over empty input; it
-                // contributes to no aggregate. Only worker 0 holds it.
-                let scope = any.scope();
-                let marker: Vec<((PackedRow, Option<PackedRow>), u64, isize)> =
-                    if scope.index() == 0 {
-                        vec![((PackedRow::pack(&[]), None), 0, 1)]
-                    } else {
-                        Vec::new()
-                    };
-                keyed.concat(marker.to_stream(scope).as_collection())
-            } else {
-                keyed
-            };
-            let aggs = aggs.clone();
-            keyed
-                .reduce(
-                    move |_key,
-                          vals: &[(&Option<PackedRow>, isize)],
-                          out: &mut Vec<(PackedRow, isize)>| {
-                        out.push((PackedRow::pack(&aggregate(&aggs, vals)), 1));
-                    },
-                )
-                .map(|(key, aggs)| concat(&key, aggs.as_bytes()))
-        }
-        Rel::Distinct(input) => go(input)
-            .map(|row| {
-                let datums: Row = row.unpack().into_iter().map(canonical).collect();
-                PackedRow::pack(&datums)
-            })
-            .distinct(),
-        Rel::Window {
-            input,
-            time,
-            size,
-            slide,
-        } => {
-            let (time, size, slide) = (*time, *size, *slide);
-            go(input).flat_map(move |row| {
-                let datums = row.unpack();
-                let t = match datums.get(time) {
-                    Some(Datum::Timestamp(t)) => Some(*t),
-                    _ => None,
+            Rel::Map { input, exprs } => {
+                let exprs = exprs.clone();
+                let out = self.render(input).map(move |row| {
+                    let datums = row.unpack();
+                    let out: Row = exprs.iter().map(|e| eval(e, &datums)).collect();
+                    PackedRow::pack(&out)
+                });
+                self.tap(out, "map")
+            }
+            Rel::Join {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                outer,
+                right_width,
+            } => {
+                let (lk, rk) = (left_keys.clone(), right_keys.clone());
+                let keyed_left = self.tap(
+                    self.render(left).map(move |row| {
+                        let datums = row.unpack();
+                        (join_key(&datums, &lk), row)
+                    }),
+                    "map",
+                );
+                let right_keyed = self.tap(
+                    self.render(right).flat_map(move |row| {
+                        let datums = row.unpack();
+                        join_key(&datums, &rk).map(|k| (k, row))
+                    }),
+                    "map",
+                );
+                let right_arr = right_keyed.arrange_by_key();
+                let matchable = self.tap(
+                    keyed_left.clone().flat_map(|(k, row)| k.map(|k| (k, row))),
+                    "map",
+                );
+                let left_arr = matchable.arrange_by_key();
+                let joined = self.tap(
+                    left_arr
+                        .clone()
+                        .join_core(right_arr.clone(), |_k, l: &PackedRow, r: &PackedRow| {
+                            Some(concat(l, r.as_bytes()))
+                        }),
+                    "join",
+                );
+                if !outer {
+                    return joined;
+                }
+                // Left rows without a match: those with a NULL key, and those whose key no
+                // right row has (all left rows with a key minus those with a matching key).
+                let pad = vec![0u8; *right_width];
+                let right_keys = self
+                    .tap(
+                        right_arr
+                            .as_collection(|k: &PackedRow, _v: &PackedRow| k.clone())
+                            .distinct(),
+                        "distinct",
+                    )
+                    .arrange_by_self();
+                let matched = self.tap(
+                    left_arr.join_core(right_keys, |_k, l: &PackedRow, _: &()| Some(l.clone())),
+                    "join",
+                );
+                let pad2 = pad.clone();
+                let unmatched = self.tap(
+                    keyed_left
+                        .map(|(_, row)| row)
+                        .concat(matched.negate())
+                        .map(move |row| concat(&row, &pad2)),
+                    "map",
+                );
+                self.tap(joined.concat(unmatched), "concat")
+            }
+            Rel::Reduce {
+                input,
+                group,
+                aggs,
+                global,
+            } => {
+                let (group, arg_nodes) = (group.clone(), aggs.clone());
+                let keyed = self.tap(
+                    self.render(input).map(move |row| {
+                        let datums = row.unpack();
+                        let key: Row = group.iter().map(|g| canonical(eval(g, &datums))).collect();
+                        let args: Row = arg_nodes
+                            .iter()
+                            .map(|a| match &a.arg {
+                                Some(n) => eval(n, &datums),
+                                None => Datum::Null,
+                            })
+                            .collect();
+                        (PackedRow::pack(&key), Some(PackedRow::pack(&args)))
+                    }),
+                    "map",
+                );
+                let keyed = if *global {
+                    // One marker value so that the single group exists over empty input; it
+                    // contributes to no aggregate. Only worker 0 holds it.
+                    let scope = self.any.scope();
+                    let marker: Vec<((PackedRow, Option<PackedRow>), u64, isize)> =
+                        if scope.index() == 0 {
+                            vec![((PackedRow::pack(&[]), None), 0, 1)]
+                        } else {
+                            Vec::new()
+                        };
+                    self.tap(
+                        keyed.concat(marker.to_stream(scope).as_collection()),
+                        "concat",
+                    )
+                } else {
+                    keyed
                 };
-                t.into_iter()
-                    .flat_map(move |t| window_starts(t, size, slide))
-                    .map(move |start| {
-                        let mut tail = Vec::new();
-                        Datum::Timestamp(start).encode_key(&mut tail);
-                        Datum::Timestamp(start + size).encode_key(&mut tail);
-                        concat(&row, &tail)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        }
-        Rel::Union(parts) => {
-            let mut it = parts.iter().map(go);
-            let first = it.next().expect("UNION has inputs");
-            it.fold(first, |acc, c| acc.concat(c))
+                let aggs = aggs.clone();
+                let reduced = self.tap(
+                    keyed.reduce(
+                        move |_key,
+                              vals: &[(&Option<PackedRow>, isize)],
+                              out: &mut Vec<(PackedRow, isize)>| {
+                            out.push((PackedRow::pack(&aggregate(&aggs, vals)), 1));
+                        },
+                    ),
+                    "reduce",
+                );
+                self.tap(
+                    reduced.map(|(key, aggs)| concat(&key, aggs.as_bytes())),
+                    "map",
+                )
+            }
+            Rel::Distinct(input) => {
+                let canon = self.tap(
+                    self.render(input).map(|row| {
+                        let datums: Row = row.unpack().into_iter().map(canonical).collect();
+                        PackedRow::pack(&datums)
+                    }),
+                    "map",
+                );
+                self.tap(canon.distinct(), "distinct")
+            }
+            Rel::Window {
+                input,
+                time,
+                size,
+                slide,
+            } => {
+                let (time, size, slide) = (*time, *size, *slide);
+                let out = self.render(input).flat_map(move |row| {
+                    let datums = row.unpack();
+                    let t = match datums.get(time) {
+                        Some(Datum::Timestamp(t)) => Some(*t),
+                        _ => None,
+                    };
+                    t.into_iter()
+                        .flat_map(move |t| window_starts(t, size, slide))
+                        .map(move |start| {
+                            let mut tail = Vec::new();
+                            Datum::Timestamp(start).encode_key(&mut tail);
+                            Datum::Timestamp(start + size).encode_key(&mut tail);
+                            concat(&row, &tail)
+                        })
+                        .collect::<Vec<_>>()
+                });
+                self.tap(out, "window")
+            }
+            Rel::Union(parts) => {
+                let mut it = parts.iter().map(|p| self.render(p));
+                let first = it.next().expect("UNION has inputs");
+                let all = it.fold(first, |acc, c| acc.concat(c));
+                self.tap(all, "concat")
+            }
         }
     }
 }
 
 fn eval(n: &Node, row: &[Datum]) -> Datum {
-    n.ev(row, &mut Cx::default()).into_datum()
+    n.ev(row, &mut ECx::default()).into_datum()
 }
 
 fn concat(a: &PackedRow, b: &[u8]) -> PackedRow {
