@@ -169,7 +169,6 @@ use tidewater_connectors::types::ColumnType;
 use crate::error::TidewaterError;
 
 pub use compile::{compile, compile_predicate};
-pub(crate) use convert::{format_decimal, format_timestamp};
 pub use expr::Expr;
 pub use query::{plan_query, QueryPlan, WindowPlan};
 pub use render::{render_query, RowCollection};
