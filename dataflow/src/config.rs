@@ -62,6 +62,15 @@ pub struct ViewConfig {
     /// `window_closed` column: whether the window can still change.
     #[serde(default)]
     pub emit: Option<String>,
+    /// `"warn"` | `"fail"`: the view is a dbt-style test whose rows are violations (default:
+    /// not a test). After each epoch its violations — the sum of its `violations` column if
+    /// it has one, else its number of rows — are counted in the event log (`expectations`:
+    /// `{name: <view>, on_violation, passed: 1 if none else 0, failed: violations}`); `warn`
+    /// logs a warning while there are any, `fail` stops the run with an error naming the
+    /// view before the epoch's manifest is written (readers of manifests never see that
+    /// epoch).
+    #[serde(default)]
+    pub test: Option<OnViolation>,
 }
 
 impl ViewConfig {
@@ -817,6 +826,12 @@ impl PipelineConfig {
                 ));
             }
             v.emit_mode()?;
+            if matches!(v.test, Some(OnViolation::Drop | OnViolation::Quarantine)) {
+                return Err(err(
+                    format!("{key}.test"),
+                    "a test view counts its violations: \"warn\" or \"fail\"",
+                ));
+            }
         }
         // Every topic of a kafka source feeds exactly one table, and every table one topic
         // at least.

@@ -773,7 +773,16 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                                     .collect(),
                             )
                         })
-                        .chain(views.views.iter().map(|v| (v.name.clone(), Vec::new())))
+                        .chain(cfg.view.iter().map(|v| {
+                            let test = v.test.map(|t| (v.name.clone(), t));
+                            (v.name.clone(), test.into_iter().collect())
+                        }))
+                        .collect(),
+                    tests: cfg
+                        .view
+                        .iter()
+                        .filter(|v| v.test.is_some())
+                        .map(|v| v.name.clone())
                         .collect(),
                     resume: log_resume,
                 },
