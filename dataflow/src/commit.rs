@@ -19,6 +19,7 @@ use timely::progress::frontier::MutableAntichain;
 use tracing::info;
 
 use crate::checkpoint::{positions_at, ManifestWriter};
+use crate::config::OnViolation;
 use crate::event_log::{self, EpochEntry, ExpectationNames, EVENT_LOG};
 use crate::failpoint;
 use crate::kafka_source::PositionFragment;
@@ -47,6 +48,48 @@ pub struct EventLogSettings {
     pub expectations: BTreeMap<String, ExpectationNames>,
     /// The last epoch `_event_log` had committed at start.
     pub resume: Option<u64>,
+    /// The views that are dbt-style tests (`[[view]] test`), whose violations are counted
+    /// into their event-log line (their one expectation) after each epoch.
+    pub tests: Vec<String>,
+}
+
+/// The violations of a test view at `version` of its Delta table: the sum of its
+/// `violations` column if it has one, else its number of rows.
+fn test_violations(dir: &std::path::Path, version: i64) -> Result<u64, String> {
+    use deltalake::arrow::array::{Array, Int64Array};
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use deltalake::parquet::arrow::ProjectionMask;
+    let err = |e: &dyn std::fmt::Display| format!("test view at {}: {e}", dir.display());
+    let files = tidewater_connectors::delta::table_files_at(dir, version).map_err(|e| err(&e))?;
+    let mut total = 0u64;
+    for f in files {
+        let file = std::fs::File::open(dir.join(&f.path)).map_err(|e| err(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+        let column = builder
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name() == "violations");
+        let Some(column) = column else {
+            total += builder.metadata().file_metadata().num_rows() as u64;
+            continue;
+        };
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+        for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
+            let batch = batch.map_err(|e| err(&e))?;
+            let values = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| err(&"its `violations` column is not int64"))?;
+            for i in 0..values.len() {
+                if values.is_valid(i) {
+                    total += values.value(i).max(0) as u64;
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// A Kafka source whose committed offsets are also reported to a consumer group (its
@@ -382,6 +425,48 @@ pub fn committer<'scope>(
                     for (table, e) in entries.iter_mut() {
                         if e.version.is_none() {
                             e.version = resume.version_at(table, epoch);
+                        }
+                    }
+                    // dbt-style test views: their violations at this cut, as their one
+                    // expectation's count.
+                    for view in &log.tests {
+                        // Every epoch, also one in which the view did not change.
+                        let e = entries.entry(view.clone()).or_default();
+                        if e.version.is_none() {
+                            match committer.version(view) {
+                                Ok(v) => e.version = v,
+                                Err(err) => {
+                                    metrics.fail(err.to_string());
+                                    pending.clear();
+                                    hold = None;
+                                    return;
+                                }
+                            }
+                        }
+                        let violations = match e.version {
+                            Some(v) => match test_violations(&log.lakehouse.join(view), v) {
+                                Ok(n) => n,
+                                Err(err) => {
+                                    metrics.fail(err);
+                                    pending.clear();
+                                    hold = None;
+                                    return;
+                                }
+                            },
+                            None => 0,
+                        };
+                        e.stats.expectations = vec![((violations == 0) as u64, violations)];
+                        if violations > 0 {
+                            let action = log.expectations[view][0].1;
+                            if action == OnViolation::Fail {
+                                metrics.fail(format!(
+                                    "test view `{view}` (test = \"fail\"): {violations} violation(s) at epoch {epoch}"
+                                ));
+                                pending.clear();
+                                hold = None;
+                                return;
+                            }
+                            tracing::warn!(epoch, view = %view, violations, "test view has violations");
                         }
                     }
                     let rows = event_log::rows(

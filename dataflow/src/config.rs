@@ -62,6 +62,15 @@ pub struct ViewConfig {
     /// `window_closed` column: whether the window can still change.
     #[serde(default)]
     pub emit: Option<String>,
+    /// `"warn"` | `"fail"`: the view is a dbt-style test whose rows are violations (default:
+    /// not a test). After each epoch its violations — the sum of its `violations` column if
+    /// it has one, else its number of rows — are counted in the event log (`expectations`:
+    /// `{name: <view>, on_violation, passed: 1 if none else 0, failed: violations}`); `warn`
+    /// logs a warning while there are any, `fail` stops the run with an error naming the
+    /// view before the epoch's manifest is written (readers of manifests never see that
+    /// epoch).
+    #[serde(default)]
+    pub test: Option<OnViolation>,
 }
 
 impl ViewConfig {
@@ -270,6 +279,12 @@ pub struct SourceConfig {
     /// completes within this time.
     #[serde(default)]
     pub transaction_wait_ms: Option<u64>,
+    /// An event-time watermark for every table fed by this source that declares none itself
+    /// (`{ column = "event_time", allowed_lateness = "2m" }`; see `[[table]] watermark`,
+    /// which wins where both are given). Each table still keeps a watermark of its own,
+    /// computed from its own records (default: none).
+    #[serde(default)]
+    pub watermark: Option<WatermarkConfig>,
 }
 
 fn default_format() -> String {
@@ -477,8 +492,23 @@ impl PipelineConfig {
         Ok(cfg)
     }
 
-    /// Parses TOML text (no validation, no path resolution).
+    /// Parses TOML text (no validation, no path resolution). A table without a watermark
+    /// of its own takes its source's `watermark`.
     pub fn parse(text: &str) -> Result<PipelineConfig, TidewaterError> {
+        let mut cfg: PipelineConfig = Self::parse_toml(text)?;
+        for t in &mut cfg.table {
+            if t.watermark.is_none() {
+                t.watermark = cfg
+                    .source
+                    .iter()
+                    .find(|s| s.name == t.from)
+                    .and_then(|s| s.watermark.clone());
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn parse_toml(text: &str) -> Result<PipelineConfig, TidewaterError> {
         toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
             let key = e
@@ -543,6 +573,9 @@ impl PipelineConfig {
             let key = format!("source `{}`", s.name);
             if !names.insert(s.name.clone()) {
                 return Err(err(key, "duplicate source name"));
+            }
+            if let Some(w) = &s.watermark {
+                w.lateness_micros(&format!("{key}.watermark.allowed_lateness"))?;
             }
             if s.format != "debezium-json" {
                 return Err(err(
@@ -793,6 +826,12 @@ impl PipelineConfig {
                 ));
             }
             v.emit_mode()?;
+            if matches!(v.test, Some(OnViolation::Drop | OnViolation::Quarantine)) {
+                return Err(err(
+                    format!("{key}.test"),
+                    "a test view counts its violations: \"warn\" or \"fail\"",
+                ));
+            }
         }
         // Every topic of a kafka source feeds exactly one table, and every table one topic
         // at least.
@@ -1049,6 +1088,29 @@ scd = 1
 "#;
 
     #[test]
+    fn a_table_takes_its_sources_watermark_unless_it_declares_one() {
+        let on_source = MINIMAL.replace(
+            "kind = \"generator\"",
+            "kind = \"generator\"\nwatermark = { column = \"t\", allowed_lateness = \"2m\" }",
+        );
+        let on_both = on_source.replace(
+            "scd = 1",
+            "scd = 1\nwatermark = { column = \"u\", allowed_lateness = \"5s\" }",
+        );
+        let w = |text: &str| {
+            let c = PipelineConfig::parse(text).unwrap();
+            c.validate().unwrap();
+            c.table[0]
+                .watermark
+                .as_ref()
+                .map(|w| (w.column.clone(), w.lateness_micros("x").unwrap()))
+        };
+        assert_eq!(w(&on_source), Some(("t".to_string(), 120_000_000)));
+        assert_eq!(w(&on_both), Some(("u".to_string(), 5_000_000)));
+        assert_eq!(w(MINIMAL), None);
+    }
+
+    #[test]
     fn minimal_file_parses_with_defaults() {
         let c = PipelineConfig::parse(MINIMAL).unwrap();
         c.validate().unwrap();
@@ -1118,6 +1180,11 @@ scd = 1
             "scd = 1\nwatermark = { column = \"t\", allowed_lateness = \"later\" }"
         ))
         .contains("table `customers`.watermark.allowed_lateness: not a duration"));
+        assert!(error_of(&MINIMAL.replace(
+            "kind = \"generator\"",
+            "kind = \"generator\"\nwatermark = { column = \"t\", allowed_lateness = \"soon\" }"
+        ))
+        .contains("source `customers_cdc`.watermark.allowed_lateness: not a duration"));
         assert!(error_of(&format!(
             "{MINIMAL}\n[[view]]\nname = \"v\"\nsql_file = \"/nonexistent/v.sql\"\n"
         ))

@@ -53,7 +53,7 @@ use crate::source::{
 use crate::table::{
     committed_bucket_files, gate_new_columns, late_columns, late_sink, parse_schema,
     quarantine_columns, quarantine_sink, table_sink, timestamp_at, BucketFile, LateRow,
-    QuarantineRow, TablePlan, LATE, QUARANTINE,
+    LocatedChange, Origin, QuarantineRow, TablePlan, LATE, QUARANTINE,
 };
 use crate::view::{load_table_rows, plan_views, render_views, table_rows, view_changes};
 use crate::{Key, Seq, TidewaterError};
@@ -473,20 +473,31 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     other => Err(other),
                 });
                 let (rest, bad): (StreamVec<'_, u64, TableRecord>, _) = rest.ok_err(|r| r);
-                let (rare, evolving): (StreamVec<'_, u64, Result<Seq, Column>>, _) =
-                    rest.ok_err(|r| match r {
-                        TableRecord::Truncate(s) => Ok(Ok(s)),
-                        TableRecord::NewColumn(c) => Ok(Err(c)),
-                        TableRecord::Evolving(b) => Err(b),
-                        TableRecord::Change(_) => unreachable!("changes are split off above"),
-                    });
+                let (rare, others): (
+                    StreamVec<'_, u64, Result<Seq, Column>>,
+                    StreamVec<'_, u64, TableRecord>,
+                ) = rest.ok_err(|r| match r {
+                    TableRecord::Truncate(s) => Ok(Ok(s)),
+                    TableRecord::NewColumn(c) => Ok(Err(c)),
+                    other => Err(other),
+                });
+                // Upserts carrying new columns, and (tables with a watermark) upserts with
+                // their origin.
+                let (evolving, located): (
+                    StreamVec<'_, u64, crate::table::EvolvingRecord>,
+                    StreamVec<'_, u64, Box<LocatedChange>>,
+                ) = others.ok_err(|r| match r {
+                    TableRecord::Evolving(b) => Ok(b),
+                    TableRecord::Located(b) => Err(b),
+                    _ => unreachable!("changes, truncates and new columns are split off above"),
+                });
                 let (truncates, new_columns): (
                     StreamVec<'_, u64, Seq>,
                     StreamVec<'_, u64, Column>,
                 ) = rare.ok_err(|r| r);
                 // Every sink (and gate) of the table folds every worker's new columns.
                 let new_columns = new_columns.broadcast();
-                let (evolved, clashes) = gate_new_columns(
+                let (evolved, clashes): (StreamVec<'_, u64, LocatedChange>, _) = gate_new_columns(
                     evolving,
                     new_columns.clone(),
                     plan.clone(),
@@ -495,18 +506,25 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                     stats.clone(),
                 )
                 .ok_err(|r| r);
-                let changes: StreamVec<'_, u64, Change<Key, Seq, PackedRow>> =
-                    changes.concat(evolved);
                 let bad = bad.concat(clashes);
                 // A table with a watermark: late upserts go to `_late`, not to the table.
-                let changes = match plan.watermark {
+                let changes: StreamVec<'_, u64, Change<Key, Seq, PackedRow>> = match plan.watermark
+                {
                     Some((pos, lateness)) => {
                         let initial = initial_watermarks
                             .get(&plan.name)
                             .copied()
                             .unwrap_or(i64::MIN);
+                        // Deletes come without an origin (they are never late).
+                        let gated = changes
+                            .map(|c| (c, None))
+                            .concat(evolved.map(|(c, o)| (c, Some(o))))
+                            .concat(located.map(|b| {
+                                let (c, o) = *b;
+                                (c, Some(o))
+                            }));
                         let (on_time, late, marks) = watermark_gate(
-                            changes,
+                            gated,
                             plan.clone(),
                             pos,
                             lateness,
@@ -517,7 +535,8 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         watermarks_of.insert(plan.name.clone(), (marks, initial));
                         on_time
                     }
-                    None => changes,
+                    // (Only upserts of tables with a watermark are located.)
+                    None => changes.concat(evolved.map(|(c, _)| c)),
                 };
                 let route_plan = plan.clone();
                 let route = move |k: &Key| route_plan.bucket(k) as u64;
@@ -754,7 +773,16 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                                     .collect(),
                             )
                         })
-                        .chain(views.views.iter().map(|v| (v.name.clone(), Vec::new())))
+                        .chain(cfg.view.iter().map(|v| {
+                            let test = v.test.map(|t| (v.name.clone(), t));
+                            (v.name.clone(), test.into_iter().collect())
+                        }))
+                        .collect(),
+                    tests: cfg
+                        .view
+                        .iter()
+                        .filter(|v| v.test.is_some())
+                        .map(|v| v.name.clone())
                         .collect(),
                     resume: log_resume,
                 },
@@ -890,12 +918,13 @@ fn compose_non_null(newest_first: &[&PackedRow]) -> PackedRow {
 }
 
 /// The watermark gate of a table with a watermark (event time at `pos` of the stored row,
-/// `lateness` µs): returns the on-time changes, the late upserts as `_late` rows, and the
-/// table's watermarks. Counts each epoch's late records and the watermark after it in the
-/// table's stats, inside the gate (before the epoch can reach the table's sink).
+/// `lateness` µs): returns the on-time changes, the late upserts as `_late` rows (with their
+/// origin), and the table's watermarks. Counts each epoch's late records and the watermark
+/// after it in the table's stats, inside the gate (before the epoch can reach the table's
+/// sink).
 #[allow(clippy::type_complexity)]
 fn watermark_gate<'scope>(
-    changes: StreamVec<'scope, u64, Change<Key, Seq, PackedRow>>,
+    changes: StreamVec<'scope, u64, (Change<Key, Seq, PackedRow>, Option<Origin>)>,
     plan: Arc<TablePlan>,
     pos: usize,
     lateness: i64,
@@ -907,7 +936,7 @@ fn watermark_gate<'scope>(
     StreamVec<'scope, u64, i64>,
 ) {
     // Upserts without an event time are quarantined before the gate.
-    let event_time = move |c: &Change<Key, Seq, PackedRow>| {
+    let event_time = move |(c, _): &(Change<Key, Seq, PackedRow>, Option<Origin>)| {
         c.value
             .as_ref()
             .map(|row| timestamp_at(row, pos).unwrap_or(i64::MIN))
@@ -922,10 +951,12 @@ fn watermark_gate<'scope>(
         }
     };
     let (on_time, late, marks) = changes.watermark_gate(event_time, lateness, initial, on_epoch);
-    let late = late.map(move |(c, w)| {
+    let on_time = on_time.map(|(c, _)| c);
+    let late = late.map(move |((c, origin), w)| {
         let row = c.value.expect("late records are upserts");
         let t = timestamp_at(&row, pos).unwrap_or(i64::MIN);
-        plan.late_row(&c.seq, &row, t, w)
+        let origin = origin.expect("the upserts of a table with a watermark are located");
+        plan.late_row(origin, t, w)
     });
     (on_time, late, marks)
 }

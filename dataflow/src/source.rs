@@ -1020,6 +1020,9 @@ pub enum TableRecord {
     /// An upsert carrying new columns, with its quarantine row (reason to be filled) in case
     /// one of them has another type than the table gives the column.
     Evolving(crate::table::EvolvingRecord),
+    /// An upsert of a table with a watermark, with where it came from (for its `_late` row,
+    /// should the watermark gate find it late).
+    Located(Box<crate::table::LocatedChange>),
 }
 
 /// Parsed output of one line: a record to apply, or a quarantine row.
@@ -1042,7 +1045,12 @@ fn route_outcome(
         Ok(None) => None,
         Ok(Some(Outcome::Change(c))) => {
             stats.changes += 1;
-            Some(Ok(TableRecord::Change(c)))
+            if plan.watermark.is_some() && c.value.is_some() {
+                let origin = crate::table::Origin::new(position(), line);
+                Some(Ok(TableRecord::Located(Box::new((c, origin)))))
+            } else {
+                Some(Ok(TableRecord::Change(c)))
+            }
         }
         Ok(Some(Outcome::Truncate(s))) => Some(Ok(TableRecord::Truncate(s))),
         Ok(Some(Outcome::Evolving(c))) => {

@@ -62,8 +62,31 @@ pub struct QuarantineRow {
     pub reason: String,
 }
 
-/// Raw records longer than this are cut in the quarantine table.
+/// Raw records longer than this are cut in the quarantine and late tables.
 const MAX_RAW: usize = 1 << 20;
+
+/// Where a record came from, kept with the upserts of a table with a watermark until the
+/// watermark gate has decided on them, so that a late one's `_late` row names its input
+/// position and raw text like a `_quarantine` row does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Where in the source: `<file>:<byte offset>`, `generator:<index>` or
+    /// `<partition>@<offset>` (Kafka).
+    pub position: String,
+    /// The raw record (lossy UTF-8, cut at 1 MiB).
+    pub raw: String,
+}
+
+impl Origin {
+    /// The origin of the record `line` found at `position`.
+    pub fn new(position: String, line: &[u8]) -> Origin {
+        let raw = &line[..line.len().min(MAX_RAW)];
+        Origin {
+            position,
+            raw: String::from_utf8_lossy(raw).into_owned(),
+        }
+    }
+}
 
 /// How a table's records are keyed, sequenced, stored and bucketed.
 #[derive(Clone, Debug)]
@@ -999,12 +1022,16 @@ pub fn fold_new_columns(
 /// of them has another type than the table gives the column.
 pub type EvolvingRecord = Box<(Change<Key, Seq, PackedRow>, QuarantineRow)>;
 
+/// An upsert of a table with a watermark, with its [`Origin`].
+pub type LocatedChange = (Change<Key, Seq, PackedRow>, Origin);
+
 /// Holds the upserts that carry new columns ([`Outcome::Evolving`]) of each epoch until every
 /// worker's announcements of that epoch are in, folds them like the sinks do
 /// ([`fold_new_columns`]), and then passes an upsert on, or quarantines it (with its record)
 /// when one of its new values has another type than the column's — a type change of a column
 /// added during the run, which is never cast. Counts the quarantined ones in the epoch's
-/// stats (they were counted as changes by the parser).
+/// stats (they were counted as changes by the parser). An upsert passed on keeps its origin
+/// (for the watermark gate of a table with a watermark).
 pub fn gate_new_columns<'scope>(
     evolving: StreamVec<'scope, u64, EvolvingRecord>,
     announced: StreamVec<'scope, u64, Column>,
@@ -1012,7 +1039,7 @@ pub fn gate_new_columns<'scope>(
     base: Vec<Column>,
     added: Vec<Column>,
     stats: SharedStats,
-) -> StreamVec<'scope, u64, Result<Change<Key, Seq, PackedRow>, QuarantineRow>> {
+) -> StreamVec<'scope, u64, Result<LocatedChange, QuarantineRow>> {
     evolving.binary_frontier(
         announced,
         Pipeline,
@@ -1054,7 +1081,13 @@ pub fn gate_new_columns<'scope>(
                                 .map(|c| (name.clone(), *ty, c.ty))
                         });
                         match clash {
-                            None => session.give(Ok(change)),
+                            None => session.give(Ok((
+                                change,
+                                Origin {
+                                    position: bad.position,
+                                    raw: bad.raw,
+                                },
+                            ))),
                             Some((name, ty, table_ty)) => {
                                 bad.reason = format!(
                                     "column `{name}` is {ty} here, but the table added it as {table_ty}; a column's type does not change"
@@ -1179,27 +1212,17 @@ pub fn late_columns() -> Vec<Column> {
 }
 
 impl TablePlan {
-    /// A late upsert of this table as a `_late` row: its position in the change stream
-    /// (`<sequence column>=<value>`) and its stored columns as a JSON object.
-    pub fn late_row(&self, seq: &Seq, row: &PackedRow, event_time: i64, watermark: i64) -> LateRow {
-        let mut raw = serde_json::Map::new();
-        for (c, d) in self.stored.iter().zip(row.unpack()) {
-            if c.name == NEW_COLUMNS {
-                continue;
-            }
-            raw.insert(c.name.clone(), datum_json(&d, c.ty));
-        }
+    /// A late upsert of this table as a `_late` row: where it came from (its input position
+    /// and raw text, as in `_quarantine`), its event time and the watermark it was compared
+    /// with.
+    pub fn late_row(&self, origin: Origin, event_time: i64, watermark: i64) -> LateRow {
         LateRow {
             table: self.name.clone(),
             source: self.source.clone(),
-            position: format!(
-                "{}={}",
-                self.seq_name,
-                datum_json(&seq.0, ColumnType::String)
-            ),
+            position: origin.position,
             event_time,
             watermark,
-            raw: serde_json::Value::Object(raw).to_string(),
+            raw: origin.raw,
         }
     }
 }
@@ -1213,28 +1236,6 @@ pub fn timestamp_at(row: &PackedRow, pos: usize) -> Option<i64> {
     }
 }
 
-/// A datum as JSON: numbers and booleans as they are, timestamps and decimals as text.
-fn datum_json(d: &Datum, ty: ColumnType) -> serde_json::Value {
-    use serde_json::Value;
-    match d {
-        Datum::Null => Value::Null,
-        Datum::Bool(b) => Value::Bool(*b),
-        Datum::Int(i) => Value::from(*i),
-        Datum::Float(f) => serde_json::Number::from_f64(*f)
-            .map_or_else(|| Value::String(f.to_string()), Value::Number),
-        Datum::Str(s) => Value::String(s.clone()),
-        Datum::Bytes(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
-        Datum::Timestamp(t) => Value::String(crate::sql::format_timestamp(*t)),
-        Datum::Decimal(v) => {
-            let scale = match ty {
-                ColumnType::Decimal { scale, .. } => scale as i32,
-                _ => 0,
-            };
-            Value::String(crate::sql::format_decimal(*v, scale))
-        }
-    }
-}
-
 /// A record later than its table's watermark.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LateRow {
@@ -1242,13 +1243,14 @@ pub struct LateRow {
     pub table: String,
     /// The source.
     pub source: String,
-    /// Where in the change stream: `<sequence column>=<value>`.
+    /// Where in the source: `<file>:<byte offset>`, `generator:<index>` or
+    /// `<partition>@<offset>` (Kafka), as in `_quarantine`.
     pub position: String,
     /// The record's event time, µs.
     pub event_time: i64,
     /// The watermark it was compared with (after the epochs before its own), µs.
     pub watermark: i64,
-    /// The record as a JSON object of the table's stored columns.
+    /// The raw record as read (lossy UTF-8, cut at 1 MiB).
     pub raw: String,
 }
 

@@ -3,7 +3,8 @@
 //! 4 workers, against a plain sequential model. Checked per epoch: the late records (with the
 //! watermark each was compared with), the watermark, and the window rows with their `closed`
 //! flag (`on_update`: every window, closed or not; `on_close`: only closed windows, each
-//! emitted once); on-time + late = input. A proptest permutes the records within epochs.
+//! emitted once); on-time + late = input (asserted as multisets). A proptest permutes the
+//! records within epochs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -112,15 +113,18 @@ type Captured = Arc<
     )>,
 >;
 
-fn run(epochs: &[Vec<R>], workers: usize, size: i64, slide: i64, emit: Emit) -> Vec<Out> {
+/// Runs the gate and the windows; returns each epoch's output and every on-time record.
+fn run(epochs: &[Vec<R>], workers: usize, size: i64, slide: i64, emit: Emit) -> (Vec<Out>, Vec<R>) {
     let epochs = Arc::new(epochs.to_vec());
     let cap: Captured = Arc::new(Mutex::new(Default::default()));
-    let (e2, c2) = (epochs.clone(), cap.clone());
+    let on_time_all: Arc<Mutex<Vec<R>>> = Arc::default();
+    let (e2, c2, o2) = (epochs.clone(), cap.clone(), on_time_all.clone());
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let mut input: InputHandleVec<u64, R> = InputHandleVec::new();
         let probe = ProbeHandle::new();
         let (c_late, c_marks, c_rows) = (c2.clone(), c2.clone(), c2.clone());
+        let c_on_time = o2.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let recs = scope.input_from(&mut input);
             let (on_time, late, marks) =
@@ -140,6 +144,7 @@ fn run(epochs: &[Vec<R>], workers: usize, size: i64, slide: i64, emit: Emit) -> 
                     c.1.extend(data.iter().map(|w| (t, *w)));
                 }
             });
+            let on_time = on_time.inspect(move |r| c_on_time.lock().unwrap().push(*r));
             // Window counts per (key, start), as a collection's updates: a changed count is
             // a retraction of the old row and an insertion of the new one.
             let updates = on_time.unary_frontier(
@@ -216,13 +221,21 @@ fn run(epochs: &[Vec<R>], workers: usize, size: i64, slide: i64, emit: Emit) -> 
             rows: acc.clone(),
         });
     }
-    out
+    let on_time = on_time_all.lock().unwrap().clone();
+    (out, on_time)
 }
 
 fn check(recs: &[R], per_epoch: usize, size: i64, slide: i64, emit: Emit, workers: usize) {
     let epochs: Vec<Vec<R>> = recs.chunks(per_epoch).map(|c| c.to_vec()).collect();
     let want = model(&epochs, size, slide, emit);
-    let got = run(&epochs, workers, size, slide, emit);
+    let (got, on_time) = run(&epochs, workers, size, slide, emit);
+    // Emitted + late = input: every record passed the gate exactly once, on time or late.
+    let mut passed: Vec<R> = on_time;
+    passed.extend(got.last().unwrap().late.iter().map(|(r, _)| *r));
+    passed.sort();
+    let mut input = recs.to_vec();
+    input.sort();
+    assert_eq!(passed, input, "on time + late = input, workers {workers}");
     for (e, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(
             g, w,

@@ -707,3 +707,91 @@ fn a_small_change_touches_only_the_view_rows_it_changes() {
     let columns: Vec<String> = ["country", "customers", "top"].map(String::from).into();
     assert_eq!(canonical_rows(&now, &columns), expected);
 }
+
+/// dbt-style test views (`test = "warn" | "fail"`): each epoch's event-log line of a test
+/// view counts its violations at that cut (the sum of its `violations` column, else its
+/// rows); `"fail"` stops the run before the violating epoch's manifest is written.
+#[test]
+fn test_views_count_violations_in_the_event_log_and_fail_stops_the_run() {
+    let s = setup();
+    let tests = "\n[[view]]\nname = \"t_rows\"\nsql = \"SELECT order_id FROM orders WHERE order_id > 500 AND amount > 400\"\ntest = \"warn\"\n\
+                 \n[[view]]\nname = \"t_count\"\nsql = \"SELECT COUNT(*) AS violations FROM orders WHERE order_id > 500 AND amount > 400\"\ntest = \"warn\"\n";
+    let lakehouse = s.dir.path().join("lh-warn");
+    let p = pipeline(&s, &lakehouse, "");
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str(tests);
+    std::fs::write(&p, text).unwrap();
+    tidewater_ok(&["run", p.to_str().unwrap(), "--exit-when-idle"]);
+    let log = deltalake_rows(&lakehouse.join("_event_log"), None).expect("event log");
+    let counted = |view: &str, epoch: u64| -> (u64, u64, String) {
+        let row = log
+            .iter()
+            .find(|r| r["table"] == view && r["epoch"].as_u64() == Some(epoch))
+            .unwrap_or_else(|| panic!("no event-log line of {view} at epoch {epoch}"));
+        let x: Value = serde_json::from_str(row["expectations"].as_str().unwrap()).unwrap();
+        let x = x.as_array().expect("array");
+        assert_eq!(x.len(), 1, "{view}: {x:?}");
+        assert_eq!(x[0]["name"], view);
+        (
+            x[0]["passed"].as_u64().unwrap(),
+            x[0]["failed"].as_u64().unwrap(),
+            x[0]["on_violation"].as_str().unwrap().to_string(),
+        )
+    };
+    let (mut passing, mut failing) = (0, 0);
+    for (epoch, versions) in manifests(&lakehouse) {
+        let rows_of = |view: &str| match versions.get(view) {
+            Some(v) => deltalake_rows(&lakehouse.join(view), Some(*v)).expect("view"),
+            None => Vec::new(),
+        };
+        let rows = rows_of("t_rows").len() as u64;
+        let count: u64 = rows_of("t_count")
+            .iter()
+            .map(|r| r["violations"].as_u64().unwrap())
+            .sum();
+        assert_eq!(rows, count, "the two tests agree at epoch {epoch}");
+        for view in ["t_rows", "t_count"] {
+            assert_eq!(
+                counted(view, epoch),
+                ((rows == 0) as u64, rows, "warn".to_string()),
+                "{view} at epoch {epoch}"
+            );
+        }
+        if rows == 0 {
+            passing += 1;
+        } else {
+            failing += 1;
+        }
+    }
+    assert!(
+        passing > 0 && failing > 0,
+        "passing {passing}, failing {failing}"
+    );
+    let status = tidewater_ok(&["status", "--lakehouse", lakehouse.to_str().unwrap()]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("test (warn): "), "{status}");
+
+    // The same test with `fail`: the run stops at the first violating epoch, whose manifest
+    // is never written.
+    let lakehouse = s.dir.path().join("lh-fail");
+    let p = pipeline(&s, &lakehouse, "");
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str(&tests.replace("\"warn\"", "\"fail\""));
+    std::fs::write(&p, text).unwrap();
+    let out = tidewater(&["run", p.to_str().unwrap(), "--exit-when-idle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(test = \"fail\"): ") && stderr.contains("violation(s) at epoch"),
+        "{stderr}"
+    );
+    for (epoch, versions) in manifests(&lakehouse) {
+        if let Some(v) = versions.get("t_rows") {
+            let rows = deltalake_rows(&lakehouse.join("t_rows"), Some(*v)).expect("view");
+            assert!(
+                rows.is_empty(),
+                "a manifest with a violation: epoch {epoch}"
+            );
+        }
+    }
+}

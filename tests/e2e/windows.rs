@@ -351,7 +351,8 @@ fn check(lakehouse: &Path) -> (Model, usize) {
     (model, checked)
 }
 
-/// `_late` as (reading id, lsn, event time ms, watermark ms), sorted; checks the other columns.
+/// `_late` as (reading id, lsn, event time ms, watermark ms), sorted; checks the other columns:
+/// `raw` is the input line found at `position` (`<file>:<byte offset>`).
 fn late_rows(lakehouse: &Path) -> Vec<(i64, i64, i64, i64)> {
     let dir = lakehouse.join("_late");
     if !dir.exists() {
@@ -363,16 +364,19 @@ fn late_rows(lakehouse: &Path) -> Vec<(i64, i64, i64, i64)> {
         .map(|r| {
             assert_eq!(r["table"], "readings");
             assert_eq!(r["source"], "readings_cdc");
-            let raw: Value = serde_json::from_str(r["raw"].as_str().expect("raw")).expect("json");
+            let raw = r["raw"].as_str().expect("raw");
             let pos = r["position"].as_str().expect("position");
-            let lsn: i64 = pos
-                .strip_prefix("__lsn=")
-                .unwrap_or_else(|| panic!("position {pos}"))
-                .parse()
-                .expect("lsn");
+            let (file, offset) = pos
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("position {pos}"));
+            let offset: usize = offset.parse().expect("byte offset");
+            let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let line = bytes[offset..].split(|b| *b == b'\n').next().expect("line");
+            assert_eq!(std::str::from_utf8(line).expect("utf-8"), raw, "{pos}");
+            let v: Value = serde_json::from_str(raw).expect("json");
             (
-                i(&raw["reading_id"]),
-                lsn,
+                i(&v["after"]["reading_id"]),
+                i(&v["source"]["lsn"]),
                 ms(&r["event_time"]),
                 ms(&r["watermark"]),
             )

@@ -103,7 +103,7 @@
 //! | `GROUP BY …, TUMBLE(t, INTERVAL '5' MINUTE)` | event-time windows (docs/decisions/0011): the outermost `SELECT` of a view reading one table (`FROM tbl [WHERE …]`) whose watermark is on the timestamp column `t`; adds the group columns `window_start` / `window_end` (`[start, start + size)`, starts at multiples of the size since the Unix epoch), which the select list must output as they are; the view gets a `window_closed` column |
 //! | `GROUP BY …, HOP(t, INTERVAL size, INTERVAL slide)` | hopping windows: the **size first**, then the slide (≤ size; starts at multiples of the slide): a row is in every window `[s, s + size)` that contains `t` |
 //! | `TUMBLE_START(ts, INTERVAL …)` | a scalar: `ts` floored to a multiple of the interval (join a claim to its window: `w.window_start = TUMBLE_START(c.incident_time, INTERVAL '5' MINUTE)`) |
-//! | `INTERVAL 'n' UNIT`, `INTERVAL 'n unit'` | only as window sizes: whole, positive; `MILLISECOND`, `SECOND`, `MINUTE`, `HOUR`, `DAY` |
+//! | `INTERVAL 'n' UNIT`, `INTERVAL 'n unit'` | window sizes, and amounts added to or subtracted from a timestamp (`ts + INTERVAL '30' DAY`): whole, positive; `MILLISECOND`, `SECOND`, `MINUTE`, `HOUR`, `DAY` |
 //!
 //! Errors ([`SqlError::Unsupported`] with `line:column`): `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`
 //! (a view is an unordered set), window functions (`… OVER`), `RIGHT`/`FULL`/`CROSS`/`NATURAL`
@@ -195,7 +195,6 @@ use tidewater_connectors::types::ColumnType;
 use crate::error::TidewaterError;
 
 pub use compile::{compile, compile_predicate};
-pub(crate) use convert::{format_decimal, format_timestamp};
 pub use expr::Expr;
 pub use query::{plan_query, QueryPlan, WindowPlan};
 pub use render::{render_query, render_query_counted, OpCounts, RowCollection};
