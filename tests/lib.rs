@@ -341,3 +341,80 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     };
     Some((status, body))
 }
+
+/// A child process (a running pipeline or demo) ended, by its pid, however the test ends.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tidewater run PIPELINE --workers N` (no `--exit-when-idle`: it runs until dropped).
+pub fn run_in_background(pipeline: &Path, workers: usize) -> Running {
+    Running(
+        std::process::Command::new(tidewater_bin())
+            .args([
+                "run",
+                pipeline.to_str().unwrap(),
+                "--workers",
+                &workers.to_string(),
+            ])
+            .env("TIDEWATER_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tidewater run"),
+    )
+}
+
+/// Writes `lines` as the new file `name` of the watched directory `dir/sub` (written aside,
+/// then renamed in, so that the source never sees half a file).
+pub fn drop_lines(dir: &Path, sub: &str, name: &str, lines: &[String]) {
+    let tmp = dir.join(format!("{sub}-{name}.tmp"));
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, dir.join(sub).join(name)).unwrap();
+}
+
+/// The newest epoch manifest of `lakehouse` in which `table`'s Delta version is above
+/// `after` (`-1`: any), waiting up to 60 s; panics if the run exits meanwhile.
+pub fn wait_for_version(
+    lakehouse: &Path,
+    table: &str,
+    after: i64,
+    run: &mut Running,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let newest = std::fs::read_dir(lakehouse.join("_tidewater/epochs"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max();
+        if let Some(e) = newest {
+            let path = lakehouse.join(format!("_tidewater/epochs/{e}.json"));
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            if m["tables"][table].as_i64().is_some_and(|v| v > after) {
+                return m;
+            }
+        }
+        if let Ok(Some(status)) = run.0.try_wait() {
+            panic!("tidewater run exited ({status})");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no new epoch of `{table}` in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

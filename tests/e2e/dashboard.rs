@@ -12,17 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tidewater_e2e::kafka::free_port;
 use tidewater_e2e::python_reader::python;
-use tidewater_e2e::{http_get, tidewater_bin};
-
-/// Ends the demo (by its pid) however the test ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use tidewater_e2e::{http_get, tidewater_bin, Running};
 
 #[test]
 fn dashboard_pages_render_the_api_numbers_and_update_live_in_chromium() {

@@ -9,12 +9,12 @@
 //! the joined view, a soft-deleted (`_fivetran_deleted`) account leaves the engagement.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tidewater_e2e::python_reader::py_read_table;
-use tidewater_e2e::{deltalake_rows, tidewater_bin, tidewater_ok};
+use tidewater_e2e::{
+    deltalake_rows, drop_lines, run_in_background, tidewater_ok, wait_for_version,
+};
 
 use crate::views::{canonical_rows, check_views_at_every_epoch};
 
@@ -220,48 +220,6 @@ fn activity(id: i64, lead: i64, send: &str, kind: &str) -> Value {
     v
 }
 
-/// Writes `lines` as a new file of the watched directory of `table`.
-fn drop_lines(dir: &Path, table: &str, name: &str, lines: &[String]) {
-    let tmp = dir.join(format!("{table}-{name}.tmp"));
-    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
-    std::fs::rename(&tmp, dir.join(table).join(name)).unwrap();
-}
-
-/// The newest epoch manifest in which `table`'s version is above `after` (`-1`: any).
-fn wait_for(lh: &Path, table: &str, after: i64, child: &mut std::process::Child) -> Value {
-    let started = Instant::now();
-    loop {
-        let newest = std::fs::read_dir(lh.join("_tidewater/epochs"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".json")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .max();
-        if let Some(e) = newest {
-            let text =
-                std::fs::read_to_string(lh.join(format!("_tidewater/epochs/{e}.json"))).unwrap();
-            let m: Value = serde_json::from_str(&text).unwrap();
-            if m["tables"][table].as_i64().is_some_and(|v| v > after) {
-                return m;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("tidewater run exited ({status})");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no new epoch in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The rows of `view` at the manifest's cut (independent reader), as sorted text of the
 /// given columns.
 fn view_at(lh: &Path, m: &Value, view: &str, columns: &[&str]) -> Vec<String> {
@@ -284,29 +242,12 @@ fn view_at(lh: &Path, m: &Value, view: &str, columns: &[&str]) -> Vec<String> {
     out
 }
 
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_country_move_and_a_lead_delete_flow_through_in_the_next_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let lh = dir.path().join("lakehouse");
     let toml = watched_pipeline(dir.path(), &lh);
-    let mut run = Running(
-        Command::new(tidewater_bin())
-            .args(["run", toml.to_str().unwrap(), "--workers", "2"])
-            .env("TIDEWATER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = run_in_background(&toml, 2);
     let engagement = [
         "billing_country",
         "opens",
@@ -373,7 +314,7 @@ fn a_country_move_and_a_lead_delete_flow_through_in_the_next_epoch() {
         &[cdc("c", 1, activity(21, 1, "s1", "click"))],
     );
     // Wait until every table has data (the sources may land in different epochs).
-    let mut m = wait_for(&lh, "country_email_engagement", -1, &mut run.0);
+    let mut m = wait_for_version(&lh, "country_email_engagement", -1, &mut run);
     while TABLES.iter().any(|t| m["tables"][*t].as_i64().is_none())
         || view_at(&lh, &m, "int_email_open_clicks_joined", &joined).len() < 3
         || view_at(&lh, &m, "country_email_engagement", &engagement)
@@ -383,7 +324,7 @@ fn a_country_move_and_a_lead_delete_flow_through_in_the_next_epoch() {
             .as_i64()
             .unwrap_or(-1);
         let before = m["epoch"].as_u64();
-        m = wait_for(&lh, "country_email_engagement", v, &mut run.0);
+        m = wait_for_version(&lh, "country_email_engagement", v, &mut run);
         assert!(m["epoch"].as_u64() > before);
     }
     assert_eq!(
@@ -399,7 +340,7 @@ fn a_country_move_and_a_lead_delete_flow_through_in_the_next_epoch() {
         "2.json",
         &[cdc("u", 3, account("a1", "FR", false))],
     );
-    let m2 = wait_for(&lh, "salesforce_account", v, &mut run.0);
+    let m2 = wait_for_version(&lh, "salesforce_account", v, &mut run);
     assert_eq!(
         view_at(&lh, &m2, "country_email_engagement", &engagement),
         ["\"FR\" 3 1 0.3333333333333333 2"],
@@ -415,7 +356,7 @@ fn a_country_move_and_a_lead_delete_flow_through_in_the_next_epoch() {
         "2.json",
         &[cdc("d", 3, lead(2, "bo@example.com"))],
     );
-    let m3 = wait_for(&lh, "marketo_lead", v, &mut run.0);
+    let m3 = wait_for_version(&lh, "marketo_lead", v, &mut run);
     assert_eq!(
         view_at(&lh, &m3, "int_email_open_clicks_joined", &joined),
         ["11 1 1 true"],
@@ -439,7 +380,7 @@ fn a_country_move_and_a_lead_delete_flow_through_in_the_next_epoch() {
         "3.json",
         &[cdc("u", 4, account("a1", "FR", true))],
     );
-    let m4 = wait_for(&lh, "salesforce_account", v, &mut run.0);
+    let m4 = wait_for_version(&lh, "salesforce_account", v, &mut run);
     assert_eq!(
         view_at(&lh, &m4, "dim_account", &["account_id", "billing_country"]),
         ["\"a2\" \"FR\""]

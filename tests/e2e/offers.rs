@@ -6,12 +6,10 @@
 //! epoch manifest.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tidewater_e2e::python_reader::py_read_table;
-use tidewater_e2e::tidewater_bin;
+use tidewater_e2e::{drop_lines, run_in_background, wait_for_version};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/offers");
 
@@ -48,13 +46,6 @@ fn line(op: &str, lsn: i64, row: Value) -> String {
         .to_string()
 }
 
-/// Writes `lines` as a new file of directory `sub` (written aside, then renamed in).
-fn drop_file(dir: &Path, sub: &str, name: &str, lines: &[String]) {
-    let tmp = dir.join(format!("{sub}-{name}.tmp"));
-    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
-    std::fs::rename(&tmp, dir.join(sub).join(name)).unwrap();
-}
-
 /// Epoch ms of 2026-01-01 plus `s` seconds.
 fn at(s: i64) -> i64 {
     1_767_225_600_000 + s * 1000
@@ -62,46 +53,6 @@ fn at(s: i64) -> i64 {
 
 fn pattern(id: i64, category: &str, attended: i64, t: i64) -> Value {
     json!({"customer_id": id, "category": category, "events_attended": attended, "datetime_updated": at(t)})
-}
-
-/// The newest epoch manifest whose `customer_patterns` version is above `after`.
-fn wait_manifest(lh: &Path, after: i64, child: &mut std::process::Child) -> Value {
-    let started = Instant::now();
-    loop {
-        let newest = std::fs::read_dir(lh.join("_tidewater/epochs"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let n = e
-                    .ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".json")?
-                    .parse::<u64>()
-                    .ok()?;
-                Some(n)
-            })
-            .max();
-        if let Some(e) = newest {
-            let text =
-                std::fs::read_to_string(lh.join(format!("_tidewater/epochs/{e}.json"))).unwrap();
-            let m: Value = serde_json::from_str(&text).unwrap();
-            if m["tables"]["customer_patterns"]
-                .as_i64()
-                .is_some_and(|v| v > after)
-            {
-                return m;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("tidewater run exited ({status})");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no new epoch in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The offers at the manifest's cut: (customer_id, offer_type, events_attended).
@@ -125,32 +76,15 @@ fn offers_at(lh: &Path, m: &Value) -> Vec<(i64, String, i64)> {
     out
 }
 
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn an_offer_appears_on_a_threshold_crossing_and_leaves_on_its_reversal() {
     let dir = tempfile::tempdir().unwrap();
     let lh = dir.path().join("lakehouse");
     let toml = pipeline(dir.path(), &lh);
-    let mut run = Running(
-        Command::new(tidewater_bin())
-            .args(["run", toml.to_str().unwrap(), "--workers", "2"])
-            .env("TIDEWATER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = run_in_background(&toml, 2);
 
     // Two customers: 1 has attended 3 concerts, 2 (mass) one trip.
-    drop_file(
+    drop_lines(
         dir.path(),
         "customers",
         "0001.json",
@@ -167,7 +101,7 @@ fn an_offer_appears_on_a_threshold_crossing_and_leaves_on_its_reversal() {
             ),
         ],
     );
-    drop_file(
+    drop_lines(
         dir.path(),
         "patterns",
         "0001.json",
@@ -176,7 +110,7 @@ fn an_offer_appears_on_a_threshold_crossing_and_leaves_on_its_reversal() {
             line("c", 2, pattern(2, "travel", 1, 100)),
         ],
     );
-    let m1 = wait_manifest(&lh, -1, &mut run.0);
+    let m1 = wait_for_version(&lh, "customer_patterns", -1, &mut run);
     assert_eq!(offers_at(&lh, &m1), vec![], "below every threshold");
     let c360 = py_read_table(
         &lh.join("customer_360"),
@@ -189,7 +123,7 @@ fn an_offer_appears_on_a_threshold_crossing_and_leaves_on_its_reversal() {
     // The crossing: 3 → 5 concerts. And a stale change for customer 2 (3 trips, but older
     // than the 1 trip already applied): ignored, so no travel offer.
     let v1 = m1["tables"]["customer_patterns"].as_i64().unwrap();
-    drop_file(
+    drop_lines(
         dir.path(),
         "patterns",
         "0002.json",
@@ -198,7 +132,7 @@ fn an_offer_appears_on_a_threshold_crossing_and_leaves_on_its_reversal() {
             line("u", 4, pattern(2, "travel", 3, 50)),
         ],
     );
-    let m2 = wait_manifest(&lh, v1, &mut run.0);
+    let m2 = wait_for_version(&lh, "customer_patterns", v1, &mut run);
     assert_eq!(
         offers_at(&lh, &m2),
         vec![(1, "concerts".to_string(), 5)],
@@ -207,13 +141,13 @@ fn an_offer_appears_on_a_threshold_crossing_and_leaves_on_its_reversal() {
 
     // The reversal: 5 → 4.
     let v2 = m2["tables"]["customer_patterns"].as_i64().unwrap();
-    drop_file(
+    drop_lines(
         dir.path(),
         "patterns",
         "0003.json",
         &[line("u", 5, pattern(1, "concerts", 4, 300))],
     );
-    let m3 = wait_manifest(&lh, v2, &mut run.0);
+    let m3 = wait_for_version(&lh, "customer_patterns", v2, &mut run);
     assert_eq!(
         offers_at(&lh, &m3),
         vec![],
