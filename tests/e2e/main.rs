@@ -21,6 +21,7 @@ mod offers;
 mod restart;
 mod schema_evolution;
 mod second_writer;
+mod telematics;
 mod transfers;
 mod views;
 mod windows;

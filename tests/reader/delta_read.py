@@ -544,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     except ReadError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    json.dump(result, sys.stdout, allow_nan=False, ensure_ascii=False)
+    # One write: json.dump writes every token separately, which is slow for big tables.
+    sys.stdout.write(json.dumps(result, allow_nan=False, ensure_ascii=False))
     sys.stdout.write("\n")
     return 0
 
