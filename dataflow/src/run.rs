@@ -145,6 +145,7 @@ fn prepare_resume(cfg: &PipelineConfig, process_id: usize) -> Result<ResumeInfo,
     let mut tables: Vec<String> = cfg.table.iter().map(|t| t.name.clone()).collect();
     tables.extend(cfg.view.iter().map(|v| v.name.clone()));
     tables.push(QUARANTINE.into());
+    tables.push(crate::table::LATE.into());
     tables.push(EVENT_LOG.into());
     let mut committer = Committer::new(CommitterConfig {
         lakehouse: cfg.pipeline.lakehouse.clone(),
@@ -694,11 +695,16 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         view.columns().to_vec(),
                         bucket_files.get(&view.name).cloned().unwrap_or_default(),
                         metrics.clone(),
+                        // A view last committed before the restored epoch `r` did not change
+                        // since: its stored rows are the view at `r`, so the restored contents
+                        // fed at `r` are not written again (a commit of `r` would rewrite the
+                        // epoch's manifest without its positions).
                         resume
                             .per_table_committed
                             .get(&view.name)
                             .copied()
-                            .flatten(),
+                            .flatten()
+                            .max(restored),
                         Default::default(),
                         log_resume,
                         Vec::new(),

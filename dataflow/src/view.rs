@@ -24,8 +24,8 @@
 //! checkpoint of epoch `r`, every table a view reads is loaded from its Delta version as of
 //! `r` (time travel; the epoch's cut) and fed at time `r`, before the replayed epochs after
 //! `r`: the view's state is then exact at every epoch from `r` on. The sink writes only epochs
-//! after the view's last committed one; when that is before `r`, the view did not change
-//! since, so its stored rows are the view at `r`, and rewriting them at `r` is correct.
+//! after the view's last committed one and after `r`: when the view's last commit is before
+//! `r`, the view did not change since, so its stored rows are already the view at `r`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
