@@ -53,39 +53,25 @@ pub struct EventLogSettings {
     pub tests: Vec<String>,
 }
 
-/// The violations of a test view at `version` of its Delta table: the sum of its
-/// `violations` column if it has one, else its number of rows.
-fn test_violations(dir: &std::path::Path, version: i64) -> Result<u64, String> {
-    use deltalake::arrow::array::{Array, Int64Array};
-    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use deltalake::parquet::arrow::ProjectionMask;
+/// The violations of a test view (stored `columns`) at `version` of its Delta table: the sum
+/// of its `violations` column if it has one, else its number of rows.
+fn test_violations(dir: &std::path::Path, version: i64, columns: &[Column]) -> Result<u64, String> {
+    use tidewater_connectors::delta::{datum_at, read_parquet, table_files_at};
+    use tidewater_connectors::types::Datum;
     let err = |e: &dyn std::fmt::Display| format!("test view at {}: {e}", dir.display());
-    let files = tidewater_connectors::delta::table_files_at(dir, version).map_err(|e| err(&e))?;
+    let column = columns.iter().position(|c| c.name == "violations");
     let mut total = 0u64;
-    for f in files {
-        let file = std::fs::File::open(dir.join(&f.path)).map_err(|e| err(&e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
-        let column = builder
-            .schema()
-            .fields()
-            .iter()
-            .position(|f| f.name() == "violations");
-        let Some(column) = column else {
-            total += builder.metadata().file_metadata().num_rows() as u64;
+    for f in table_files_at(dir, version).map_err(|e| err(&e))? {
+        let batch = read_parquet(dir, &f.path, columns).map_err(|e| err(&e))?;
+        let Some(c) = column else {
+            total += batch.num_rows() as u64;
             continue;
         };
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-        for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
-            let batch = batch.map_err(|e| err(&e))?;
-            let values = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .ok_or_else(|| err(&"its `violations` column is not int64"))?;
-            for i in 0..values.len() {
-                if values.is_valid(i) {
-                    total += values.value(i).max(0) as u64;
-                }
+        for i in 0..batch.num_rows() {
+            match datum_at(batch.column(c).as_ref(), columns[c].ty, i) {
+                Datum::Int(v) => total += v.max(0) as u64,
+                Datum::Null => {}
+                _ => return Err(err(&"its `violations` column is not an integer")),
             }
         }
     }
@@ -444,7 +430,11 @@ pub fn committer<'scope>(
                             }
                         }
                         let violations = match e.version {
-                            Some(v) => match test_violations(&log.lakehouse.join(view), v) {
+                            Some(v) => match test_violations(
+                                &log.lakehouse.join(view),
+                                v,
+                                tables.get(view).map_or(&[][..], Vec::as_slice),
+                            ) {
                                 Ok(n) => n,
                                 Err(err) => {
                                     metrics.fail(err);

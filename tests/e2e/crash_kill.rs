@@ -133,9 +133,9 @@ fn args(pipeline: &Path, workers: usize) -> Vec<String> {
 }
 
 /// A small deterministic generator for the kill moments (seeded, so a failure reproduces).
-struct XorShift(u64);
+pub(crate) struct XorShift(pub(crate) u64);
 impl XorShift {
-    fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -144,7 +144,7 @@ impl XorShift {
 }
 
 /// The number of committed versions of a table (its `_delta_log/*.json` files).
-fn versions(table: &Path) -> usize {
+pub(crate) fn versions(table: &Path) -> usize {
     std::fs::read_dir(table.join("_delta_log"))
         .map(|rd| {
             rd.filter_map(Result::ok)

@@ -44,6 +44,8 @@ use tidewater_connectors::generator::{
 use tidewater_e2e::python_reader::{py_read_all_versions, py_read_table, PyTable};
 use tidewater_e2e::{canonical, tidewater_bin, tidewater_ok, JsonRow};
 
+use crate::crash_kill::{versions, XorShift};
+
 /// The shipped pipeline.
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/telematics");
 /// The allowed lateness of `readings` (the pipeline file says `"2m"`; checked), µs.
@@ -1038,28 +1040,6 @@ fn telematics_gold_tables_equal_sqlite_at_every_epoch_at_1_2_and_4_workers() {
 
 // ---------------------------------------------------------------------------------------
 // SIGKILL.
-
-/// A small deterministic generator for the kill moments (seeded, so a failure reproduces).
-struct XorShift(u64);
-impl XorShift {
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// The number of committed versions of a table (its `_delta_log/*.json` files).
-fn versions(table: &Path) -> usize {
-    std::fs::read_dir(table.join("_delta_log"))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-                .count()
-        })
-        .unwrap_or(0)
-}
 
 /// Starts a run and kills it with SIGKILL `delay` after `table` has at least `at_versions`
 /// committed versions. Returns the number of versions `table` had when the SIGKILL hit the

@@ -358,6 +358,7 @@ fn late_rows(lakehouse: &Path) -> Vec<(i64, i64, i64, i64)> {
     if !dir.exists() {
         return Vec::new();
     }
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut out: Vec<_> = deltalake_rows(&dir, None)
         .expect("_late")
         .iter()
@@ -370,7 +371,9 @@ fn late_rows(lakehouse: &Path) -> Vec<(i64, i64, i64, i64)> {
                 .rsplit_once(':')
                 .unwrap_or_else(|| panic!("position {pos}"));
             let offset: usize = offset.parse().expect("byte offset");
-            let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let bytes = files
+                .entry(file.to_string())
+                .or_insert_with(|| std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}")));
             let line = bytes[offset..].split(|b| *b == b'\n').next().expect("line");
             assert_eq!(std::str::from_utf8(line).expect("utf-8"), raw, "{pos}");
             let v: Value = serde_json::from_str(raw).expect("json");
