@@ -329,14 +329,74 @@ fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<
         });
     }
     PipelineConfig::load(pipeline)?; // report config errors once, before starting anything
-    let ports: Vec<u16> = (0..processes)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-        })
-        .collect::<Result<_, _>>()
-        .context("picking free loopback ports")?;
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        match cluster_once(pipeline, args, processes)? {
+            ClusterEnd::Done => return Ok(()),
+            ClusterEnd::AddressInUse(i) if attempt < ATTEMPTS => {
+                eprintln!(
+                    "cluster process {i} found its port taken at start; \
+                     starting the cluster again on other ports ({attempt}/{ATTEMPTS})"
+                );
+            }
+            ClusterEnd::AddressInUse(i) => bail!(
+                "cluster process {i} found its port taken at start, {ATTEMPTS} times in a row"
+            ),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// How one start of a local cluster ended (other failures are errors).
+enum ClusterEnd {
+    Done,
+    /// Process `i` could not listen on its port (exit code 3, nothing read or written yet).
+    AddressInUse(usize),
+}
+
+/// `n` distinct loopback ports that are free now, picked at random below the kernel's
+/// ephemeral range: ports of that range are also handed to outgoing connections and to every
+/// `bind(0)`, so a port picked there can be taken before the cluster listens on it.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (lo, hi) = (10_000u16, ephemeral_low.max(10_001));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ ((std::process::id() as u64) << 32)
+        | 1;
+    let mut ports = Vec::new();
+    for _ in 0..10_000 {
+        if ports.len() == n {
+            return Ok(ports);
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = lo + (seed % u64::from(hi - lo)) as u16;
+        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    // Every random pick was taken: fall back to ports the kernel hands out.
+    while ports.len() < n {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("picking free loopback ports")?
+            .port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
+}
+
+fn cluster_once(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<ClusterEnd> {
+    let ports = free_ports(processes)?;
     let dir = tempfile::tempdir().context("creating a temporary directory for the hostfile")?;
     let hostfile = dir.path().join("hosts.txt");
     let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
@@ -386,10 +446,13 @@ fn cluster(pipeline: &Path, args: &RunArgs, processes: usize) -> anyhow::Result<
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Some((i, status)) = failed {
-        bail!("cluster process {i} failed ({status}); the others were stopped");
+    match failed {
+        None => Ok(ClusterEnd::Done),
+        Some((i, status)) if status.code() == Some(3) => Ok(ClusterEnd::AddressInUse(i)),
+        Some((i, status)) => {
+            bail!("cluster process {i} failed ({status}); the others were stopped")
+        }
     }
-    Ok(())
 }
 
 /// The shipped marketing pipeline (`pipelines/marketing/`), built into the binary so that the

@@ -812,7 +812,14 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             worker.step_or_park(Some(Duration::from_millis(20)));
         }
     })
-    .map_err(TidewaterError::Runtime)?;
+    .map_err(|e| {
+        // timely reports a failed bind of this process's listening socket as text.
+        if e.contains("Address already in use") {
+            TidewaterError::AddressInUse(e)
+        } else {
+            TidewaterError::Runtime(e)
+        }
+    })?;
     let results = guards.join();
     stop.store(true, Ordering::SeqCst);
     if let Some(p) = progress {

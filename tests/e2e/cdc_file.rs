@@ -126,3 +126,47 @@ fn two_processes_of_two_workers() {
         "--exit-when-idle",
     ]);
 }
+
+/// A cluster process whose hostfile address is taken stops before reading or writing anything,
+/// with exit code 3 (which `tidewater cluster` answers by starting again on other ports).
+#[test]
+fn a_taken_cluster_port_is_exit_code_3_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_input(dir.path());
+    let lakehouse = dir.path().join("lakehouse");
+    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, "buckets = 8");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hostfile = dir.path().join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!(
+            "{}\n{}\n",
+            taken.local_addr().unwrap(),
+            free.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    drop(free);
+    let out = tidewater_e2e::tidewater(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--processes",
+        "2",
+        "--process-id",
+        "0",
+        "--hostfile",
+        hostfile.to_str().unwrap(),
+        "--exit-when-idle",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cluster address in use") && stderr.contains("Address already in use"),
+        "{stderr}"
+    );
+    assert!(
+        !lakehouse.join("customers").exists(),
+        "no table is created before the cluster is up"
+    );
+}
