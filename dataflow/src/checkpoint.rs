@@ -39,7 +39,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tidewater_connectors::delta::ResumeInfo;
 use tidewater_connectors::types::PackedRow;
-use tidewater_operators::{ApplyState, HistoryState, KeyHistory, KeyState, MergedRow};
+use tidewater_operators::{
+    ApplyState, CheckpointSchedule, HistoryState, KeyHistory, KeyState, MergedRow,
+};
 use tracing::{info, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -151,6 +153,14 @@ pub fn epoch_dir(lakehouse: &Path, epoch: u64) -> PathBuf {
     root(lakehouse).join(format!("{epoch:020}"))
 }
 
+/// The directory of the final states of this run: a worker whose input ended before a due
+/// epoch saves its buckets there once ([`CheckpointSchedule::FINAL`]); they are the state of
+/// every later checkpoint, which takes them when it finds its own file missing. Removed at
+/// start ([`remove_incomplete`]), so it only ever holds files of the current run.
+pub fn final_dir(lakehouse: &Path) -> PathBuf {
+    root(lakehouse).join("final")
+}
+
 fn bucket_path(dir: &Path, table: &str, bucket: u32) -> PathBuf {
     dir.join(table).join(format!("b{bucket:05}.bin"))
 }
@@ -224,7 +234,11 @@ pub fn save_worker_state(
     index: usize,
     state: TableState<'_>,
 ) -> Result<u64, TidewaterError> {
-    let dir = epoch_dir(lakehouse, epoch);
+    let dir = if epoch == CheckpointSchedule::FINAL {
+        final_dir(lakehouse)
+    } else {
+        epoch_dir(lakehouse, epoch)
+    };
     if dir.join(MANIFEST).exists() {
         return Ok(0);
     }
@@ -322,12 +336,21 @@ impl ManifestWriter {
             let mut files = BTreeMap::new();
             for b in 0..*buckets {
                 let path = bucket_path(&dir, name, b);
+                if !path.exists() {
+                    // The worker that owns the bucket saves each due epoch in order, and its
+                    // final state once its input ended; so a final file here means that the
+                    // input ended before `epoch` and the final state is the state at `epoch`.
+                    let last = bucket_path(&final_dir(&self.lakehouse), name, b);
+                    if last.exists() {
+                        link_or_copy(&last, &path)?;
+                    }
+                }
                 match fs::metadata(&path) {
                     Ok(m) => {
                         files.insert(b, m.len());
                     }
                     Err(_) => {
-                        info!(epoch, table = %name, bucket = b, "checkpoint not completed: a worker did not save this bucket (the input ended first)");
+                        info!(epoch, table = %name, bucket = b, "checkpoint not completed: a worker has not saved this bucket yet");
                         return Ok(false);
                     }
                 }
@@ -380,6 +403,21 @@ impl ManifestWriter {
     }
 }
 
+/// Puts the file `from` at `to` (a hard link, else a copy), atomically.
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), TidewaterError> {
+    let dir = to.parent().expect("a file in a directory");
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        to.file_name().expect("file name").to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    if fs::hard_link(from, &tmp).is_err() {
+        fs::copy(from, &tmp).map_err(|e| io_err(from, e))?;
+    }
+    fs::rename(&tmp, to).map_err(|e| io_err(to, e))
+}
+
 fn remove_dir(dir: &Path) -> Result<(), TidewaterError> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
@@ -409,9 +447,11 @@ fn list(lakehouse: &Path) -> Result<Vec<(u64, PathBuf)>, TidewaterError> {
 }
 
 /// Deletes incomplete checkpoints (no manifest: a crash while writing, or a worker that did
-/// not save before the input ended). Run before any worker starts, so that a checkpoint
-/// directory only ever holds files of one run. Returns how many were deleted.
+/// not save before the input ended) and the final states of the last run. Run before any
+/// worker starts, so that a checkpoint directory only ever holds files of one run. Returns how
+/// many checkpoints were deleted.
 pub fn remove_incomplete(lakehouse: &Path) -> Result<usize, TidewaterError> {
+    remove_dir(&final_dir(lakehouse))?;
     let mut n = 0;
     for (_, dir) in list(lakehouse)? {
         if !dir.join(MANIFEST).exists() {

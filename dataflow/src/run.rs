@@ -180,18 +180,20 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
     let resume = prepare_resume(&cfg, opts.process_id)?;
     let mut replays = plan_replay(&cfg, &resume)?;
     let lakehouse = cfg.pipeline.lakehouse.clone();
-    // Operator state: the newest usable checkpoint, if any (process 0 first removes
-    // incomplete checkpoints, before any worker can write one).
-    let restore = if resume.max_epoch.is_some() && cfg.pipeline.state_checkpoint_every > 0 {
-        if opts.process_id == 0 {
-            let n = checkpoint::remove_incomplete(&lakehouse)?;
-            if n > 0 {
-                info!(
-                    removed = n,
-                    "removed incomplete checkpoints left by an interrupted run"
-                );
-            }
+    // Process 0 first removes incomplete checkpoints and the last run's final states, before
+    // any worker can write one (also on a fresh start: a run may have stopped before its
+    // first commit).
+    if cfg.pipeline.state_checkpoint_every > 0 && opts.process_id == 0 {
+        let n = checkpoint::remove_incomplete(&lakehouse)?;
+        if n > 0 {
+            info!(
+                removed = n,
+                "removed incomplete checkpoints left by an interrupted run"
+            );
         }
+    }
+    // Operator state: the newest usable checkpoint, if any.
+    let restore = if resume.max_epoch.is_some() && cfg.pipeline.state_checkpoint_every > 0 {
         let table_plans: Vec<&TablePlan> = plans.iter().map(|(p, _)| p.as_ref()).collect();
         checkpoint::find(
             &lakehouse,

@@ -913,7 +913,8 @@ where
 /// A checkpoint is a barrier: the operator holds a capability at the next due epoch `c` until
 /// it has handed the state *as of the end of `c`* (every change of epochs `≤ c` applied, none
 /// of a later epoch) to the save function, so a downstream operator whose frontier passes `c`
-/// knows that every worker has saved its state for `c`.
+/// knows that every worker has saved its state for `c`. When the input ends first, the state
+/// is handed once more under [`CheckpointSchedule::FINAL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckpointSchedule {
     /// Save every this many epochs (at least 1).
@@ -923,6 +924,12 @@ pub struct CheckpointSchedule {
 }
 
 impl CheckpointSchedule {
+    /// The epoch under which the state is saved when the input ends before a due epoch (no
+    /// data after the last epoch saved or known): the state is then final, the state at the
+    /// end of that due epoch and of every later one. Saved once, after the due epochs that
+    /// came before the end of the input.
+    pub const FINAL: u64 = u64::MAX;
+
     /// Whether a checkpoint is due at the end of `epoch`.
     pub fn is_due(&self, epoch: u64) -> bool {
         epoch >= self.first && (epoch + 1).is_multiple_of(self.every)
@@ -1185,7 +1192,7 @@ where
             // bounded by the keys an epoch touches, not by its events.
             let mut later: BTreeMap<u64, Waiting<K, S, V>> = BTreeMap::new();
             // The largest epoch this worker knows to exist: it received data of it, or saw the
-            // frontier pass it. When the input ends, checkpoints beyond it are not saved.
+            // frontier pass it. When the input ends before a due epoch, the state is saved as final.
             let mut known: Option<u64> = None;
 
             move |(input, frontier), (truncs, tfrontier), output| {
@@ -1283,7 +1290,10 @@ where
                         let c = *b.time();
                         if open.is_none_or(|o| o > c) && next.is_none_or(|n| n > c) {
                             if open.is_none() && known.is_none_or(|k| c > k) {
-                                // The input ended before `c` (as far as this worker knows).
+                                // The input ended before `c` (as far as this worker knows):
+                                // the state is final, the state of `c` and of every later
+                                // due epoch.
+                                save(CheckpointSchedule::FINAL, &applier.state);
                                 barrier = None;
                             } else {
                                 save(c, &applier.state);

@@ -340,7 +340,7 @@ where
             });
             let mut stash = EpochStash::new();
             // The largest epoch this worker knows to exist: it applied data of it, or saw the
-            // frontier pass it. When the input ends, checkpoints beyond it are not saved.
+            // frontier pass it. When the input ends before a due epoch, the state is saved as final.
             let mut known: Option<u64> = None;
 
             move |(input, frontier), output| {
@@ -358,7 +358,9 @@ where
                         if open.is_none_or(|o| o > c) && stash.first_epoch().is_none_or(|n| n > c) {
                             // Stashed data (of an epoch > c) shows that the input went past c.
                             if open.is_none() && stash.is_empty() && known.is_none_or(|k| c > k) {
-                                barrier = None; // the input ended before `c`
+                                // The input ended before `c`: the state is final.
+                                save(CheckpointSchedule::FINAL, &state);
+                                barrier = None;
                             } else {
                                 save(c, &state);
                                 b.downgrade(&s.next_due(c + 1));

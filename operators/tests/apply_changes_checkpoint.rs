@@ -234,8 +234,19 @@ fn saved_states_match_the_reference_and_restore_at_any_worker_count() {
                     .collect();
                 assert_eq!(got, reference_keys(prefix(*c)), "state saved at epoch {c}");
             }
-            // Nothing is saved for an epoch that is not due, or past the last epoch.
-            assert!(saved.keys().all(|e| (e + 1) % every == 0 && *e < n));
+            // When the input ends, every worker saves its final state once more: the state of
+            // the whole stream (that of every later due epoch).
+            let last = &saved[&CheckpointSchedule::FINAL];
+            assert_eq!(last.len(), workers, "workers that saved the final state");
+            let got: KeyTable = union(last)
+                .into_iter()
+                .map(|(k, s)| (k, (s.seq, s.deleted, s.fingerprint)))
+                .collect();
+            assert_eq!(got, reference_keys(&flat), "the final state");
+            // Nothing else is saved for an epoch that is not due, or past the last epoch.
+            assert!(saved
+                .keys()
+                .all(|e| *e == CheckpointSchedule::FINAL || ((e + 1) % every == 0 && *e < n)));
             // Restore from every checkpoint into another worker count, replay the rest.
             for c in due.iter().filter(|c| **c + 1 < n) {
                 let restored = union(&saved[c]);

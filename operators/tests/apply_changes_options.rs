@@ -632,7 +632,18 @@ fn checkpoints_hold_the_truncate_and_merged_rows_and_restore_at_any_worker_count
                 assert_eq!(as_reference(got, workers), want, "state saved at epoch {c}");
                 truncated_checkpoints += usize::from(want.truncated.is_some());
             }
-            assert!(saved.keys().all(|e| (e + 1) % every == 0 && *e < n));
+            // The final state, saved when the input ended, is the whole stream's.
+            let last = saved
+                .get(&CheckpointSchedule::FINAL)
+                .expect("the final state is saved");
+            let want = RefState {
+                table: Table::new(),
+                ..reference(prefix(n - 1), merge)
+            };
+            assert_eq!(as_reference(last, workers), want, "the final state");
+            assert!(saved
+                .keys()
+                .all(|e| *e == CheckpointSchedule::FINAL || ((e + 1) % every == 0 && *e < n)));
             // Restore from every checkpoint into another worker count, replay the rest.
             for c in due.iter().filter(|c| **c + 1 < n) {
                 let again = Run {

@@ -451,13 +451,28 @@ fn checkpoints_match_the_reference_and_restore_at_any_worker_count() {
             for (e, t) in tables(out, 0, n, Table::new()).iter().enumerate() {
                 assert_eq!(t, &reference(&prefix(e)), "epoch {e}");
             }
-            // Every due epoch was saved by every worker, with exactly the reference events;
-            // nothing else was saved.
+            // Every due epoch was saved by every worker, with exactly the reference events,
+            // and the final state when the input ended; nothing else was saved.
             let due: Vec<usize> = (0..n).filter(|e| (e + 1) % every as usize == 0).collect();
             assert_eq!(
-                saved.keys().map(|e| *e as usize).collect::<Vec<_>>(),
+                saved
+                    .keys()
+                    .filter(|e| **e != CheckpointSchedule::FINAL)
+                    .map(|e| *e as usize)
+                    .collect::<Vec<_>>(),
                 due,
                 "saved epochs"
+            );
+            let last = &saved[&CheckpointSchedule::FINAL];
+            assert_eq!(last.len(), workers, "workers that saved the final state");
+            let mut final_union = HistoryState::default();
+            for st in last.values() {
+                final_union.merge(st.clone());
+            }
+            assert_eq!(
+                events_of(&final_union),
+                reference_events(&prefix(n - 1)),
+                "the final state"
             );
             for c in &due {
                 let per_worker = &saved[&(*c as u64)];

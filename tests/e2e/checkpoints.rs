@@ -98,6 +98,62 @@ fn a_restart_replays_only_the_epochs_after_the_newest_checkpoint() {
     assert!(checkpoints(&p.lakehouse).values().all(|(_, c)| *c));
 }
 
+/// A source that ends long before the others (here in epoch 0) does not stop checkpoints: when
+/// its input ends, each worker saves its table's state once as final, and every later
+/// checkpoint takes it; a restart loads it and the small table stays exact.
+#[test]
+fn a_source_that_ends_early_does_not_stop_checkpoints() {
+    let p = prepared_with(4_300, &settings());
+    let vips = p.dir.path().join("vips.json");
+    let vip_lines: Vec<String> = p
+        .lines
+        .iter()
+        .filter(|l| !p.bad.contains(l))
+        .take(60)
+        .cloned()
+        .collect();
+    crate::restart::write_lines(&vips, &vip_lines);
+    let mut toml = std::fs::read_to_string(&p.pipeline).unwrap();
+    toml.push_str(&format!(
+        "\n[[source]]\nname = \"vips_cdc\"\nkind = \"files\"\npath = \"{}\"\n\n\
+         [[table]]\nname = \"vips\"\nfrom = \"vips_cdc\"\nkeys = [\"customer_id\"]\nsequence_by = \"__lsn\"\n",
+        vips.display()
+    ));
+    std::fs::write(&p.pipeline, toml).unwrap();
+    let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
+    abort_at(&args, "after_commit_before_manifest:8", p.dir.path());
+    assert_eq!(complete(&p.lakehouse), vec![2, 5]);
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(checkpoints(&p.lakehouse)[&5].0.join("MANIFEST.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["tables"]["vips"]["buckets"], 4);
+
+    let stderr = restart(&p.args, "3", p.dir.path());
+    assert!(
+        stderr.contains("operator state restored from the checkpoint of epoch 5"),
+        "{stderr}"
+    );
+    check_lakehouse(&p.lakehouse, std::slice::from_ref(&p.input), &p.bad);
+    let model = tidewater_connectors::generator::reference_apply(
+        vip_lines.iter().map(|l| l.as_bytes()),
+        &["customer_id"],
+        "__lsn",
+    );
+    let expected = tidewater_e2e::canonical(&tidewater_e2e::reference_rows(&model));
+    assert!(expected.len() > 20);
+    assert_eq!(
+        tidewater_e2e::canonical(
+            &tidewater_e2e::deltalake_rows(&p.lakehouse.join("vips"), None).unwrap()
+        ),
+        expected
+    );
+    // The restarted run's checkpoint 8 is complete too (its vips buckets from the final
+    // state of the restarted run, whose vips input was already read).
+    assert_eq!(complete(&p.lakehouse), vec![5, 8]);
+    assert!(checkpoints(&p.lakehouse).values().all(|(_, c)| *c));
+}
+
 #[test]
 fn changing_the_worker_count_redistributes_the_checkpointed_state() {
     let p = prepared_with(4_300, &settings());
