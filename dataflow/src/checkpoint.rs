@@ -172,18 +172,24 @@ fn bucket_path(dir: &Path, table: &str, bucket: u32) -> PathBuf {
 /// checksum checks, which then fall back to an older checkpoint or a full replay. An fsync per
 /// bucket file cost up to 0.1 s per checkpoint here (bench/RESULTS.md).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TidewaterError> {
-    let dir = path.parent().expect("a file in a directory");
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().expect("file name").to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    let tmp = temp_beside(path)?;
     let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
     drop(f);
     crate::failpoint::hit("checkpoint_write");
     fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// A unique temporary name in `path`'s directory (created if missing), to be renamed to
+/// `path` once its content is complete.
+fn temp_beside(path: &Path) -> Result<PathBuf, TidewaterError> {
+    let dir = path.parent().expect("a file in a directory");
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    Ok(dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().expect("file name").to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    )))
 }
 
 /// Encodes a bucket's state as a checkpoint file.
@@ -405,13 +411,7 @@ impl ManifestWriter {
 
 /// Puts the file `from` at `to` (a hard link, else a copy), atomically.
 fn link_or_copy(from: &Path, to: &Path) -> Result<(), TidewaterError> {
-    let dir = to.parent().expect("a file in a directory");
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        to.file_name().expect("file name").to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    let tmp = temp_beside(to)?;
     if fs::hard_link(from, &tmp).is_err() {
         fs::copy(from, &tmp).map_err(|e| io_err(from, e))?;
     }

@@ -363,21 +363,15 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     let (lo, hi) = (10_000u16, ephemeral_low.max(10_001));
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        ^ ((std::process::id() as u64) << 32)
-        | 1;
     let mut ports = Vec::new();
     for _ in 0..10_000 {
         if ports.len() == n {
             return Ok(ports);
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let port = lo + (seed % u64::from(hi - lo)) as u16;
+        // A v4 UUID is random from the OS's generator; the low 62 bits of its second half are
+        // all random (its version and variant bits lie elsewhere).
+        let random = uuid::Uuid::new_v4().as_u64_pair().1;
+        let port = lo + (random % u64::from(hi - lo)) as u16;
         if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             ports.push(port);
         }
