@@ -55,7 +55,7 @@ fn int_of(k: &Key) -> i64 {
 }
 
 fn seq_int(s: &Seq) -> i64 {
-    match s.0 {
+    match s.datum() {
         Datum::Int(i) => i,
         _ => unreachable!("integer sequences in this benchmark"),
     }
@@ -73,7 +73,7 @@ fn state(n: u64) -> ApplyState<Key, Seq> {
         st.keys.insert(
             key_of(i),
             KeyState::new(
-                Seq(Datum::Int(24_000_000 + i * 7)),
+                Seq::new(Datum::Int(24_000_000 + i * 7)),
                 deleted,
                 x,
                 if deleted { (i % 50) as u64 } else { 0 },
@@ -113,7 +113,7 @@ fn flat_of(st: &ApplyState<Key, Seq>) -> Vec<Flat> {
 fn from_flat(f: &Flat) -> (Key, KeyState<Seq>) {
     (
         key_of(f.0),
-        KeyState::new(Seq(Datum::Int(f.1)), f.3, f.2, f.4),
+        KeyState::new(Seq::new(Datum::Int(f.1)), f.3, f.2, f.4),
     )
 }
 

@@ -45,6 +45,7 @@ use tidewater_operators::{
 use tracing::{info, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::spill::RowRef;
 use crate::table::TablePlan;
 use crate::{Key, Seq, TidewaterError};
 
@@ -88,6 +89,9 @@ struct BucketStateRef<'a> {
 pub enum TableState<'a> {
     /// SCD type 1 (`ApplyChanges`).
     Scd1(&'a ApplyState<Key, Seq, PackedRow>),
+    /// SCD type 1 whose rows are spilled ([`RowRef`]s; no IGNORE NULL UPDATES, so the state
+    /// holds no rows and is saved exactly like [`TableState::Scd1`]).
+    Scd1Spilled(&'a ApplyState<Key, Seq, RowRef>),
     /// SCD type 2 (`ApplyHistory`).
     Scd2(&'a HistoryState<Key, Seq, PackedRow>),
 }
@@ -251,6 +255,7 @@ pub fn save_worker_state(
     let owned = |b: u32| b as usize % peers == index;
     let truncated = match &state {
         TableState::Scd1(st) => st.truncated.as_ref(),
+        TableState::Scd1Spilled(st) => st.truncated.as_ref(),
         TableState::Scd2(_) => None,
     };
     let mut buckets: BTreeMap<u32, BucketStateRef<'_>> = (0..plan.buckets)
@@ -291,6 +296,15 @@ pub fn save_worker_state(
             for (k, m) in &st.merged {
                 at!(k).merged.push((k, m));
             }
+        }
+        TableState::Scd1Spilled(st) => {
+            for (k, s) in &st.keys {
+                at!(k).keys.push((k, s));
+            }
+            for (e, k) in &st.tombstones {
+                at!(k).tombstones.push((*e, k));
+            }
+            debug_assert!(st.merged.is_empty(), "spilled tables keep no rows");
         }
         TableState::Scd2(st) => {
             for (k, h) in &st.keys {

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use tidewater_operators::{
     Step, Version, WatermarkGate,
 };
 use timely::communication::initialize::Config as CommConfig;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
@@ -50,6 +51,7 @@ use crate::source::{
     cutter, parse, plan_replay, sample_lines, settings_of, SharedPositions, SharedStats,
     TableRecord,
 };
+use crate::spill::{RowRef, RowSpill};
 use crate::table::{
     committed_bucket_files, gate_new_columns, late_columns, late_sink, parse_schema,
     quarantine_columns, quarantine_sink, table_sink, timestamp_at, BucketFile, LateRow,
@@ -560,9 +562,10 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                 // The table sink, for SCD1 rows (`Option<PackedRow>`) or SCD2 versions
                 // (`Vec<PackedRow>`).
                 macro_rules! sink {
-                    ($applied:expr) => {
+                    ($applied:expr, $spill:expr) => {
                         table_sink(
                             $applied,
+                            $spill,
                             new_columns,
                             plan.clone(),
                             table_columns.clone(),
@@ -614,7 +617,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                                 });
                             }
                         });
-                    sink!(versions)
+                    sink!(versions, None)
                 } else {
                     let initial = match restore.as_ref() {
                         Some(r) => checkpoint::load_worker_state(r, plan, peers, index)?,
@@ -629,32 +632,58 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         options = options.checkpoints(s);
                     }
                     let truncates = plan.truncates.is_some().then_some(truncates);
-                    let save = move |epoch, state: &ApplyState<Key, Seq, PackedRow>| {
-                        save(epoch, TableState::Scd1(state))
-                    };
-                    let applied = if plan.ignore_null_updates {
-                        let merge = (
-                            |row: &PackedRow| {
-                                row.iter()
-                                    .map(|d| !matches!(d, DatumRef::Null))
-                                    .collect::<Vec<bool>>()
-                            },
-                            compose_non_null,
-                        );
-                        changes.apply_changes_opts(
-                            truncates,
-                            route,
-                            options.ignore_null_updates(merge),
-                            initial,
-                            save,
-                        )
+                    let read_by_view = views.tables.contains_key(&plan.name);
+                    if cfg.pipeline.spill_rows && !plan.ignore_null_updates && !read_by_view {
+                        // The rows wait on disk, APPLY CHANGES keeps where they are.
+                        let spill = Rc::new(RowSpill::new(&plan.name, cfg.pipeline.spill_dir()));
+                        let refs =
+                            spill_rows(changes, route.clone(), spill.clone(), metrics.clone());
+                        let ApplyState {
+                            keys,
+                            tombstones,
+                            truncated,
+                            merged: _,
+                        } = initial;
+                        let initial = ApplyState {
+                            keys,
+                            tombstones,
+                            truncated,
+                            merged: Default::default(),
+                        };
+                        let save = move |epoch, state: &ApplyState<Key, Seq, RowRef>| {
+                            save(epoch, TableState::Scd1Spilled(state))
+                        };
+                        let applied =
+                            refs.apply_changes_opts(truncates, route, options, initial, save);
+                        sink!(applied, Some(spill))
                     } else {
-                        changes.apply_changes_opts(truncates, route, options, initial, save)
-                    };
-                    if views.tables.contains_key(&plan.name) {
-                        applied_of.insert(plan.name.clone(), applied.clone());
+                        let save = move |epoch, state: &ApplyState<Key, Seq, PackedRow>| {
+                            save(epoch, TableState::Scd1(state))
+                        };
+                        let applied = if plan.ignore_null_updates {
+                            let merge = (
+                                |row: &PackedRow| {
+                                    row.iter()
+                                        .map(|d| !matches!(d, DatumRef::Null))
+                                        .collect::<Vec<bool>>()
+                                },
+                                compose_non_null,
+                            );
+                            changes.apply_changes_opts(
+                                truncates,
+                                route,
+                                options.ignore_null_updates(merge),
+                                initial,
+                                save,
+                            )
+                        } else {
+                            changes.apply_changes_opts(truncates, route, options, initial, save)
+                        };
+                        if read_by_view {
+                            applied_of.insert(plan.name.clone(), applied.clone());
+                        }
+                        sink!(applied, None)
                     }
-                    sink!(applied)
                 };
                 to_commit.push(committed_msgs);
                 bad_streams.push(bad);
@@ -692,6 +721,7 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         view_changes(rows, view.clone(), restored.unwrap_or(0), metrics.clone());
                     to_commit.push(table_sink(
                         changes,
+                        None,
                         Vec::<Column>::new().to_stream(scope),
                         view.table.clone(),
                         view.columns().to_vec(),
@@ -878,6 +908,49 @@ fn saver(
 /// SCD type 2: how an upsert `v` changes the current version `cur` — with
 /// `ignore_null_updates` its nulls take `cur`'s values; if the tracked columns are unchanged
 /// the current version is updated in place, else a new version opens.
+/// Moves each change to the worker that owns its key (as APPLY CHANGES routes it) and
+/// appends an upsert's row to that worker's [`RowSpill`] of the change's epoch, passing on where
+/// it is instead of the row.
+fn spill_rows<'scope>(
+    changes: StreamVec<'scope, u64, Change<Key, Seq, PackedRow>>,
+    route: impl Fn(&Key) -> u64 + 'static,
+    spill: Rc<RowSpill>,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, u64, Change<Key, Seq, RowRef>> {
+    let pact = Exchange::new(move |c: &Change<Key, Seq, PackedRow>| route(&c.key));
+    changes.unary(pact, "SpillRows", move |_, _| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let Some(&epoch) = cap.least() else { return };
+                let Some(cap) = cap.retain_least(output.output_index()) else {
+                    return;
+                };
+                let mut session = output.session(&cap);
+                for batch in data {
+                    for c in batch.drain(..) {
+                        let value = match c.value {
+                            None => None,
+                            Some(row) => match spill.put(epoch, &row) {
+                                Ok(r) => Some(r),
+                                Err(e) => {
+                                    metrics.fail(e);
+                                    return;
+                                }
+                            },
+                        };
+                        session.give(Change {
+                            key: c.key,
+                            seq: c.seq,
+                            fingerprint: c.fingerprint,
+                            value,
+                        });
+                    }
+                }
+            });
+        }
+    })
+}
+
 fn history_step(plan: &TablePlan, cur: Option<&PackedRow>, v: &PackedRow) -> Step<PackedRow> {
     let Some(cur) = cur else {
         return Step::NewVersion(v.clone());
@@ -908,9 +981,9 @@ fn history_step(plan: &TablePlan, cur: Option<&PackedRow>, v: &PackedRow) -> Ste
 /// `__start_at` and `__end_at`.
 fn pack_version(v: Version<Seq, PackedRow>) -> PackedRow {
     let mut buf = v.value.as_bytes().to_vec();
-    v.start.0.encode_key(&mut buf);
+    v.start.datum().encode_key(&mut buf);
     match &v.end {
-        Some(end) => end.0.encode_key(&mut buf),
+        Some(end) => end.datum().encode_key(&mut buf),
         None => Datum::Null.encode_key(&mut buf),
     }
     PackedRow::from_encoded(&buf)

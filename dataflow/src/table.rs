@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::config::{OnViolation, PipelineConfig, SchemaEvolution, TableConfig};
 use crate::metrics::Metrics;
 use crate::source::SharedStats;
+use crate::spill::{RowRef, RowSpill};
 use crate::{Key, Seq, TidewaterError};
 
 /// Name of the quarantine table.
@@ -563,7 +565,7 @@ impl TablePlan {
         }
         if let Some(t) = &self.truncates {
             if t.eval_predicate(row) {
-                return Ok(Outcome::Truncate(Seq(seq.clone())));
+                return Ok(Outcome::Truncate(Seq::new(seq.clone())));
             }
         }
         buf.clear();
@@ -577,7 +579,7 @@ impl TablePlan {
             d.encode_key(buf);
         }
         let key = Key::from_slice(buf);
-        let seq = Seq(seq.clone());
+        let seq = Seq::new(seq.clone());
         let delete = match &self.deletes {
             Some(condition) => condition.eval_predicate(row),
             None => op == Op::Delete,
@@ -715,6 +717,62 @@ impl KeyRows for Vec<PackedRow> {
     }
 }
 
+/// What a keyed table's sink receives per key: the rows ([`KeyRows`]) or, from a table whose
+/// rows are spilled ([`RowSpill`]), where the row is; [`SinkRows::load`] turns one bucket's
+/// changes into rows when the sink rewrites the bucket.
+pub trait SinkRows: timely::ExchangeData {
+    /// The rows it loads as.
+    type Rows: KeyRows;
+    /// Whether the key has no rows (deleted).
+    fn is_gone(&self) -> bool;
+    /// The rows of one bucket's changes of `epoch`.
+    fn load(
+        changes: Vec<(Key, Self)>,
+        epoch: u64,
+        spill: Option<&RowSpill>,
+    ) -> Result<Vec<(Key, Self::Rows)>, String>;
+}
+
+macro_rules! rows_in_memory {
+    ($t:ty) => {
+        impl SinkRows for $t {
+            type Rows = $t;
+            fn is_gone(&self) -> bool {
+                self.rows().is_empty()
+            }
+            fn load(
+                changes: Vec<(Key, Self)>,
+                _: u64,
+                _: Option<&RowSpill>,
+            ) -> Result<Vec<(Key, Self)>, String> {
+                Ok(changes)
+            }
+        }
+    };
+}
+rows_in_memory!(Option<PackedRow>);
+rows_in_memory!(Vec<PackedRow>);
+
+impl SinkRows for Option<RowRef> {
+    type Rows = Option<PackedRow>;
+    fn is_gone(&self) -> bool {
+        self.is_none()
+    }
+    fn load(
+        changes: Vec<(Key, Self)>,
+        epoch: u64,
+        spill: Option<&RowSpill>,
+    ) -> Result<Vec<(Key, Option<PackedRow>)>, String> {
+        match spill {
+            Some(s) => s.load(epoch, changes),
+            None if changes.iter().all(|(_, r)| r.is_none()) => {
+                Ok(changes.into_iter().map(|(k, _)| (k, None)).collect())
+            }
+            None => Err("spilled rows without a row spill".into()),
+        }
+    }
+}
+
 /// The current file of a bucket: path relative to the table root, size, rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketFile {
@@ -750,8 +808,9 @@ pub fn bucket_of_file(path: &str) -> Option<u32> {
 /// go with the epoch's message, also for an epoch without changes here, unless the event log
 /// already holds the epoch (`log_resume`).
 #[allow(clippy::too_many_arguments)]
-pub fn table_sink<'scope, R: KeyRows>(
+pub fn table_sink<'scope, R: SinkRows>(
     changes: StreamVec<'scope, u64, (Key, R)>,
+    spill: Option<Rc<RowSpill>>,
     new_columns: StreamVec<'scope, u64, Column>,
     plan: Arc<TablePlan>,
     columns: Vec<Column>,
@@ -828,7 +887,7 @@ pub fn table_sink<'scope, R: KeyRows>(
                     let (mut upserted, mut deleted) = (0u64, 0u64);
                     let mut changes = changes;
                     for (_, value) in &changes {
-                        if value.rows().is_empty() {
+                        if value.is_gone() {
                             deleted += 1;
                         } else {
                             upserted += 1;
@@ -847,7 +906,14 @@ pub fn table_sink<'scope, R: KeyRows>(
                         while let Some((last, _)) = changes.last() {
                             let b = plan.bucket(last);
                             let start = changes.partition_point(|(k, _)| plan.bucket(k) > b);
-                            let bucket_changes = changes.split_off(start);
+                            let bucket_changes =
+                                match R::load(changes.split_off(start), epoch, spill.as_deref()) {
+                                    Ok(c) => c,
+                                    Err(e) => {
+                                        metrics.fail(e);
+                                        return;
+                                    }
+                                };
                             rewritten += 1;
                             match rewrite_bucket(
                                 &plan,
@@ -881,6 +947,9 @@ pub fn table_sink<'scope, R: KeyRows>(
                             "rewrote bucket files"
                         );
                     }
+                    if let Some(s) = &spill {
+                        s.release(epoch);
+                    }
                     let log_stats = log_resume.is_none_or(|r| epoch > r);
                     if !actions.is_empty() || (log_stats && !epoch_stats.is_empty()) {
                         output.session(&cap).give(CommitMsg {
@@ -903,7 +972,12 @@ pub fn table_sink<'scope, R: KeyRows>(
                 }
                 match (open, held.as_mut()) {
                     (Some(o), Some(h)) if *h.time() < o => h.downgrade(&o),
-                    (None, _) => held = None,
+                    (None, _) => {
+                        held = None;
+                        if let Some(s) = &spill {
+                            s.release(u64::MAX);
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -3,7 +3,9 @@
 
 use tidewater_connectors::generator::{reference_apply_file, write_file, BankGenConfig};
 use tidewater_e2e::python_reader::{py_read_log, py_read_table};
-use tidewater_e2e::{bank_pipeline, canonical, deltalake_rows, reference_rows, tidewater_ok};
+use tidewater_e2e::{
+    bank_pipeline, canonical, deltalake_rows, reference_rows, tidewater, tidewater_ok,
+};
 
 fn generated_input(dir: &std::path::Path) -> std::path::PathBuf {
     let input = dir.join("customers.json");
@@ -18,10 +20,15 @@ fn generated_input(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn check_run(run_args: &[&str]) {
+    check_run_with(run_args, "buckets = 8");
+}
+
+/// [`check_run`] with `extra` lines in `[pipeline]`.
+fn check_run_with(run_args: &[&str], extra: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = generated_input(dir.path());
     let lakehouse = dir.path().join("lakehouse");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, "buckets = 8");
+    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, extra);
     let mut args = run_args.to_vec();
     let p = pipeline.to_str().unwrap();
     args.insert(1, p);
@@ -125,6 +132,72 @@ fn two_processes_of_two_workers() {
         "2",
         "--exit-when-idle",
     ]);
+}
+
+/// The rows of an open epoch wait in the row spill instead of in memory: the same table, at
+/// 4 workers and as a 2-process cluster of 2 workers.
+#[test]
+fn rows_spilled_four_workers() {
+    check_run_with(
+        &["run", "--workers", "4", "--exit-when-idle"],
+        "buckets = 8\nspill_rows = true",
+    );
+}
+
+#[test]
+fn rows_spilled_two_processes_of_two_workers() {
+    check_run_with(
+        &[
+            "cluster",
+            "--processes",
+            "2",
+            "--workers",
+            "2",
+            "--exit-when-idle",
+        ],
+        "buckets = 8\nspill_rows = true",
+    );
+}
+
+/// The row spill in a directory given by `spill_dir`: the same table, and the spill's files
+/// are gone when the run ends.
+#[test]
+fn rows_spilled_in_a_given_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill");
+    check_run_with(
+        &["run", "--workers", "2", "--exit-when-idle"],
+        &format!(
+            "buckets = 8\nspill_rows = true\nspill_dir = {:?}",
+            spill.to_str().unwrap()
+        ),
+    );
+    // Unnamed files: the directory was made for them and is left empty.
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+}
+
+/// A spill directory that cannot be made stops the run with an error that names the spill
+/// and the table, and no table version is written.
+#[test]
+fn a_spill_directory_that_cannot_be_made_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_input(dir.path());
+    let lakehouse = dir.path().join("lakehouse");
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"a file").unwrap();
+    let extra = format!(
+        "buckets = 8\nspill_rows = true\nspill_dir = {:?}",
+        blocker.join("spill").to_str().unwrap()
+    );
+    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, &extra);
+    let out = tidewater(&["run", pipeline.to_str().unwrap(), "--exit-when-idle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("table `customers`: creating the row spill in"),
+        "{stderr}"
+    );
+    assert!(!lakehouse.join("customers").join("_delta_log").exists());
 }
 
 /// A cluster process whose hostfile address is taken stops before reading or writing anything,

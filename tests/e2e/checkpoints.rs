@@ -98,6 +98,46 @@ fn a_restart_replays_only_the_epochs_after_the_newest_checkpoint() {
     assert!(checkpoints(&p.lakehouse).values().all(|(_, c)| *c));
 }
 
+/// With the row spill, the state saved at a checkpoint holds no rows and restores like any
+/// other: a restart with the spill, and one more without it (the checkpoint's format is the
+/// same), end with exactly the tables of the model.
+#[test]
+fn checkpoints_of_a_spilling_table_restore_with_and_without_the_spill() {
+    let p = prepared_with(4_300, &format!("{}\nspill_rows = true", settings()));
+    let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
+    abort_at(&args, "after_commit_before_manifest:8", p.dir.path());
+    assert_eq!(complete(&p.lakehouse), vec![2, 5]);
+    let stderr = restart(&p.args, "2", p.dir.path());
+    assert!(
+        stderr.contains("operator state restored from the checkpoint of epoch 5"),
+        "{stderr}"
+    );
+    check_lakehouse(&p.lakehouse, std::slice::from_ref(&p.input), &p.bad);
+    assert_eq!(complete(&p.lakehouse), vec![5, 8]);
+    // The spill turned off, more input: restored from checkpoint 8 that the spilling run saved.
+    let text = std::fs::read_to_string(&p.pipeline).unwrap();
+    std::fs::write(
+        &p.pipeline,
+        text.replace("spill_rows = true", "spill_rows = false"),
+    )
+    .unwrap();
+    let (more, more_bad) = input_lines(1_500);
+    let rename = |l: &String| l.replace("\"broken\"", "\"broken2\"");
+    append_lines(&p.input, &more.iter().map(rename).collect::<Vec<_>>());
+    let stderr = restart(&p.args, "3", p.dir.path());
+    assert!(
+        stderr.contains("operator state restored from the checkpoint of epoch 8"),
+        "{stderr}"
+    );
+    let bad: Vec<String> = p
+        .bad
+        .iter()
+        .cloned()
+        .chain(more_bad.iter().map(rename))
+        .collect();
+    check_lakehouse(&p.lakehouse, std::slice::from_ref(&p.input), &bad);
+}
+
 /// A source that ends long before the others (here in epoch 0) does not stop checkpoints: when
 /// its input ends, each worker saves its table's state once as final, and every later
 /// checkpoint takes it; a restart loads it and the small table stays exact.

@@ -14,12 +14,8 @@ use crate::common::{cpu_seconds, peak_rss_bytes, print_report};
 pub const TABLE: &str = "customers";
 
 /// The pipeline file of the benchmark: one `files` source, one SCD type 1 table keyed by
-/// `customer_id` and sequenced by `__lsn`, epochs every second (defaults otherwise).
-pub fn pipeline_toml(input: &Path, lakehouse: &Path) -> String {
-    pipeline_toml_with(input, lakehouse, "")
-}
-
-/// [`pipeline_toml`] with `extra` lines in `[pipeline]` (other epoch or checkpoint settings).
+/// `customer_id` and sequenced by `__lsn`, epochs every second, and `extra` lines in
+/// `[pipeline]` (other epoch, checkpoint or spill settings; defaults otherwise).
 pub fn pipeline_toml_with(input: &Path, lakehouse: &Path, extra: &str) -> String {
     // TOML basic strings: escape backslashes and quotes of the paths.
     let q = |p: &Path| {
@@ -132,7 +128,7 @@ mod tests {
         let input = dir.path().join("in.jsonl");
         std::fs::write(&input, b"").unwrap();
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, pipeline_toml(&input, &dir.path().join("lh"))).unwrap();
+        std::fs::write(&path, pipeline_toml_with(&input, &dir.path().join("lh"), "")).unwrap();
         let cfg = PipelineConfig::load(&path).unwrap();
         assert_eq!(cfg.table[0].name, TABLE);
         assert_eq!(cfg.pipeline.commit_interval_ms, 1000);
