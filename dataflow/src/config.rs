@@ -155,8 +155,8 @@ pub struct PipelineSection {
     /// open (default `false`), so that an epoch's changed rows do not wait in memory: memory
     /// then grows with the keys, not with the rows an epoch changes (for tables whose changed
     /// rows per epoch do not fit in memory). Costs a write of every upsert's bytes to the page
-    /// cache and a read of each epoch's winning rows (in the `cdc-apply` benchmark: 20 % less
-    /// peak memory, 7–14 % more CPU; `bench/RESULTS.md`). Tables with IGNORE NULL UPDATES
+    /// cache and a read of each epoch's winning rows (in the `cdc-apply` benchmark: 12–25 % less
+    /// peak memory, 5–14 % less throughput; `bench/RESULTS.md`). Tables with IGNORE NULL UPDATES
     /// (which keep rows in their state) and tables that a view reads keep their rows in
     /// memory.
     #[serde(default = "default_spill_rows")]

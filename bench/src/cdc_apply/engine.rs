@@ -128,7 +128,11 @@ mod tests {
         let input = dir.path().join("in.jsonl");
         std::fs::write(&input, b"").unwrap();
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, pipeline_toml_with(&input, &dir.path().join("lh"), "")).unwrap();
+        std::fs::write(
+            &path,
+            pipeline_toml_with(&input, &dir.path().join("lh"), ""),
+        )
+        .unwrap();
         let cfg = PipelineConfig::load(&path).unwrap();
         assert_eq!(cfg.table[0].name, TABLE);
         assert_eq!(cfg.pipeline.commit_interval_ms, 1000);
