@@ -253,10 +253,20 @@ pub fn save_worker_state(
         return Ok(0);
     }
     let owned = |b: u32| b as usize % peers == index;
-    let truncated = match &state {
-        TableState::Scd1(st) => st.truncated.as_ref(),
-        TableState::Scd1Spilled(st) => st.truncated.as_ref(),
-        TableState::Scd2(_) => None,
+    // SCD type 1 (with rows in its state or spilled): keys, tombstones, merged rows, truncate.
+    let (scd1, truncated) = match &state {
+        TableState::Scd1(st) => (
+            Some((&st.keys, &st.tombstones, Some(&st.merged))),
+            st.truncated.as_ref(),
+        ),
+        TableState::Scd1Spilled(st) => {
+            debug_assert!(st.merged.is_empty(), "spilled tables keep no rows");
+            (
+                Some((&st.keys, &st.tombstones, None)),
+                st.truncated.as_ref(),
+            )
+        }
+        TableState::Scd2(_) => (None, None),
     };
     let mut buckets: BTreeMap<u32, BucketStateRef<'_>> = (0..plan.buckets)
         .filter(|b| owned(*b))
@@ -285,31 +295,20 @@ pub fn save_worker_state(
             buckets.get_mut(&bucket($k)?).expect("owned")
         };
     }
-    match state {
-        TableState::Scd1(st) => {
-            for (k, s) in &st.keys {
-                at!(k).keys.push((k, s));
-            }
-            for (e, k) in &st.tombstones {
-                at!(k).tombstones.push((*e, k));
-            }
-            for (k, m) in &st.merged {
-                at!(k).merged.push((k, m));
-            }
+    if let Some((keys, tombstones, merged)) = scd1 {
+        for (k, s) in keys {
+            at!(k).keys.push((k, s));
         }
-        TableState::Scd1Spilled(st) => {
-            for (k, s) in &st.keys {
-                at!(k).keys.push((k, s));
-            }
-            for (e, k) in &st.tombstones {
-                at!(k).tombstones.push((*e, k));
-            }
-            debug_assert!(st.merged.is_empty(), "spilled tables keep no rows");
+        for (e, k) in tombstones {
+            at!(k).tombstones.push((*e, k));
         }
-        TableState::Scd2(st) => {
-            for (k, h) in &st.keys {
-                at!(k).history.push((k, h));
-            }
+        for (k, m) in merged.into_iter().flatten() {
+            at!(k).merged.push((k, m));
+        }
+    }
+    if let TableState::Scd2(st) = state {
+        for (k, h) in &st.keys {
+            at!(k).history.push((k, h));
         }
     }
     let mut bytes = 0;

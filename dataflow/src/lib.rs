@@ -75,6 +75,12 @@ impl Seq {
         }
     }
 
+    /// Appends the datum's canonical encoding ([`Datum::encode_key`]).
+    pub fn encode_key(&self, out: &mut Vec<u8>) {
+        let mut tmp = Datum::Null;
+        self.as_datum(&mut tmp).encode_key(out);
+    }
+
     /// The value as a datum, borrowed when boxed (`tmp` holds an inline one).
     fn as_datum<'a>(&'a self, tmp: &'a mut Datum) -> &'a Datum {
         match &self.0 {
@@ -91,20 +97,20 @@ impl Seq {
     }
 }
 
-impl From<Datum> for Seq {
-    fn from(d: Datum) -> Seq {
-        Seq::new(d)
-    }
-}
-
 /// The serialized form of a [`Seq`] (that of the former `struct Seq(Datum)`).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename = "Seq")]
 struct SeqWire(Datum);
 
+/// [`SeqWire`] borrowing the datum (the same encoding).
+#[derive(Serialize)]
+#[serde(rename = "Seq")]
+struct SeqWireRef<'a>(&'a Datum);
+
 impl Serialize for Seq {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        SeqWire(self.datum()).serialize(s)
+        let mut tmp = Datum::Null;
+        SeqWireRef(self.as_datum(&mut tmp)).serialize(s)
     }
 }
 

@@ -905,9 +905,6 @@ fn saver(
     }
 }
 
-/// SCD type 2: how an upsert `v` changes the current version `cur` — with
-/// `ignore_null_updates` its nulls take `cur`'s values; if the tracked columns are unchanged
-/// the current version is updated in place, else a new version opens.
 /// Moves each change to the worker that owns its key (as APPLY CHANGES routes it) and
 /// appends an upsert's row to that worker's [`RowSpill`] of the change's epoch, passing on where
 /// it is instead of the row.
@@ -951,6 +948,9 @@ fn spill_rows<'scope>(
     })
 }
 
+/// SCD type 2: how an upsert `v` changes the current version `cur` — with
+/// `ignore_null_updates` its nulls take `cur`'s values; if the tracked columns are unchanged
+/// the current version is updated in place, else a new version opens.
 fn history_step(plan: &TablePlan, cur: Option<&PackedRow>, v: &PackedRow) -> Step<PackedRow> {
     let Some(cur) = cur else {
         return Step::NewVersion(v.clone());
@@ -981,9 +981,9 @@ fn history_step(plan: &TablePlan, cur: Option<&PackedRow>, v: &PackedRow) -> Ste
 /// `__start_at` and `__end_at`.
 fn pack_version(v: Version<Seq, PackedRow>) -> PackedRow {
     let mut buf = v.value.as_bytes().to_vec();
-    v.start.datum().encode_key(&mut buf);
+    v.start.encode_key(&mut buf);
     match &v.end {
-        Some(end) => end.datum().encode_key(&mut buf),
+        Some(end) => end.encode_key(&mut buf),
         None => Datum::Null.encode_key(&mut buf),
     }
     PackedRow::from_encoded(&buf)

@@ -763,13 +763,9 @@ impl SinkRows for Option<RowRef> {
         epoch: u64,
         spill: Option<&RowSpill>,
     ) -> Result<Vec<(Key, Option<PackedRow>)>, String> {
-        match spill {
-            Some(s) => s.load(epoch, changes),
-            None if changes.iter().all(|(_, r)| r.is_none()) => {
-                Ok(changes.into_iter().map(|(k, _)| (k, None)).collect())
-            }
-            None => Err("spilled rows without a row spill".into()),
-        }
+        spill
+            .ok_or("spilled rows without a row spill")?
+            .load(epoch, changes)
     }
 }
 

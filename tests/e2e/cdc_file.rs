@@ -19,16 +19,40 @@ fn generated_input(dir: &std::path::Path) -> std::path::PathBuf {
     input
 }
 
+/// A fresh directory with the generated input and a bank pipeline writing to `lakehouse/`,
+/// whose `[pipeline]` gets the lines `extra(directory)`.
+struct Setup {
+    dir: tempfile::TempDir,
+    input: std::path::PathBuf,
+    lakehouse: std::path::PathBuf,
+    pipeline: std::path::PathBuf,
+}
+
+fn setup(extra: impl FnOnce(&std::path::Path) -> String) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_input(dir.path());
+    let lakehouse = dir.path().join("lakehouse");
+    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, &extra(dir.path()));
+    Setup {
+        dir,
+        input,
+        lakehouse,
+        pipeline,
+    }
+}
+
 fn check_run(run_args: &[&str]) {
     check_run_with(run_args, "buckets = 8");
 }
 
 /// [`check_run`] with `extra` lines in `[pipeline]`.
 fn check_run_with(run_args: &[&str], extra: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated_input(dir.path());
-    let lakehouse = dir.path().join("lakehouse");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, extra);
+    let Setup {
+        dir: _dir,
+        input,
+        lakehouse,
+        pipeline,
+    } = setup(|_| extra.to_string());
     let mut args = run_args.to_vec();
     let p = pipeline.to_str().unwrap();
     args.insert(1, p);
@@ -82,10 +106,12 @@ fn check_run_with(run_args: &[&str], extra: &str) {
 
 #[test]
 fn a_second_run_on_an_unchanged_input_resumes_and_commits_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated_input(dir.path());
-    let lakehouse = dir.path().join("lakehouse");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, "buckets = 8");
+    let Setup {
+        dir: _dir,
+        lakehouse,
+        pipeline,
+        ..
+    } = setup(|_| "buckets = 8".into());
     let p = pipeline.to_str().unwrap();
     tidewater_ok(&["run", p, "--exit-when-idle"]);
     let table = lakehouse.join("customers");
@@ -180,16 +206,18 @@ fn rows_spilled_in_a_given_directory() {
 /// and the table, and no table version is written.
 #[test]
 fn a_spill_directory_that_cannot_be_made_is_an_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated_input(dir.path());
-    let lakehouse = dir.path().join("lakehouse");
-    let blocker = dir.path().join("not-a-dir");
-    std::fs::write(&blocker, b"a file").unwrap();
-    let extra = format!(
-        "buckets = 8\nspill_rows = true\nspill_dir = {:?}",
-        blocker.join("spill").to_str().unwrap()
-    );
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, &extra);
+    let Setup {
+        dir,
+        lakehouse,
+        pipeline,
+        ..
+    } = setup(|dir| {
+        format!(
+            "buckets = 8\nspill_rows = true\nspill_dir = {:?}",
+            dir.join("not-a-dir/spill").to_str().unwrap()
+        )
+    });
+    std::fs::write(dir.path().join("not-a-dir"), b"a file").unwrap();
     let out = tidewater(&["run", pipeline.to_str().unwrap(), "--exit-when-idle"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -204,10 +232,12 @@ fn a_spill_directory_that_cannot_be_made_is_an_error_naming_it() {
 /// with exit code 3 (which `tidewater cluster` answers by starting again on other ports).
 #[test]
 fn a_taken_cluster_port_is_exit_code_3_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated_input(dir.path());
-    let lakehouse = dir.path().join("lakehouse");
-    let pipeline = bank_pipeline(dir.path(), &input, &lakehouse, "buckets = 8");
+    let Setup {
+        dir,
+        lakehouse,
+        pipeline,
+        ..
+    } = setup(|_| "buckets = 8".into());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hostfile = dir.path().join("hosts.txt");
