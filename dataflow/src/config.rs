@@ -148,7 +148,7 @@ pub struct PipelineSection {
     /// retention / commit_interval_ms.
     #[serde(default = "default_tombstone_retention")]
     pub tombstone_retention: String,
-    /// Size of the blocks a file source is cut into for parallel parsing (default 4 MiB).
+    /// Size of the blocks a file source is cut into for parallel parsing (default 1 MiB).
     #[serde(default = "default_block_bytes")]
     pub block_bytes: u64,
     /// Spill the upserted rows of SCD type 1 tables to temporary files while their epoch is
@@ -194,7 +194,7 @@ fn default_tombstone_retention() -> String {
     "7d".into()
 }
 fn default_block_bytes() -> u64 {
-    4 << 20
+    1 << 20
 }
 fn default_spill_rows() -> bool {
     false

@@ -13,6 +13,7 @@ pub mod event_log;
 pub mod failpoint;
 pub mod kafka_source;
 pub mod key;
+pub mod memory;
 pub mod metrics;
 pub mod run;
 pub mod source;

@@ -653,6 +653,8 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
                         let save = move |epoch, state: &ApplyState<Key, Seq, RowRef>| {
                             save(epoch, TableState::Scd1Spilled(state))
                         };
+                        // (`SpillRows` moved each change to the worker of its key already.)
+                        let options = options.routed();
                         let applied =
                             refs.apply_changes_opts(truncates, route, options, initial, save);
                         sink!(applied, Some(spill))
@@ -832,7 +834,12 @@ pub fn run(cfg: PipelineConfig, opts: RunOptions) -> Result<RunSummary, Tidewate
             metrics.fail(e.to_string());
             return;
         }
+        let mut released = std::time::Instant::now();
         while !committed.done() {
+            if released.elapsed() >= crate::memory::RELEASE_EVERY {
+                crate::memory::release_free_memory();
+                released = std::time::Instant::now();
+            }
             if metrics.failed() {
                 // Operators keep the capabilities of epochs they did not finish (so nothing
                 // after the error is committed); drop the dataflows so the worker can end.

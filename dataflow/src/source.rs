@@ -1275,7 +1275,7 @@ pub fn parse<'scope>(
 }
 
 /// The size of the pieces a file block is read in (see [`BlockReader`]): the parse buffer of
-/// a worker stays this size plus a line, instead of a whole block (`block_bytes`, 4 MiB by
+/// a worker stays this size plus a line, instead of a whole block (`block_bytes`, 1 MiB by
 /// default); smaller pieces only add `read` calls.
 const READ_PIECE: usize = 512 << 10;
 

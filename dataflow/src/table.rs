@@ -880,6 +880,7 @@ pub fn table_sink<'scope, R: SinkRows>(
                         );
                     }
                     let epoch_stats = stats.borrow_mut().remove(&epoch).unwrap_or_default();
+                    crate::memory::release_free_memory();
                     let (mut upserted, mut deleted) = (0u64, 0u64);
                     let mut changes = changes;
                     for (_, value) in &changes {
@@ -924,6 +925,8 @@ pub fn table_sink<'scope, R: SinkRows>(
                                     if let Some(f) = file {
                                         files.insert(b, f);
                                     }
+                                    // (The bucket's rows, Arrow arrays and Parquet buffers.)
+                                    crate::memory::release_free_memory();
                                     actions.extend(acts);
                                     metrics.table_rows.fetch_add(delta, Ordering::Relaxed);
                                 }
@@ -946,6 +949,7 @@ pub fn table_sink<'scope, R: SinkRows>(
                     if let Some(s) = &spill {
                         s.release(epoch);
                     }
+                    crate::memory::release_free_memory();
                     let log_stats = log_resume.is_none_or(|r| epoch > r);
                     if !actions.is_empty() || (log_stats && !epoch_stats.is_empty()) {
                         output.session(&cap).give(CommitMsg {

@@ -96,7 +96,7 @@ use ahash::RandomState;
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
@@ -696,7 +696,7 @@ struct Applier<K: Eq + Hash, S, V, R, M> {
     /// before the epoch, and its new value (with IGNORE NULL UPDATES: `None`, the row is
     /// composed at the end of the epoch). A key's entry is found through its state's
     /// [`DirtyMark`] (one lookup per change, in the state's map).
-    dirty: Vec<(K, bool, Option<V>)>,
+    dirty: Dirty<K, V>,
     /// The generation of the marks of this epoch's entries (never 0).
     generation: u32,
     /// Keys of `dirty` whose state a truncate forgot (their marks went with it): their index.
@@ -747,7 +747,7 @@ where
     /// (only the first note of a key in an epoch keeps it), `None` for an advance without a
     /// visible change.
     fn record(
-        dirty: &mut Vec<(K, bool, Option<V>)>,
+        dirty: &mut Dirty<K, V>,
         orphans: &mut HashMap<K, u32, RandomState>,
         generation: u32,
         ks: &mut KeyState<S>,
@@ -757,7 +757,7 @@ where
     ) {
         if ks.mark.generation == generation {
             if let Some(v) = visible {
-                dirty[ks.mark.index as usize].2 = v;
+                dirty.set(ks.mark.index, v);
             }
             return;
         }
@@ -766,7 +766,7 @@ where
                 // Forgotten by a truncate earlier in the epoch, and back.
                 ks.mark = DirtyMark { generation, index };
                 if let Some(v) = visible {
-                    dirty[index as usize].2 = v;
+                    dirty.set(index, v);
                 }
                 return;
             }
@@ -776,9 +776,9 @@ where
             index: dirty.len() as u32,
         };
         match visible {
-            Some(v) => dirty.push((key, was_visible, v)),
+            Some(v) => dirty.push(key, was_visible, v),
             // Advanced without a visible change: counted, never emitted.
-            None => dirty.push((key, false, None)),
+            None => dirty.push(key, false, None),
         }
     }
 
@@ -837,14 +837,14 @@ where
                 return;
             }
             if ks.mark.generation == generation {
-                dirty[ks.mark.index as usize].2 = None;
+                dirty.set(ks.mark.index, None);
             } else {
                 *by_truncate += 1;
                 ks.mark = DirtyMark {
                     generation,
                     index: dirty.len() as u32,
                 };
-                dirty.push((k.clone(), true, None));
+                dirty.push(k.clone(), true, None);
             }
             if removed {
                 orphans.insert(k.clone(), ks.mark.index);
@@ -873,8 +873,11 @@ where
         self.change(epoch, key, &s, f, Some(v));
     }
 
-    /// The keys whose visible state changed in the epoch, with their rows.
-    fn drain_changed(&mut self) -> impl Iterator<Item = (K, Option<V>)> + '_ {
+    /// The keys whose visible state changed in the epoch, with their rows: the epoch's list
+    /// itself, filtered in place, so that it can go downstream as one container without a
+    /// copy (an epoch's changed keys can be most of the state, and the end of an epoch is when
+    /// the rows are written out, the peak of the memory use).
+    fn drain_changed(&mut self) -> Vec<(K, Option<V>)> {
         let Applier {
             state,
             dirty,
@@ -893,18 +896,51 @@ where
             }
         }
         orphans.clear();
-        // The list goes with the epoch (its memory is not kept for the next one: an epoch's
-        // changed keys can be most of the state, and the end of an epoch is when the rows are
-        // written out, the peak of the memory use).
-        std::mem::take(dirty)
-            .into_iter()
-            .filter_map(move |(k, was_visible, v)| {
-                let v = match merge {
-                    None => v,
-                    Some(m) => state.merged_row(m, &k),
-                };
-                (was_visible || v.is_some()).then_some((k, v))
-            })
+        let Dirty {
+            mut entries,
+            was_visible,
+        } = std::mem::take(dirty);
+        if let Some(m) = merge {
+            for (k, v) in &mut entries {
+                *v = state.merged_row(m, k);
+            }
+        }
+        let mut was_visible = was_visible.into_iter();
+        entries.retain(|(_, v)| was_visible.next().unwrap_or(false) || v.is_some());
+        entries
+    }
+}
+
+/// The keys whose state advanced in the epoch being applied, once each: the key and its new
+/// value (`None`: deleted, or not visible), and apart, whether the key was visible before
+/// the epoch (so that the list itself is what goes downstream).
+struct Dirty<K, V> {
+    entries: Vec<(K, Option<V>)>,
+    was_visible: Vec<bool>,
+}
+
+impl<K, V> Default for Dirty<K, V> {
+    fn default() -> Self {
+        Dirty {
+            entries: Vec::new(),
+            was_visible: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> Dirty<K, V> {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn push(&mut self, key: K, was_visible: bool, value: Option<V>) {
+        self.entries.push((key, value));
+        self.was_visible.push(was_visible);
+    }
+
+    /// Sets the value of the entry at `index`.
+    fn set(&mut self, index: u32, value: Option<V>) {
+        self.entries[index as usize].1 = value;
     }
 }
 
@@ -957,6 +993,10 @@ pub struct ApplyOptions<M = NoMerge> {
     /// changes advanced (one per key, however many of its changes the epoch had; changes that
     /// did not advance a key were stale, duplicates or superseded). Default `None`.
     pub on_epoch: Option<EpochCounter>,
+    /// The input is already where `route` sends it (an upstream operator exchanged it by the
+    /// same route): the operator takes it on the worker it is on instead of exchanging it
+    /// again. Default `false`.
+    pub routed: bool,
 }
 
 /// A callback `(epoch, keys advanced)` (see [`ApplyOptions::on_epoch`]).
@@ -977,6 +1017,7 @@ impl ApplyOptions {
             ignore_null_updates: None,
             checkpoints: None,
             on_epoch: None,
+            routed: false,
         }
     }
 }
@@ -989,6 +1030,7 @@ impl<M> ApplyOptions<M> {
             ignore_null_updates: Some(merge),
             checkpoints: self.checkpoints,
             on_epoch: self.on_epoch,
+            routed: self.routed,
         }
     }
 
@@ -1004,6 +1046,14 @@ impl<M> ApplyOptions<M> {
     pub fn checkpoints(self, schedule: CheckpointSchedule) -> Self {
         ApplyOptions {
             checkpoints: Some(schedule),
+            ..self
+        }
+    }
+
+    /// With input that is already routed (see [`ApplyOptions::routed`]).
+    pub fn routed(self) -> Self {
+        ApplyOptions {
+            routed: true,
             ..self
         }
     }
@@ -1106,6 +1156,7 @@ where
             ignore_null_updates: None::<NoMerge>,
             checkpoints: schedule,
             on_epoch: None,
+            routed: false,
         };
         apply_core(self, None, route, options, initial, save)
     }
@@ -1128,6 +1179,7 @@ where
             ignore_null_updates: options.ignore_null_updates.map(Nulls),
             checkpoints: options.checkpoints,
             on_epoch: options.on_epoch,
+            routed: options.routed,
         };
         apply_core(self, truncates, route, options, initial, save)
     }
@@ -1141,7 +1193,7 @@ fn apply_core<'scope, K, S, V, R, M, P, F>(
     route: P,
     options: ApplyOptions<M>,
     initial: ApplyState<K, S, R>,
-    mut save: F,
+    save: F,
 ) -> StreamVec<'scope, u64, (K, Option<V>)>
 where
     K: ExchangeData + Eq + Hash + Clone,
@@ -1152,18 +1204,44 @@ where
     P: Fn(&K) -> u64 + 'static,
     F: FnMut(u64, &ApplyState<K, S, R>) + 'static,
 {
-    let ApplyOptions {
-        retention_epochs,
-        ignore_null_updates: merge,
-        checkpoints: schedule,
-        on_epoch,
-    } = options;
     // Every worker applies every truncate to the keys it owns.
     let truncates = match truncates {
         Some(t) => t.broadcast(),
         None => empty(changes.scope()),
     };
-    let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
+    if options.routed {
+        apply_operator(changes, truncates, Pipeline, options, initial, save)
+    } else {
+        let pact = Exchange::new(move |c: &Change<K, S, V>| route(&c.key));
+        apply_operator(changes, truncates, pact, options, initial, save)
+    }
+}
+
+/// [`apply_core`] with the input's parallelization contract `pact`.
+fn apply_operator<'scope, K, S, V, R, M, F, Pact>(
+    changes: Stream<'scope, u64, Vec<Change<K, S, V>>>,
+    truncates: StreamVec<'scope, u64, S>,
+    pact: Pact,
+    options: ApplyOptions<M>,
+    initial: ApplyState<K, S, R>,
+    mut save: F,
+) -> StreamVec<'scope, u64, (K, Option<V>)>
+where
+    K: ExchangeData + Eq + Hash + Clone,
+    S: ExchangeData + Ord + Clone,
+    V: ExchangeData,
+    R: 'static,
+    M: KeepRows<V, R> + 'static,
+    F: FnMut(u64, &ApplyState<K, S, R>) + 'static,
+    Pact: ParallelizationContract<u64, Vec<Change<K, S, V>>>,
+{
+    let ApplyOptions {
+        retention_epochs,
+        ignore_null_updates: merge,
+        checkpoints: schedule,
+        on_epoch,
+        routed: _,
+    } = options;
     changes.binary_frontier(
         truncates,
         pact,
@@ -1172,7 +1250,7 @@ where
         move |cap, _info| {
             let mut applier = Applier {
                 state: initial,
-                dirty: Vec::new(),
+                dirty: Dirty::default(),
                 generation: 1,
                 orphans: HashMap::default(),
                 merge,
@@ -1280,7 +1358,9 @@ where
                         if let Some(f) = &on_epoch {
                             (f.0)(epoch, (applier.dirty.len() - applier.by_truncate) as u64);
                         }
-                        output.session(&cap).give_iterator(applier.drain_changed());
+                        output
+                            .session(&cap)
+                            .give_container(&mut applier.drain_changed());
                         applier.state.expire_tombstones(epoch, retention_epochs);
                     }
                     let next = later.first_key_value().map(|(e, _)| *e);
@@ -1533,7 +1613,7 @@ mod option_tests {
     fn an_epochs_changed_keys_are_listed_once_across_truncates() {
         let mut a: Applier<u32, u32, u32, (), NoMerge> = Applier {
             state: ApplyState::default(),
-            dirty: Vec::new(),
+            dirty: Dirty::default(),
             generation: 1,
             orphans: HashMap::default(),
             merge: None,
@@ -1543,7 +1623,7 @@ mod option_tests {
         a.change(0, 1, &1, 0, Some(10));
         a.change(0, 2, &1, 0, Some(20));
         a.change(0, 3, &1, 0, None);
-        let mut out: Vec<_> = a.drain_changed().collect();
+        let mut out = a.drain_changed();
         out.sort();
         assert_eq!(out, vec![(1, Some(10)), (2, Some(20))]);
         // Epoch 1: 1 changes, a truncate at 5 forgets every key, then 1, 3 and 4 come back
@@ -1556,12 +1636,12 @@ mod option_tests {
         a.change(1, 3, &6, 0, Some(30));
         a.change(1, 4, &6, 0, Some(40));
         a.change(1, 2, &6, 0, None);
-        let keys: Vec<u32> = a.dirty.iter().map(|d| d.0).collect();
+        let keys: Vec<u32> = a.dirty.entries.iter().map(|d| d.0).collect();
         let mut unique = keys.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(keys.len(), unique.len(), "a key listed twice: {keys:?}");
-        let mut out: Vec<_> = a.drain_changed().collect();
+        let mut out = a.drain_changed();
         out.sort();
         assert_eq!(
             out,
@@ -1570,7 +1650,7 @@ mod option_tests {
         // Epoch 2: nothing is left over.
         assert!(a.orphans.is_empty());
         a.change(2, 4, &7, 0, Some(41));
-        assert_eq!(a.drain_changed().collect::<Vec<_>>(), vec![(4, Some(41))]);
+        assert_eq!(a.drain_changed(), vec![(4, Some(41))]);
     }
 
     #[test]

@@ -67,7 +67,13 @@ impl<D> EpochStash<D> {
                     .entry(*cap.time())
                     .or_insert_with(|| (cap, Vec::new()));
                 for batch in data {
-                    e.1.append(batch);
+                    if e.1.is_empty() {
+                        // The epoch's first batch is taken as it is (an upstream operator may
+                        // send a whole epoch as one container: no copy of it).
+                        std::mem::swap(&mut e.1, batch);
+                    } else {
+                        e.1.append(batch);
+                    }
                 }
             }
         });

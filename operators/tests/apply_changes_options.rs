@@ -19,7 +19,7 @@ use tidewater_operators::{
     ApplyChanges, ApplyOptions, ApplyState, Change, CheckpointSchedule, KeyState, MergedRow,
 };
 use timely::dataflow::operators::vec::Input;
-use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::operators::{Exchange, Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 type Row = [Option<u32>; 3];
@@ -216,6 +216,9 @@ struct Run<'a> {
     every: Option<u64>,
     /// Steps the workers after every `stepping`-th epoch (and at some others).
     stepping: usize,
+    /// The input is exchanged by the route before the operator, which is told so
+    /// ([`ApplyOptions::routed`]) and takes it where it is.
+    routed: bool,
 }
 
 impl Run<'_> {
@@ -228,7 +231,7 @@ impl Run<'_> {
         let out = Arc::new(Mutex::new(Vec::new()));
         let saved: Arc<Mutex<Saved>> = Arc::default();
         let (e2, o2, s2) = (epochs.clone(), out.clone(), saved.clone());
-        let (merge, every, stepping) = (self.merge, self.every, self.stepping);
+        let (merge, every, stepping, routed) = (self.merge, self.every, self.stepping, self.routed);
         timely::execute(timely::Config::process(self.workers), move |worker| {
             let index = worker.index();
             let peers = worker.peers();
@@ -260,11 +263,17 @@ impl Run<'_> {
                     first: start as u64,
                 }),
                 on_epoch: None,
+                routed,
             };
             worker.dataflow::<u64, _, _>(|scope| {
                 let truncates = scope.input_from(&mut truncs);
-                scope
-                    .input_from(&mut input)
+                let changes = scope.input_from(&mut input);
+                let changes = if routed {
+                    changes.exchange(|c: &Change<u32, u64, Row>| c.key as u64)
+                } else {
+                    changes
+                };
+                changes
                     .apply_changes_opts(
                         Some(truncates),
                         |k: &u32| *k as u64,
@@ -347,6 +356,11 @@ fn send(input: &mut InputHandleVec<u64, C>, truncs: &mut InputHandleVec<u64, u64
 /// Runs `stream` in epochs of `per_epoch` events and compares the table after every epoch
 /// with the reference.
 fn check(stream: &[Ev], workers: usize, per_epoch: usize, merge: bool) {
+    check_routed(stream, workers, per_epoch, merge, false)
+}
+
+/// [`check`], with the input exchanged before the operator if `routed`.
+fn check_routed(stream: &[Ev], workers: usize, per_epoch: usize, merge: bool, routed: bool) {
     let epochs: Vec<Vec<Ev>> = stream.chunks(per_epoch).map(|c| c.to_vec()).collect();
     let run = Run {
         epochs: &epochs,
@@ -354,6 +368,7 @@ fn check(stream: &[Ev], workers: usize, per_epoch: usize, merge: bool) {
         merge,
         every: None,
         stepping: 3,
+        routed,
     };
     let (tables, _) = run.go(0, Table::new(), SavedState::default());
     for (e, table) in tables.iter().enumerate() {
@@ -400,6 +415,16 @@ fn null_merge_matches_the_reference_at_1_2_and_4_workers() {
 }
 
 #[test]
+fn input_routed_upstream_matches_the_reference_at_1_2_and_4_workers() {
+    for (seed, merge) in [(20, false), (21, true)] {
+        let stream = random_stream(seed, 2_000, 150, true, merge);
+        for workers in [1, 2, 4] {
+            check_routed(&stream, workers, 200, merge, true);
+        }
+    }
+}
+
+#[test]
 fn one_epoch_for_everything_and_one_event_per_epoch() {
     let stream = random_stream(99, 400, 30, true, true);
     for merge in [false, true] {
@@ -416,6 +441,7 @@ fn tables(epochs: Vec<Vec<Ev>>, workers: usize, merge: bool) -> Vec<Table> {
         merge,
         every: None,
         stepping: 1,
+        routed: false,
     };
     run.go(0, Table::new(), SavedState::default()).0
 }
@@ -548,6 +574,7 @@ fn permuted(
         merge,
         every: None,
         stepping: 2,
+        routed: false,
     };
     let (tables, _) = run.go(0, Table::new(), SavedState::default());
     prop_assert_eq!(tables.last().unwrap(), &expected);
@@ -615,6 +642,8 @@ fn checkpoints_hold_the_truncate_and_merged_rows_and_restore_at_any_worker_count
                 merge,
                 every: Some(every),
                 stepping,
+                // (Checkpoints and restores with input routed upstream too.)
+                routed: workers == 2,
             };
             let (tables, saved) = run.go(0, Table::new(), SavedState::default());
             for (e, t) in tables.iter().enumerate() {
