@@ -152,13 +152,12 @@ pub struct PipelineSection {
     #[serde(default = "default_block_bytes")]
     pub block_bytes: u64,
     /// Spill the upserted rows of SCD type 1 tables to temporary files while their epoch is
-    /// open (default `false`), so that an epoch's changed rows do not wait in memory: memory
-    /// then grows with the keys, not with the rows an epoch changes (for tables whose changed
-    /// rows per epoch do not fit in memory). Costs a write of every upsert's bytes to the page
-    /// cache and a read of each epoch's winning rows (in the `cdc-apply` benchmark: 12–25 % less
-    /// peak memory, 5–14 % less throughput; `bench/RESULTS.md`). Tables with IGNORE NULL UPDATES
-    /// (which keep rows in their state) and tables that a view reads keep their rows in
-    /// memory.
+    /// open (default `true`), so that an epoch's changed rows do not wait in memory: memory
+    /// then grows with the keys, not with the rows an epoch changes. Costs a write of every
+    /// upsert's bytes to the page cache and a read of each epoch's winning rows (in the
+    /// `cdc-apply` benchmark: 28 % less peak memory, 7–9 % less throughput; `bench/RESULTS.md`).
+    /// Tables with IGNORE NULL UPDATES (which keep rows in their state) and tables that a view
+    /// reads keep their rows in memory.
     #[serde(default = "default_spill_rows")]
     pub spill_rows: bool,
     /// Directory of the spill files (default: the system's temporary directory, `$TMPDIR`
@@ -197,7 +196,7 @@ fn default_block_bytes() -> u64 {
     1 << 20
 }
 fn default_spill_rows() -> bool {
-    false
+    true
 }
 
 /// The kind of a source.

@@ -160,18 +160,18 @@ fn two_processes_of_two_workers() {
     ]);
 }
 
-/// The rows of an open epoch wait in the row spill instead of in memory: the same table, at
-/// 4 workers and as a 2-process cluster of 2 workers.
+/// The rows of an open epoch wait in memory instead of in the row spill (the default): the
+/// same table, at 4 workers and as a 2-process cluster of 2 workers.
 #[test]
-fn rows_spilled_four_workers() {
+fn rows_in_memory_four_workers() {
     check_run_with(
         &["run", "--workers", "4", "--exit-when-idle"],
-        "buckets = 8\nspill_rows = true",
+        "buckets = 8\nspill_rows = false",
     );
 }
 
 #[test]
-fn rows_spilled_two_processes_of_two_workers() {
+fn rows_in_memory_two_processes_of_two_workers() {
     check_run_with(
         &[
             "cluster",
@@ -181,7 +181,7 @@ fn rows_spilled_two_processes_of_two_workers() {
             "2",
             "--exit-when-idle",
         ],
-        "buckets = 8\nspill_rows = true",
+        "buckets = 8\nspill_rows = false",
     );
 }
 
