@@ -155,7 +155,7 @@ pub struct PipelineSection {
     /// open (default `true`), so that an epoch's changed rows do not wait in memory: memory
     /// then grows with the keys, not with the rows an epoch changes. Costs a write of every
     /// upsert's bytes to the page cache and a read of each epoch's winning rows (in the
-    /// `cdc-apply` benchmark: 28 % less peak memory, 7–9 % less throughput; `bench/RESULTS.md`).
+    /// `cdc-apply` benchmark: 27 % less peak memory, 7–10 % less throughput; `bench/RESULTS.md`).
     /// Tables with IGNORE NULL UPDATES (which keep rows in their state) and tables that a view
     /// reads keep their rows in memory.
     #[serde(default = "default_spill_rows")]

@@ -1,4 +1,4 @@
-//! Handing the allocator's free pages back to the operating system at epoch boundaries.
+//! Handing the allocator's free pages back to the operating system while a run goes on.
 
 /// How often a worker hands free pages back while it runs.
 pub const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
