@@ -949,7 +949,6 @@ pub fn table_sink<'scope, R: SinkRows>(
                     if let Some(s) = &spill {
                         s.release(epoch);
                     }
-                    crate::memory::release_free_memory();
                     let log_stats = log_resume.is_none_or(|r| epoch > r);
                     if !actions.is_empty() || (log_stats && !epoch_stats.is_empty()) {
                         output.session(&cap).give(CommitMsg {

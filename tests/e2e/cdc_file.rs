@@ -131,9 +131,22 @@ fn one_worker() {
     check_run(&["run", "--exit-when-idle"]);
 }
 
+/// The arguments of a run at 4 workers.
+const FOUR_WORKERS: &[&str] = &["run", "--workers", "4", "--exit-when-idle"];
+
+/// The arguments of a local cluster of 2 processes of 2 workers.
+const TWO_PROCESSES_OF_TWO_WORKERS: &[&str] = &[
+    "cluster",
+    "--processes",
+    "2",
+    "--workers",
+    "2",
+    "--exit-when-idle",
+];
+
 #[test]
 fn four_workers() {
-    check_run(&["run", "--workers", "4", "--exit-when-idle"]);
+    check_run(FOUR_WORKERS);
 }
 
 #[test]
@@ -150,37 +163,20 @@ fn two_process_cluster() {
 
 #[test]
 fn two_processes_of_two_workers() {
-    check_run(&[
-        "cluster",
-        "--processes",
-        "2",
-        "--workers",
-        "2",
-        "--exit-when-idle",
-    ]);
+    check_run(TWO_PROCESSES_OF_TWO_WORKERS);
 }
 
 /// The rows of an open epoch wait in memory instead of in the row spill (the default): the
 /// same table, at 4 workers and as a 2-process cluster of 2 workers.
 #[test]
 fn rows_in_memory_four_workers() {
-    check_run_with(
-        &["run", "--workers", "4", "--exit-when-idle"],
-        "buckets = 8\nspill_rows = false",
-    );
+    check_run_with(FOUR_WORKERS, "buckets = 8\nspill_rows = false");
 }
 
 #[test]
 fn rows_in_memory_two_processes_of_two_workers() {
     check_run_with(
-        &[
-            "cluster",
-            "--processes",
-            "2",
-            "--workers",
-            "2",
-            "--exit-when-idle",
-        ],
+        TWO_PROCESSES_OF_TWO_WORKERS,
         "buckets = 8\nspill_rows = false",
     );
 }
